@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Import direction (see docs/architecture in README): Tensors <- Kernels/Checkpoints <- GPT2 <- Optimization/Training/Generation <- GPT2Kit <- gpt2kit
+let package = Package(
+    name: "GPT2Kit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "GPT2Kit", targets: ["GPT2Kit"]),
+        .executable(name: "gpt2kit", targets: ["gpt2kit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "Tensors"),
+        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"]),
+        .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib"]),
+        .target(name: "Tokenization"),
+        .target(name: "GPT2", dependencies: ["Tensors", "Kernels"]),
+        .target(name: "Optimization", dependencies: ["Tensors", "Kernels"]),
+        .target(name: "Training", dependencies: ["GPT2", "Optimization", "Tensors"]),
+        .target(name: "Generation", dependencies: ["GPT2", "Tensors"]),
+        .target(name: "GPT2Kit", dependencies: [
+            "Tensors", "Checkpoints", "Tokenization", "GPT2", "Optimization", "Training", "Generation",
+        ]),
+        .executableTarget(name: "gpt2kit", dependencies: [
+            "GPT2Kit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "TestSupport"]),
+        .testTarget(name: "GPT2Tests", dependencies: ["GPT2Kit", "TestSupport"]),
+        .testTarget(name: "GenerationTests", dependencies: ["GPT2Kit", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A block of raw bytes that tensors view: owned heap memory or a read-only memory-mapped file.
+///
+/// Storage is immutable once shared; `Tensor` copies on write.
+public final class ByteStorage: @unchecked Sendable {
+    /// Where the bytes live.
+    public enum Backing: Sendable { case heap, mapped }
+
+    public let baseAddress: UnsafeRawPointer?
+    public let byteCount: Int
+    public let backing: Backing
+    private let mappedLength: Int
+
+    /// Allocates `byteCount` zeroed bytes (64-byte aligned).
+    public init(zeroedByteCount byteCount: Int) {
+        precondition(byteCount >= 0, "negative byte count \(byteCount)")
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+        self.baseAddress = UnsafeRawPointer(p)
+        self.byteCount = byteCount
+        self.backing = .heap
+        self.mappedLength = 0
+    }
+
+    /// Copies `bytes` into new owned storage.
+    public convenience init(copying bytes: UnsafeRawBufferPointer) {
+        self.init(zeroedByteCount: bytes.count)
+        if bytes.count > 0, let src = bytes.baseAddress {
+            UnsafeMutableRawPointer(mutating: baseAddress!).copyMemory(from: src, byteCount: bytes.count)
+        }
+    }
+
+    /// Copies an array of bytes into new owned storage.
+    public convenience init(bytes: [UInt8]) {
+        self.init(zeroedByteCount: bytes.count)
+        bytes.withUnsafeBytes { src in
+            if src.count > 0 { UnsafeMutableRawPointer(mutating: self.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+        }
+    }
+
+    private init(mapped: UnsafeRawPointer?, length: Int) {
+        self.baseAddress = mapped
+        self.byteCount = length
+        self.backing = .mapped
+        self.mappedLength = length
+    }
+
+    /// Maps a whole file read-only. Returns nil and sets `errno` when the file cannot be opened or mapped.
+    public static func mapFile(atPath path: String) -> ByteStorage? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { errno = EISDIR; return nil }
+        let size = Int(st.st_size)
+        if size == 0 { return ByteStorage(mapped: nil, length: 0) }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        return ByteStorage(mapped: UnsafeRawPointer(p), length: size)
+    }
+
+    /// The bytes, valid while `self` is alive.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: byteCount) }
+
+    /// Mutable access for owned storage that is not yet shared. Precondition: heap-backed.
+    public var mutableBytes: UnsafeMutableRawBufferPointer {
+        precondition(backing == .heap, "mapped storage is read-only")
+        return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: baseAddress), count: byteCount)
+    }
+
+    deinit {
+        switch backing {
+        case .heap: UnsafeMutableRawPointer(mutating: baseAddress)?.deallocate()
+        case .mapped: if let p = baseAddress { munmap(UnsafeMutableRawPointer(mutating: p), mappedLength) }
+        }
+    }
+}

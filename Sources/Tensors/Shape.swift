@@ -1,0 +1,42 @@
+/// The dimensions of a row-major tensor.
+public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByArrayLiteral {
+    /// Sizes from outermost to innermost.
+    public var dims: [Int]
+
+    public init(_ dims: [Int]) { self.dims = dims }
+    public init(arrayLiteral elements: Int...) { self.dims = elements }
+
+    /// Number of dimensions.
+    public var rank: Int { dims.count }
+
+    /// Product of the dimensions (1 for a scalar), or nil when it overflows `Int` or a dimension is negative.
+    public var checkedElementCount: Int? {
+        var n = 1
+        for d in dims {
+            guard d >= 0 else { return nil }
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            n = p
+        }
+        return n
+    }
+
+    /// Product of the dimensions. Precondition: no overflow (use `checkedElementCount` on untrusted shapes).
+    public var elementCount: Int {
+        guard let n = checkedElementCount else { preconditionFailure("shape \(dims) overflows") }
+        return n
+    }
+
+    /// Row-major strides in elements.
+    public var contiguousStrides: [Int] {
+        var strides = [Int](repeating: 1, count: dims.count)
+        var acc = 1
+        for i in stride(from: dims.count - 1, through: 0, by: -1) {
+            strides[i] = acc
+            acc *= dims[i]
+        }
+        return strides
+    }
+
+    public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
+}

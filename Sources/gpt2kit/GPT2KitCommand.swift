@@ -1,0 +1,11 @@
+import ArgumentParser
+import GPT2Kit
+
+@main
+struct GPT2KitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpt2kit",
+        abstract: "Import, tokenize, fine-tune, export and sample GPT-2 models on the CPU.",
+        subcommands: []
+    )
+}
