@@ -1,0 +1,174 @@
+import Foundation
+
+/// One training sequence in transformers' convention: `labels` are the input ids with -100 where no loss is
+/// taken (context and padding); the model shifts them, so position t predicts `labels[t + 1]`.
+public struct TrainingExample: Sendable, Equatable, Codable {
+    public var inputIDs: [Int32]
+    public var labels: [Int32]
+
+    public init(inputIDs: [Int32], labels: [Int32]) {
+        precondition(inputIDs.count == labels.count, "\(inputIDs.count) ids, \(labels.count) labels")
+        self.inputIDs = inputIDs
+        self.labels = labels
+    }
+
+    /// The notebook's example: the context's labels masked to -100, the label's ids learned.
+    public init(contextIDs: [Int], labelIDs: [Int]) {
+        inputIDs = (contextIDs + labelIDs).map { Int32($0) }
+        labels = [Int32](repeating: ignoreIndex, count: contextIDs.count) + labelIDs.map { Int32($0) }
+    }
+
+    /// Plain language modelling: every token is a label.
+    public init(textIDs: [Int]) {
+        inputIDs = textIDs.map { Int32($0) }
+        labels = inputIDs
+    }
+
+    /// Number of positions whose shifted label counts toward the loss.
+    public var labelTokenCount: Int { labels.dropFirst().filter { $0 != ignoreIndex }.count }
+}
+
+/// The label value that takes no loss, as in PyTorch's `CrossEntropyLoss(ignore_index=-100)`.
+public let ignoreIndex: Int32 = -100
+
+/// One record of a JSONL training file.
+public enum TrainingRecord: Sendable, Equatable {
+    /// `{"context", "label"}` or `{"prompt", "completion"}`: loss on the second part only.
+    case pair(context: String, label: String)
+    /// `{"text"}`: loss on every token.
+    case text(String)
+}
+
+/// Which end of an over-long sequence to cut.
+public enum TruncationSide: String, Sendable, Codable, CaseIterable {
+    case left, right
+}
+
+/// Why training data was refused.
+public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatable {
+    case cannotRead(path: String, reason: String)
+    case invalidLine(path: String, line: Int, reason: String)
+    case empty(path: String)
+    case tooLong(path: String, line: Int, tokens: Int, limit: Int)
+    case noLabelTokens(path: String, line: Int)
+
+    public var description: String {
+        switch self {
+        case let .cannotRead(p, r): return "\(p): cannot read: \(r)"
+        case let .invalidLine(p, l, r): return "\(p):\(l): \(r)"
+        case let .empty(p): return "\(p): no training records"
+        case let .tooLong(p, l, n, m):
+            return "\(p):\(l): sequence of \(n) tokens is longer than n_positions \(m); pass --truncate left|right to cut it"
+        case let .noLabelTokens(p, l): return "\(p):\(l): no label tokens left to learn from"
+        }
+    }
+}
+
+extension TrainingRecord {
+    /// Reads a JSONL file of `{"context","label"}`, `{"prompt","completion"}` or `{"text"}` objects (blank lines skipped).
+    public static func readJSONL(path: String) throws -> [TrainingRecord] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw TrainingDataError.cannotRead(path: path, reason: error.localizedDescription)
+        }
+        var records: [TrainingRecord] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            let object: Any
+            do { object = try JSONSerialization.jsonObject(with: Data(line)) } catch {
+                throw TrainingDataError.invalidLine(path: path, line: lineNumber, reason: "not valid JSON")
+            }
+            guard let dict = object as? [String: Any] else {
+                throw TrainingDataError.invalidLine(path: path, line: lineNumber, reason: "not a JSON object")
+            }
+            func string(_ key: String) throws -> String? {
+                guard let v = dict[key] else { return nil }
+                guard let s = v as? String else {
+                    throw TrainingDataError.invalidLine(path: path, line: lineNumber, reason: "'\(key)' is not a string")
+                }
+                return s
+            }
+            if let c = try string("context") {
+                guard let l = try string("label") else {
+                    throw TrainingDataError.invalidLine(path: path, line: lineNumber, reason: "'context' without 'label'")
+                }
+                records.append(.pair(context: c, label: l))
+            } else if let p = try string("prompt") {
+                guard let c = try string("completion") else {
+                    throw TrainingDataError.invalidLine(path: path, line: lineNumber, reason: "'prompt' without 'completion'")
+                }
+                records.append(.pair(context: p, label: c))
+            } else if let t = try string("text") {
+                records.append(.text(t))
+            } else {
+                throw TrainingDataError.invalidLine(path: path, line: lineNumber,
+                                                    reason: "expected keys context+label, prompt+completion or text")
+            }
+        }
+        guard !records.isEmpty else { throw TrainingDataError.empty(path: path) }
+        return records
+    }
+
+    /// Tokenizes the record into an example, enforcing `maximumLength` (cutting `truncation`'s side when given).
+    public func example(encode: (String) -> [Int], maximumLength: Int, truncation: TruncationSide?,
+                        source: String = "<input>", line: Int = 0) throws -> TrainingExample {
+        var example: TrainingExample
+        switch self {
+        case let .pair(c, l): example = TrainingExample(contextIDs: encode(c), labelIDs: encode(l))
+        case let .text(t): example = TrainingExample(textIDs: encode(t))
+        }
+        if example.inputIDs.count > maximumLength {
+            guard let truncation else {
+                throw TrainingDataError.tooLong(path: source, line: line, tokens: example.inputIDs.count, limit: maximumLength)
+            }
+            switch truncation {
+            case .left:
+                example = TrainingExample(inputIDs: Array(example.inputIDs.suffix(maximumLength)),
+                                          labels: Array(example.labels.suffix(maximumLength)))
+            case .right:
+                example = TrainingExample(inputIDs: Array(example.inputIDs.prefix(maximumLength)),
+                                          labels: Array(example.labels.prefix(maximumLength)))
+            }
+        }
+        guard example.labelTokenCount > 0 else { throw TrainingDataError.noLabelTokens(path: source, line: line) }
+        return example
+    }
+}
+
+/// A right-padded batch in row-major (B, T) layout.
+public struct TrainingBatch: Sendable, Equatable {
+    public var batchSize: Int
+    public var sequenceLength: Int
+    public var inputIDs: [Int32]      // (B, T)
+    public var attentionMask: [Int32] // (B, T): 1 on tokens, 0 on padding
+    public var labels: [Int32]        // (B, T): -100 on context and padding
+
+    /// Right-pads `examples` to the longest one with `padTokenID` (labels -100, mask 0 on padding).
+    public init(examples: [TrainingExample], padTokenID: Int32) {
+        precondition(!examples.isEmpty, "empty batch")
+        batchSize = examples.count
+        sequenceLength = examples.map(\.inputIDs.count).max() ?? 0
+        inputIDs = []; attentionMask = []; labels = []
+        inputIDs.reserveCapacity(batchSize * sequenceLength)
+        for e in examples {
+            let pad = sequenceLength - e.inputIDs.count
+            inputIDs += e.inputIDs + [Int32](repeating: padTokenID, count: pad)
+            attentionMask += [Int32](repeating: 1, count: e.inputIDs.count) + [Int32](repeating: 0, count: pad)
+            labels += e.labels + [Int32](repeating: ignoreIndex, count: pad)
+        }
+    }
+
+    /// Whether every position is a real token (no mask needed).
+    public var isUnpadded: Bool { !attentionMask.contains(0) }
+
+    /// Number of positions whose shifted label counts toward the loss.
+    public var labelTokenCount: Int {
+        var n = 0
+        for b in 0..<batchSize {
+            for t in 1..<max(sequenceLength, 1) where labels[b * sequenceLength + t] != ignoreIndex { n += 1 }
+        }
+        return n
+    }
+}
