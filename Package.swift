@@ -36,7 +36,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation"],
+        .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels"],
                           path: "Benchmarks/GenerationBenchmark"),
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),

@@ -4,6 +4,7 @@
 import Foundation
 import GPT2
 import Generation
+import Kernels
 
 func argument(_ name: String, default value: Int) -> Int {
     let args = CommandLine.arguments
@@ -43,6 +44,29 @@ let prompt = (0..<promptLength).map { _ in Int(rng.next() % 50257) }
 
 func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
 
+if CommandLine.arguments.contains("--matmul") {
+    // decode-step matmuls alone: sgemm vs one sgemv per row
+    for (C, OC, layout) in [(768, 3072, MatMul.WeightLayout.inputMajor), (3072, 768, .inputMajor), (768, 50257, .outputMajor)] {
+        let w = FloatBuffer(count: C * OC), x = FloatBuffer(count: 3 * C), o = FloatBuffer(count: 3 * OC)
+        for i in 0..<(C * OC) { w.buffer[i] = Float(i % 7) * 0.01 }
+        for n in [1, 3] {
+            for (name, fewRows) in [("sgemm", false), ("sgemv", true)] {
+                var ts: [Double] = []
+                for _ in 0..<20 {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    if fewRows {
+                        MatMul.forwardFewRows(out: o.slice(0, n * OC), inp: x.slice(0, n * C).readOnly, weight: w.buffer.readOnly, bias: nil, N: n, C: C, OC: OC, layout: layout)
+                    } else {
+                        MatMul.forward(out: o.slice(0, n * OC), inp: x.slice(0, n * C).readOnly, weight: w.buffer.readOnly, bias: nil, N: n, C: C, OC: OC, layout: layout)
+                    }
+                    ts.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+                print(String(format: "%5d x %5d %@ N=%d %@: %.3f ms", C, OC, "\(layout)", n, name, median(ts)))
+            }
+        }
+    }
+    exit(0)
+}
 print("GPT-2 124M shape, random weights; prompt \(promptLength) tokens, \(newTokens) new tokens, median of \(repeats) runs")
 print("OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
 for (label, strategy) in [("greedy", DecodingStrategy.greedy), ("sample top-k 50", .sampling(SamplingOptions()))] {
