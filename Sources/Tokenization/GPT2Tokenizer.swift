@@ -1,0 +1,354 @@
+import Foundation
+
+/// GPT-2's byte-level BPE tokenizer, identical to the reference (transformers' `GPT2Tokenizer`,
+/// tiktoken's `gpt2`) on every input.
+///
+/// A value type and `Sendable`: share it freely across threads. Each `encode` call borrows a
+/// word cache from a pool, so repeated words are split by BPE only once per pool entry.
+///
+/// ```swift
+/// let tokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: "gpt2/"))
+/// let ids = tokenizer.encode("Harry Potter is a series of")   // [18308, 14179, 318, 257, 2168, 286]
+/// let text = try tokenizer.decode(ids)
+/// ```
+public struct GPT2Tokenizer: Sendable {
+    /// The end-of-text token's spelling.
+    public static let endOfText = "<|endoftext|>"
+
+    let model: BPEModel
+    /// Tokens matched in the text before BPE, longest first.
+    private var specialTokens: [SpecialToken] = []
+    /// `specialFirstBytes[b]` is true when some special token starts with byte `b`.
+    private var specialFirstBytes = [Bool](repeating: false, count: 256)
+    /// Bytes of added tokens whose ids lie past the BPE vocabulary.
+    private var addedTokenBytes: [Int: [UInt8]] = [:]
+    private let caches = CachePool()
+
+    /// The id of `<|endoftext|>` (50256 for GPT-2).
+    public let eosTokenID: Int
+    /// The number of ids: the BPE vocabulary plus added tokens (50257 for GPT-2).
+    public private(set) var vocabularySize: Int
+
+    struct SpecialToken: Sendable {
+        var bytes: [UInt8]
+        var id: Int
+    }
+
+    // MARK: Loading
+
+    /// Loads a folder holding `vocab.json` + `merges.txt`, or else `tokenizer.json`.
+    public init(folder: URL) throws {
+        let manager = FileManager.default
+        let vocab = folder.appendingPathComponent("vocab.json")
+        let merges = folder.appendingPathComponent("merges.txt")
+        let json = folder.appendingPathComponent("tokenizer.json")
+        if manager.fileExists(atPath: vocab.path), manager.fileExists(atPath: merges.path) {
+            try self.init(vocabURL: vocab, mergesURL: merges)
+        } else if manager.fileExists(atPath: json.path) {
+            try self.init(tokenizerJSON: json)
+        } else {
+            throw TokenizerError.missingTokenizerFiles(folder: folder.path)
+        }
+    }
+
+    /// Loads `vocab.json` and `merges.txt`; `<|endoftext|>` becomes a special token.
+    public init(vocabURL: URL, mergesURL: URL) throws {
+        let vocab = try Self.read(vocabURL)
+        let merges = try Self.read(mergesURL)
+        try self.init(vocabJSON: vocab, mergesText: merges,
+                      vocabName: vocabURL.lastPathComponent, mergesName: mergesURL.lastPathComponent)
+    }
+
+    /// Loads a transformers fast-tokenizer file: `model.vocab`, `model.merges` (strings
+    /// `"a b"` or pairs `["a", "b"]`) and `added_tokens`.
+    public init(tokenizerJSON url: URL) throws {
+        try self.init(tokenizerJSONData: try Self.read(url), name: url.lastPathComponent)
+    }
+
+    /// Builds a tokenizer from the bytes of `vocab.json` and `merges.txt`.
+    public init(vocabJSON: Data, mergesText: Data, vocabName: String = "vocab.json", mergesName: String = "merges.txt")
+        throws(TokenizerError)
+    {
+        let vocabulary = try TokenizerFiles.vocabulary(
+            try TokenizerFiles.jsonObject(vocabJSON, file: vocabName), file: vocabName, key: nil)
+        let merges = try TokenizerFiles.merges(text: mergesText, file: mergesName)
+        let model = try TokenizerFiles.model(vocabulary: vocabulary, merges: merges,
+                                             vocabularyFile: vocabName, mergesFile: mergesName)
+        guard let eos = vocabulary[Self.endOfText] else { throw .missingToken(Self.endOfText) }
+        self.model = model
+        self.eosTokenID = eos
+        self.vocabularySize = model.count
+        registerSpecial(bytes: Array(Self.endOfText.utf8), id: eos)
+    }
+
+    /// Builds a tokenizer from the bytes of a `tokenizer.json`.
+    public init(tokenizerJSONData data: Data, name: String = "tokenizer.json") throws(TokenizerError) {
+        let (model, added) = try TokenizerFiles.tokenizerJSON(data, file: name)
+        let endOfText = Array(Self.endOfText.utf8)
+        guard let eos = added.last(where: { $0.content == Self.endOfText })?.id ?? model.id(of: endOfText) else {
+            throw .missingToken(Self.endOfText)
+        }
+        self.model = model
+        self.vocabularySize = model.count
+        self.eosTokenID = eos
+        registerSpecial(bytes: endOfText, id: eos)
+        for (index, token) in added.enumerated() {
+            let bytes = Array(token.content.utf8)
+            if token.id < model.count {
+                guard model.bytes(of: token.id) == bytes else {
+                    throw .invalidKey(file: name, key: "added_tokens[\(index)].id",
+                                      expected: "the id model.vocab gives '\(token.content)'")
+                }
+            } else {
+                if let existing = addedTokenBytes[token.id], existing != bytes {
+                    throw .duplicateTokenID(file: name, id: token.id, first: String(decoding: existing, as: UTF8.self),
+                                            second: token.content)
+                }
+                addedTokenBytes[token.id] = bytes
+                vocabularySize = max(vocabularySize, token.id + 1)
+            }
+            registerSpecial(bytes: bytes, id: token.id)
+        }
+    }
+
+    private static func read(_ url: URL) throws -> Data {
+        do {
+            return try Data(contentsOf: url)
+        } catch {
+            throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
+        }
+    }
+
+    private mutating func registerSpecial(bytes: [UInt8], id: Int) {
+        if let index = specialTokens.firstIndex(where: { $0.bytes == bytes }) {
+            specialTokens[index].id = id
+            return
+        }
+        specialTokens.append(SpecialToken(bytes: bytes, id: id))
+        specialTokens.sort { $0.bytes.count > $1.bytes.count }
+        specialFirstBytes[Int(bytes[0])] = true
+    }
+
+    // MARK: Vocabulary
+
+    /// Adds tokens that are matched in the text before BPE (as transformers' `add_tokens`).
+    ///
+    /// A token already in the vocabulary keeps its id; a new one gets the next free id
+    /// (`[PAD]` becomes 50257 for GPT-2). Returns each token's id, in order.
+    @discardableResult
+    public mutating func addTokens(_ tokens: [String]) throws(TokenizerError) -> [Int] {
+        var ids: [Int] = []
+        for token in tokens {
+            guard !token.isEmpty else { throw TokenizerError.emptyAddedToken }
+            let bytes = Array(token.utf8)
+            let id: Int
+            if let existing = tokenID(for: token) {
+                id = existing
+            } else {
+                id = vocabularySize
+                addedTokenBytes[id] = bytes
+                vocabularySize += 1
+            }
+            registerSpecial(bytes: bytes, id: id)
+            ids.append(id)
+        }
+        return ids
+    }
+
+    /// The id of a whole token: an added/special token by its text, or a vocabulary token by the
+    /// text its bytes spell (`" the"` → 262).
+    public func tokenID(for token: String) -> Int? {
+        let bytes = Array(token.utf8)
+        if let special = specialTokens.first(where: { $0.bytes == bytes }) { return special.id }
+        return model.id(of: bytes)
+    }
+
+    // MARK: Encoding
+
+    /// The ids of `text`.
+    ///
+    /// - Parameter allowSpecial: when true (the default, as transformers does), `<|endoftext|>`
+    ///   and added tokens written in the text become their ids; when false every byte is plain
+    ///   text, as tiktoken's `encode_ordinary`.
+    public func encode(_ text: String, allowSpecial: Bool = true) -> [Int] {
+        let cache = caches.take()
+        defer { caches.give(cache) }
+        return encode(text, allowSpecial: allowSpecial, cache: cache)
+    }
+
+    /// The ids of each text, computed on up to `threadCount` threads (texts are split into
+    /// contiguous groups of about equal byte count). The result is in input order.
+    public func encode(batch texts: [String], allowSpecial: Bool = true, threadCount: Int = 2) -> [[Int]] {
+        let workers = max(1, min(threadCount, texts.count))
+        if workers == 1 { return texts.map { encode($0, allowSpecial: allowSpecial) } }
+        var bounds = [0]
+        let total = texts.reduce(0) { $0 + $1.utf8.count }
+        var running = 0
+        for (index, text) in texts.enumerated() where bounds.count < workers {
+            running += text.utf8.count
+            if running * workers >= total * bounds.count, index + 1 < texts.count { bounds.append(index + 1) }
+        }
+        bounds.append(texts.count)
+        let results = UnsafeMutablePointer<[Int]>.allocate(capacity: texts.count)
+        results.initialize(repeating: [], count: texts.count)
+        defer {
+            results.deinitialize(count: texts.count)
+            results.deallocate()
+        }
+        let output = SendablePointer(results)
+        let groups = bounds.count - 1
+        let groupBounds = bounds
+        DispatchQueue.concurrentPerform(iterations: groups) { group in
+            let cache = caches.take()
+            defer { caches.give(cache) }
+            for index in groupBounds[group]..<groupBounds[group + 1] {
+                output.pointer[index] = encode(texts[index], allowSpecial: allowSpecial, cache: cache)
+            }
+        }
+        return Array(UnsafeBufferPointer(start: results, count: texts.count))
+    }
+
+    private func encode(_ text: String, allowSpecial: Bool, cache: WordCache) -> [Int] {
+        var text = text
+        var output: [Int] = []
+        output.reserveCapacity(text.utf8.count / 4 + 1)
+        text.withUTF8 { buffer in
+            guard allowSpecial, !specialTokens.isEmpty, let base = buffer.baseAddress else {
+                model.encodeOrdinary(buffer, 0..<buffer.count, cache: cache, into: &output)
+                return
+            }
+            var segmentStart = 0
+            var i = 0
+            let count = buffer.count
+            while i < count {
+                if specialFirstBytes[Int(base[i])], let match = matchSpecial(base + i, count - i) {
+                    model.encodeOrdinary(buffer, segmentStart..<i, cache: cache, into: &output)
+                    output.append(match.id)
+                    i += match.bytes.count
+                    segmentStart = i
+                } else {
+                    i += 1
+                }
+            }
+            model.encodeOrdinary(buffer, segmentStart..<count, cache: cache, into: &output)
+        }
+        return output
+    }
+
+    @inline(never)
+    private func matchSpecial(_ start: UnsafePointer<UInt8>, _ available: Int) -> SpecialToken? {
+        candidates: for token in specialTokens where token.bytes.count <= available {
+            for (offset, byte) in token.bytes.enumerated() where start[offset] != byte { continue candidates }
+            return token
+        }
+        return nil
+    }
+
+    // MARK: Decoding
+
+    /// The bytes the ids spell, concatenated.
+    public func decodeBytes(_ ids: some Sequence<Int>) throws(TokenizerError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(ids.underestimatedCount * 4)
+        let vocabularyCount = model.count
+        try model.tokenBytes.withUnsafeBufferPointer { (arena) throws(TokenizerError) in
+            try model.tokenOffsets.withUnsafeBufferPointer { (offsets) throws(TokenizerError) in
+                for id in ids {
+                    if id >= 0, id < vocabularyCount {
+                        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: arena[Int(offsets[id])..<Int(offsets[id + 1])]))
+                    } else if let added = addedTokenBytes[id] {
+                        bytes.append(contentsOf: added)
+                    } else {
+                        throw TokenizerError.unknownTokenID(id)
+                    }
+                }
+            }
+        }
+        return bytes
+    }
+
+    /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
+    /// the reference's `errors="replace"` does.
+    public func decode(_ ids: some Sequence<Int>) throws(TokenizerError) -> String {
+        String(decoding: try decodeBytes(ids), as: UTF8.self)
+    }
+
+    /// Validates UTF-8 input (such as a file to tokenize), naming the first bad byte's offset.
+    public static func text(fromUTF8 bytes: some Collection<UInt8>) throws(TokenizerError) -> String {
+        let array = Array(bytes)
+        if let offset = UTF8Validation.firstInvalidOffset(array) { throw .invalidUTF8(offset: offset) }
+        return String(decoding: array, as: UTF8.self)
+    }
+}
+
+extension BPEModel {
+    /// Bytes of a vocabulary token.
+    func bytes(of id: Int) -> [UInt8] {
+        Array(tokenBytes[Int(tokenOffsets[id])..<Int(tokenOffsets[id + 1])])
+    }
+
+    /// The id of the vocabulary token spelled by `bytes`.
+    func id(of bytes: [UInt8]) -> Int? {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return nil }
+            return vocabulary.value(for: base, buffer.count, hash: PieceTable.hash(base, buffer.count)).map { Int($0) }
+        }
+    }
+}
+
+/// A pointer handed to worker threads that write disjoint elements.
+private struct SendablePointer<Element>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Element>
+    init(_ pointer: UnsafeMutablePointer<Element>) { self.pointer = pointer }
+}
+
+/// A thread-safe pool of word caches.
+final class CachePool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [WordCache] = []
+
+    func take() -> WordCache {
+        lock.lock()
+        defer { lock.unlock() }
+        return free.popLast() ?? WordCache()
+    }
+
+    func give(_ cache: WordCache) {
+        lock.lock()
+        defer { lock.unlock() }
+        if free.count < 8 { free.append(cache) }
+    }
+}
+
+/// Strict UTF-8 validation (no overlongs, surrogates or scalars past U+10FFFF).
+enum UTF8Validation {
+    /// The offset where the first invalid sequence starts, or `nil` if all is valid.
+    static func firstInvalidOffset(_ bytes: [UInt8]) -> Int? {
+        bytes.withUnsafeBufferPointer { b in
+            let n = b.count
+            var i = 0
+            while i < n {
+                let b0 = b[i]
+                if b0 < 0x80 { i += 1; continue }
+                let length: Int
+                var low: UInt8 = 0x80
+                var high: UInt8 = 0xBF
+                switch b0 {
+                case 0xC2...0xDF: length = 2
+                case 0xE0: length = 3; low = 0xA0
+                case 0xE1...0xEC, 0xEE...0xEF: length = 3
+                case 0xED: length = 3; high = 0x9F
+                case 0xF0: length = 4; low = 0x90
+                case 0xF1...0xF3: length = 4
+                case 0xF4: length = 4; high = 0x8F
+                default: return i
+                }
+                guard i + length <= n else { return i }
+                if b[i + 1] < low || b[i + 1] > high { return i }
+                for k in 2..<max(length, 2) where b[i + k] & 0xC0 != 0x80 { return i }
+                i += length
+            }
+            return nil
+        }
+    }
+}
