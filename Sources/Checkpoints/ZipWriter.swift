@@ -109,5 +109,5 @@ struct ZipWriter {
 extension [UInt8] {
     mutating func le16(_ v: Int) { let x = UInt16(truncatingIfNeeded: v); append(UInt8(x & 0xFF)); append(UInt8(x >> 8)) }
     mutating func le32(_ v: UInt32) { for i in 0 ..< 4 { append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-    mutating func le64(_ v: Int) { let x = UInt64(v); for i in 0 ..< 8 { append(UInt8(truncatingIfNeeded: x >> (8 * UInt64(i)))) } }
+    mutating func le64(_ v: Int) { let x = UInt64(bitPattern: Int64(v)); for i in 0 ..< 8 { append(UInt8(truncatingIfNeeded: x >> (8 * UInt64(i)))) } }
 }
