@@ -181,11 +181,13 @@ public enum TorchCheckpointReader {
         guard pickles.count == 1 else { throw .duplicateEntry(path: path, entry: pickles[1].name) }
         let prefix = String(pkl.name.dropLast(8))
         if let order = archive.entry(named: prefix + "byteorder") {
-            let text = String(decoding: try archive.contents(of: order).bytes, as: UTF8.self)
+            let text = String(decoding: try archive.contents(of: order).array, as: UTF8.self)
             guard text == "little" else { throw .unsupportedByteOrder(path: path, byteOrder: text) }
         }
         let data = try archive.contents(of: pkl)
-        let (top, _) = try Unpickler.load(data.bytes, path: path)
+        let top = try data.withUnsafeBytes { raw in
+            Result { () throws(TorchArchiveError) in try Unpickler.load(raw, path: path).value }
+        }.get()
         var cache: [String: Storage] = [:]
         return try stateDict(from: top, path: path) { (pid) throws(TorchArchiveError) -> Storage in
             let id = try storageID(pid, path: path)

@@ -26,10 +26,14 @@ public struct ZipArchive: Sendable {
         public var storage: ByteStorage
         public var byteOffset: Int
         public var byteCount: Int
-        /// The bytes, valid while `storage` is alive.
-        public var bytes: UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: storage.bytes[byteOffset ..< byteOffset + byteCount])
+        /// Calls `body` with the bytes, keeping the storage alive meanwhile.
+        public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            try withExtendedLifetime(storage) {
+                try body(UnsafeRawBufferPointer(rebasing: storage.bytes[byteOffset ..< byteOffset + byteCount]))
+            }
         }
+        /// A copy of the bytes.
+        public var array: [UInt8] { withUnsafeBytes { Array($0) } }
     }
 
     /// Largest accepted ratio of declared uncompressed to compressed size (deflate cannot exceed ~1032).
