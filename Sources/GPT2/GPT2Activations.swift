@@ -1,0 +1,79 @@
+import Kernels
+
+/// The forward activations of one (B, T) shape, as one allocation with a view per buffer (llm.c's
+/// `ActivationTensors`). Shapes use llm.c letters: N = B·T rows, F the MLP width, NH heads.
+///
+/// Per block `l` (layer input is `encoded` for l = 0, else block l−1's `residual3`):
+/// `ln1` (N, C), `ln1Mean`/`ln1Rstd` (N), `qkv` (N, 3C), `atty` (N, C) the heads' outputs before c_proj,
+/// `att` (B, NH, T, T) softmax probabilities, `attproj` (N, C) after c_proj and dropout,
+/// `residual2` (N, C), `ln2`, `ln2Mean`, `ln2Rstd`, `fch` (N, F) before the activation, `fchAct` (N, F),
+/// `fcproj` (N, C) after c_proj and dropout, `residual3` (N, C).
+struct ActivationTable {
+    enum Global: Int, CaseIterable { case encoded, lnf, lnfMean, lnfRstd, logits, logsumexp, losses, scratch }
+    enum Layer: Int, CaseIterable {
+        case ln1, ln1Mean, ln1Rstd, qkv, atty, att, attproj, residual2, ln2, ln2Mean, ln2Rstd, fch, fchAct, fcproj, residual3
+    }
+    /// Gradients of activations; shared by all blocks during backward.
+    enum Grad: Int, CaseIterable { case dlogits, dlnf, dresidual, dtemp, dln, dqkv, datty, dfch, dfchAct }
+
+    let B: Int, T: Int, C: Int, NH: Int, L: Int, V: Int, F: Int
+    private(set) var globalOffsets: [Int] = [], globalCounts: [Int] = []
+    private(set) var layerOffsets: [Int] = [], layerCounts: [Int] = []
+    private(set) var layerBase = 0, layerStride = 0, forwardCount = 0
+    private(set) var gradOffsets: [Int] = [], gradCounts: [Int] = [], gradCount = 0
+
+    init(config: GPT2Config, B: Int, T: Int) {
+        self.B = B; self.T = T; C = config.embeddingSize; NH = config.headCount; L = config.layerCount
+        V = config.vocabularySize; F = config.feedForwardSize
+        let N = B * T
+        var offset = 0
+        for g in Global.allCases {
+            let n: Int
+            switch g {
+            case .encoded, .lnf: n = N * C
+            case .lnfMean, .lnfRstd, .logsumexp, .losses: n = N
+            case .logits: n = N * V
+            case .scratch: n = Attention.scratchCount(T: T)
+            }
+            globalOffsets.append(offset); globalCounts.append(n); offset += n
+        }
+        layerBase = offset
+        var inLayer = 0
+        for a in Layer.allCases {
+            let n: Int
+            switch a {
+            case .ln1, .atty, .attproj, .residual2, .ln2, .fcproj, .residual3: n = N * C
+            case .ln1Mean, .ln1Rstd, .ln2Mean, .ln2Rstd: n = N
+            case .qkv: n = N * 3 * C
+            case .att: n = B * NH * T * T
+            case .fch, .fchAct: n = N * F
+            }
+            layerOffsets.append(inLayer); layerCounts.append(n); inLayer += n
+        }
+        layerStride = inLayer
+        forwardCount = offset + L * inLayer
+        var g = 0
+        for a in Grad.allCases {
+            let n: Int
+            switch a {
+            case .dlogits: n = N * V
+            case .dlnf, .dresidual, .dtemp, .dln, .datty: n = N * C
+            case .dqkv: n = N * 3 * C
+            case .dfch, .dfchAct: n = N * F
+            }
+            gradOffsets.append(g); gradCounts.append(n); g += n
+        }
+        gradCount = g
+    }
+
+    @inline(__always) func range(_ a: Global) -> Range<Int> {
+        globalOffsets[a.rawValue] ..< globalOffsets[a.rawValue] + globalCounts[a.rawValue]
+    }
+    @inline(__always) func range(layer l: Int, _ a: Layer) -> Range<Int> {
+        let s = layerBase + l * layerStride + layerOffsets[a.rawValue]
+        return s ..< s + layerCounts[a.rawValue]
+    }
+    @inline(__always) func range(_ a: Grad) -> Range<Int> {
+        gradOffsets[a.rawValue] ..< gradOffsets[a.rawValue] + gradCounts[a.rawValue]
+    }
+}

@@ -1,0 +1,74 @@
+import Tensors
+
+/// A `config.json` that cannot describe a GPT-2 model.
+public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The bytes are not a JSON object.
+    case invalidJSON(path: String?, reason: String)
+    /// A known key holds the wrong JSON type.
+    case wrongType(key: String, expected: String, found: String, path: String?)
+    /// A known key holds a value outside its domain.
+    case invalidValue(key: String, value: String, reason: String, path: String?)
+
+    public var description: String {
+        func at(_ p: String?) -> String { p.map { " in '\($0)'" } ?? "" }
+        switch self {
+        case let .invalidJSON(path, reason): return "config\(at(path)): \(reason)"
+        case let .wrongType(key, expected, found, path): return "config key '\(key)'\(at(path)): expected \(expected), found \(found)"
+        case let .invalidValue(key, value, reason, path): return "config key '\(key)'\(at(path)): \(value) \(reason)"
+        }
+    }
+}
+
+/// A state dict whose names or shapes do not match the GPT-2 parameter table.
+public enum StateDictError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// One tensor whose shape differs from the table's.
+    public struct ShapeMismatch: Equatable, Sendable {
+        public var name: String
+        public var expected: Shape
+        public var found: Shape
+    }
+
+    /// Every problem found while matching names: missing tensors, unexpected tensors, wrong shapes,
+    /// and tensors whose dtype is not floating point.
+    case mismatch(missing: [String], unexpected: [String], wrongShapes: [ShapeMismatch], nonFloat: [String])
+    /// `lm_head.weight` is present but differs from the embedding it is tied to.
+    case untiedOutputWeight(name: String, tiedTo: String)
+
+    public var description: String {
+        switch self {
+        case let .mismatch(missing, unexpected, wrongShapes, nonFloat):
+            var parts: [String] = []
+            if !missing.isEmpty { parts.append("missing tensors: " + missing.map { "'\($0)'" }.joined(separator: ", ")) }
+            if !unexpected.isEmpty { parts.append("unexpected tensors: " + unexpected.map { "'\($0)'" }.joined(separator: ", ")) }
+            for m in wrongShapes { parts.append("tensor '\(m.name)': expected \(m.expected), found \(m.found)") }
+            if !nonFloat.isEmpty { parts.append("tensors that are not floating point: " + nonFloat.map { "'\($0)'" }.joined(separator: ", ")) }
+            return "state dict does not match the GPT-2 parameter table: " + parts.joined(separator: "; ")
+        case let .untiedOutputWeight(name, tiedTo):
+            return "tensor '\(name)' differs from '\(tiedTo)', but GPT-2 ties them"
+        }
+    }
+}
+
+/// Model inputs that do not fit the model (ids from outside, shapes).
+public enum ModelInputError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A buffer's element count is not batch × sequence length.
+    case countMismatch(what: String, expected: Int, found: Int)
+    /// The sequence is longer than `n_positions`.
+    case sequenceTooLong(length: Int, maximum: Int)
+    /// An empty batch or sequence.
+    case emptyInput
+    /// A token id outside the vocabulary.
+    case tokenOutOfRange(index: Int, id: Int32, vocabularySize: Int)
+    /// A label that is neither -100 nor a token id.
+    case labelOutOfRange(index: Int, label: Int32, vocabularySize: Int)
+
+    public var description: String {
+        switch self {
+        case let .countMismatch(what, expected, found): return "\(what): expected \(expected) values, found \(found)"
+        case let .sequenceTooLong(length, maximum): return "sequence length \(length) exceeds n_positions \(maximum)"
+        case .emptyInput: return "batch size and sequence length must be positive"
+        case let .tokenOutOfRange(index, id, v): return "token id \(id) at index \(index) outside vocabulary of \(v)"
+        case let .labelOutOfRange(index, label, v): return "label \(label) at index \(index) is neither -100 nor inside vocabulary of \(v)"
+        }
+    }
+}

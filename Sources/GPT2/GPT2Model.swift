@@ -1,0 +1,291 @@
+import Kernels
+import Tensors
+
+/// GPT-2 with a language-model head tied to the token embedding (`GPT2LMHeadModel`): forward with loss,
+/// backward into one flat gradient buffer laid out like the parameters.
+///
+/// Typical step: `zeroGradients()`, `forward(… labels:, training: true)`, `backward()`, optimizer step on
+/// `parameters.storage` / `gradients`. Activations are allocated once per shape and reused; they grow
+/// only when a larger (B, T) arrives.
+public final class GPT2Model {
+    /// Hyper-parameters.
+    public let config: GPT2Config
+    /// The weights (one flat buffer).
+    public let parameters: GPT2Parameters
+    /// d(loss)/d(parameters), same layout as `parameters.storage`; `backward()` accumulates into it.
+    public let gradients: FloatBuffer
+    /// The MLP activation named by the config.
+    public let activation: Activation
+
+    /// Batch size of the last forward.
+    public private(set) var batchSize = 0
+    /// Sequence length of the last forward.
+    public private(set) var sequenceLength = 0
+    /// Mean loss of the last forward with labels.
+    public private(set) var lastLoss: Float?
+
+    private var table: ActivationTable?
+    private var acts: FloatBuffer?
+    private var gradActs: FloatBuffer?
+    private var ids: UnsafeMutablePointer<Int32>
+    private var idCapacity = 0
+    private var hasMask = false, hasTargets = false, targetCount = 0
+    private var wasTraining = false, seed: UInt64 = 0
+
+    /// A model over existing parameters (the config must be the one they were made for).
+    public init(parameters: GPT2Parameters) throws(ConfigError) {
+        try parameters.config.validate()
+        self.config = parameters.config
+        self.parameters = parameters
+        self.activation = try parameters.config.activation()
+        self.gradients = FloatBuffer(count: parameters.layout.totalCount)
+        self.ids = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    }
+
+    /// A model from a config and a state dict in any supported naming (see `GPT2Parameters.init(config:stateDict:)`).
+    public convenience init(config: GPT2Config, stateDict: StateDict) throws {
+        try config.validate()
+        try self.init(parameters: GPT2Parameters(config: config, stateDict: stateDict))
+    }
+
+    deinit { ids.deallocate() }
+
+    /// Parameter table (names, shapes, offsets).
+    public var layout: GPT2ParameterLayout { parameters.layout }
+
+    /// The gradient of the parameter named `name`, or nil.
+    public func gradient(named name: String) -> UnsafeMutableBufferPointer<Float>? {
+        layout.entry(named: name).map { gradients[$0.range] }
+    }
+
+    /// Sets every gradient to zero (once per optimizer step; `backward()` accumulates).
+    public func zeroGradients() { gradients.zero() }
+
+    // MARK: - Forward
+
+    /// Runs the model on `inputIDs` (B, T) and returns the mean cross-entropy when `labels` are given.
+    ///
+    /// - Parameters:
+    ///   - attentionMask: (B, T), 0 hides a (padding) key from every query, as transformers' `attention_mask`.
+    ///   - labels: (B, T) in `GPT2LMHeadModel` convention: the input ids with -100 where ignored. Position t
+    ///     is scored against `labels[t + 1]`; the loss is the mean over scored positions (NaN if none).
+    ///   - training: applies dropout with `dropoutSeed` (the same seed gives the same masks).
+    /// - Returns: the loss, or nil without labels. Logits are then readable through `withLogits`.
+    @discardableResult
+    public func forward(inputIDs: [Int32], batchSize B: Int, sequenceLength T: Int, attentionMask: [Int32]? = nil,
+                        labels: [Int32]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0) throws(ModelInputError) -> Float? {
+        let V = config.vocabularySize
+        guard B > 0, T > 0 else { throw .emptyInput }
+        guard T <= config.maxPositions else { throw .sequenceTooLong(length: T, maximum: config.maxPositions) }
+        let N = B * T
+        guard inputIDs.count == N else { throw .countMismatch(what: "input ids", expected: N, found: inputIDs.count) }
+        if let attentionMask, attentionMask.count != N { throw .countMismatch(what: "attention mask", expected: N, found: attentionMask.count) }
+        if let labels, labels.count != N { throw .countMismatch(what: "labels", expected: N, found: labels.count) }
+        for (i, id) in inputIDs.enumerated() where id < 0 || Int(id) >= V { throw .tokenOutOfRange(index: i, id: id, vocabularySize: V) }
+        if let labels {
+            for (i, l) in labels.enumerated() where l != CrossEntropy.ignoreIndex && (l < 0 || Int(l) >= V) {
+                throw .labelOutOfRange(index: i, label: l, vocabularySize: V)
+            }
+        }
+        prepare(B: B, T: T)
+        // ids: tokens (N) | targets (N) | key mask (N)
+        let tokens = UnsafeMutableBufferPointer(start: ids, count: N)
+        let targets = UnsafeMutableBufferPointer(start: ids + N, count: N)
+        let mask = UnsafeMutableBufferPointer(start: ids + 2 * N, count: N)
+        _ = tokens.update(from: inputIDs)
+        if let attentionMask { _ = mask.update(from: attentionMask) }
+        hasMask = attentionMask != nil
+        hasTargets = labels != nil
+        if let labels {
+            for b in 0..<B {
+                for t in 0..<T { targets[b * T + t] = t + 1 < T ? labels[b * T + t + 1] : CrossEntropy.ignoreIndex }
+            }
+        }
+        wasTraining = training
+        seed = dropoutSeed
+        runForward()
+        return lastLoss
+    }
+
+    /// Calls `body` with the logits of the last forward, (B, T, V) row-major.
+    public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        guard let table, let acts else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeBufferPointer(acts[table.range(.logits)]))
+    }
+
+    /// The logits of one position of the last forward (V floats), copied.
+    public func logits(batch b: Int, position t: Int) -> [Float] {
+        precondition(b < batchSize && t < sequenceLength, "position (\(b), \(t)) outside last forward (\(batchSize), \(sequenceLength))")
+        let V = config.vocabularySize
+        return withLogits { Array($0[(b * sequenceLength + t) * V ..< (b * sequenceLength + t + 1) * V]) }
+    }
+
+    private func prepare(B: Int, T: Int) {
+        let t = ActivationTable(config: config, B: B, T: T)
+        if acts == nil || (acts?.count ?? 0) < t.forwardCount { acts = FloatBuffer(count: t.forwardCount) }
+        if let g = gradActs, g.count < t.gradCount { gradActs = nil }
+        if idCapacity < 3 * B * T {
+            ids.deallocate()
+            ids = UnsafeMutablePointer<Int32>.allocate(capacity: 3 * B * T)
+            idCapacity = 3 * B * T
+        }
+        table = t
+        batchSize = B
+        sequenceLength = T
+    }
+
+    /// Attention scale of block `layer`: 1/√(head size) if `scale_attn_weights`, times 1/(layer+1) if
+    /// `scale_attn_by_inverse_layer_idx`.
+    public func attentionScale(layer: Int) -> Float {
+        var s: Float = 1
+        if config.scaleAttentionWeights { s /= Float(config.headSize).squareRoot() }
+        if config.scaleAttentionByInverseLayerIndex { s /= Float(layer + 1) }
+        return s
+    }
+
+    private func dropoutP(_ p: Double) -> Float { wasTraining ? Float(p) : 0 }
+
+    // Dropout sites: 0 embedding; per block 1 + 3l attention probabilities, 2 + 3l attention output, 3 + 3l MLP output.
+    private func siteSeed(_ site: Int) -> UInt64 { Dropout.siteSeed(seed, site: site) }
+
+    private func runForward() {
+        guard let tb = table, let A = acts else { return }
+        let B = tb.B, T = tb.T, C = tb.C, NH = tb.NH, L = tb.L, V = tb.V, F = tb.F, N = B * T
+        let P = parameters
+        let eps = Float(config.layerNormEpsilon)
+        let tokens = UnsafeBufferPointer(start: ids, count: N)
+        let mask: UnsafeBufferPointer<Int32>? = hasMask ? UnsafeBufferPointer(start: ids + 2 * N, count: N) : nil
+        func a(_ g: ActivationTable.Global) -> UnsafeMutableBufferPointer<Float> { A[tb.range(g)] }
+        func a(_ l: Int, _ x: ActivationTable.Layer) -> UnsafeMutableBufferPointer<Float> { A[tb.range(layer: l, x)] }
+        func w(_ g: GPT2ParameterLayout.GlobalTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(g)) }
+        func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
+
+        let encoded = a(.encoded) // (N, C)
+        Encoder.forward(out: encoded, tokens: tokens, wte: w(.wte), wpe: w(.wpe), B: B, T: T, C: C)
+        let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
+        if pEmbd > 0 { Dropout.forward(out: encoded, inp: encoded.readOnly, N: N * C, p: pEmbd, seed: siteSeed(0)) }
+        var residual = encoded.readOnly // (N, C)
+        for l in 0..<L {
+            let ln1 = a(l, .ln1), qkv = a(l, .qkv), atty = a(l, .atty), attproj = a(l, .attproj)
+            let residual2 = a(l, .residual2), ln2 = a(l, .ln2), fch = a(l, .fch), fchAct = a(l, .fchAct)
+            let fcproj = a(l, .fcproj), residual3 = a(l, .residual3)
+            LayerNorm.forward(out: ln1, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), inp: residual,
+                              weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
+            MatMul.forward(out: qkv, inp: ln1.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
+            Attention.forward(out: atty, att: a(l, .att), qkv: qkv.readOnly, keyMask: mask, scratch: a(.scratch),
+                              B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l),
+                              dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
+            MatMul.forward(out: attproj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
+            if pResid > 0 { Dropout.forward(out: attproj, inp: attproj.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l)) }
+            Residual.forward(out: residual2, a: residual, b: attproj.readOnly, N: N * C)
+            LayerNorm.forward(out: ln2, mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), inp: residual2.readOnly,
+                              weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
+            MatMul.forward(out: fch, inp: ln2.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
+            activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
+            MatMul.forward(out: fcproj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
+            if pResid > 0 { Dropout.forward(out: fcproj, inp: fcproj.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l)) }
+            Residual.forward(out: residual3, a: residual2.readOnly, b: fcproj.readOnly, N: N * C)
+            residual = residual3.readOnly
+        }
+        let lnf = a(.lnf)
+        LayerNorm.forward(out: lnf, mean: a(.lnfMean), rstd: a(.lnfRstd), inp: residual,
+                          weight: w(.lnfWeight), bias: w(.lnfBias), N: N, C: C, eps: eps)
+        // logits = lnf · wteᵀ   (N, V)
+        MatMul.forward(out: a(.logits), inp: lnf.readOnly, weight: w(.wte), bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
+        lastLoss = nil
+        targetCount = 0
+        if hasTargets {
+            let targets = UnsafeBufferPointer(start: ids + N, count: N)
+            let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: a(.logits).readOnly,
+                                                    targets: targets, N: N, V: V)
+            targetCount = count
+            lastLoss = count > 0 ? Float(sum / Double(count)) : .nan
+        }
+    }
+
+    // MARK: - Backward
+
+    /// Accumulates d(mean loss)/d(parameters) of the last forward into `gradients` (the tied wte receives
+    /// both the embedding's and the output layer's share). Precondition: the last forward had labels.
+    public func backward() {
+        precondition(hasTargets, "backward() needs a forward with labels")
+        guard let tb = table, let A = acts else { return }
+        if gradActs == nil { gradActs = FloatBuffer(count: tb.gradCount) }
+        guard let G = gradActs else { return }
+        let B = tb.B, T = tb.T, C = tb.C, NH = tb.NH, L = tb.L, V = tb.V, F = tb.F, N = B * T
+        let P = parameters, D = gradients
+        let tokens = UnsafeBufferPointer(start: ids, count: N)
+        let targets = UnsafeBufferPointer(start: ids + N, count: N)
+        let mask: UnsafeBufferPointer<Int32>? = hasMask ? UnsafeBufferPointer(start: ids + 2 * N, count: N) : nil
+        func a(_ g: ActivationTable.Global) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(A[tb.range(g)]) }
+        func a(_ l: Int, _ x: ActivationTable.Layer) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(A[tb.range(layer: l, x)]) }
+        func g(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> { G[tb.range(x)] }
+        func zeroed(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> {
+            let b = G[tb.range(x)]; b.update(repeating: 0); return b
+        }
+        func w(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(x)) }
+        func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
+        func dw(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float> { D[P.layout.range(x)] }
+        func dw(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float> { D[P.layout.range(layer: l, x)] }
+        guard targetCount > 0 else { return }
+
+        let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
+        let scratch = A[tb.range(.scratch)]
+        let dlogits = zeroed(.dlogits) // (N, V)
+        CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp), targets: targets,
+                              dlossScale: 1 / Float(targetCount), N: N, V: V)
+        let dlnf = zeroed(.dlnf) // (N, C)
+        MatMul.backward(dinp: dlnf, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnf), weight: w(.wte),
+                        N: N, C: C, OC: V, layout: .outputMajor)
+        let dres = zeroed(.dresidual) // (N, C): d(residual stream) flowing down
+        let lastResidual = L > 0 ? a(L - 1, .residual3) : a(.encoded)
+        LayerNorm.backward(dinp: dres, dweight: dw(.lnfWeight), dbias: dw(.lnfBias), dout: dlnf.readOnly, inp: lastResidual,
+                           weight: w(.lnfWeight), mean: a(.lnfMean), rstd: a(.lnfRstd), N: N, C: C)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let residual = l > 0 ? a(l - 1, .residual3) : a(.encoded)
+            // MLP: residual3 = residual2 + dropout(fchAct · Wproj + b)
+            var dproj = dres.readOnly
+            if pResid > 0 {
+                let t = zeroed(.dtemp)
+                Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l))
+                dproj = t.readOnly
+            }
+            let dfchAct = zeroed(.dfchAct) // (N, F)
+            MatMul.backward(dinp: dfchAct, dweight: dw(l, .fcProjWeight), dbias: dw(l, .fcProjBias), dout: dproj,
+                            inp: a(l, .fchAct), weight: w(l, .fcProjWeight), N: N, C: F, OC: C)
+            let dfch = zeroed(.dfch) // (N, F)
+            activation.backward(dinp: dfch, inp: a(l, .fch), dout: dfchAct.readOnly, N: N * F)
+            var dln = zeroed(.dln) // (N, C)
+            MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
+                            inp: a(l, .ln2), weight: w(l, .fcWeight), N: N, C: C, OC: F)
+            LayerNorm.backward(dinp: dres, dweight: dw(l, .ln2Weight), dbias: dw(l, .ln2Bias), dout: dln.readOnly,
+                               inp: a(l, .residual2), weight: w(l, .ln2Weight), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), N: N, C: C)
+            // attention: residual2 = residual + dropout(atty · Wproj + b)
+            dproj = dres.readOnly
+            if pResid > 0 {
+                let t = zeroed(.dtemp)
+                Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l))
+                dproj = t.readOnly
+            }
+            let datty = zeroed(.datty) // (N, C)
+            MatMul.backward(dinp: datty, dweight: dw(l, .attnProjWeight), dbias: dw(l, .attnProjBias), dout: dproj,
+                            inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C)
+            let dqkv = zeroed(.dqkv) // (N, 3C)
+            Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), att: a(l, .att), keyMask: mask, scratch: scratch,
+                               B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
+            dln = zeroed(.dln)
+            MatMul.backward(dinp: dln, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
+                            inp: a(l, .ln1), weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
+            LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln.readOnly,
+                               inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)
+        }
+        var dencoded = dres.readOnly
+        if pEmbd > 0 {
+            let t = zeroed(.dtemp)
+            Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pEmbd, seed: siteSeed(0))
+            dencoded = t.readOnly
+        }
+        Encoder.backward(dwte: dw(.wte), dwpe: dw(.wpe), dout: dencoded, tokens: tokens, B: B, T: T, C: C)
+        _ = g
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Kernels
+import Tensors
+
+/// All GPT-2 parameters in one flat Float allocation, laid out by `GPT2ParameterLayout`.
+public final class GPT2Parameters: @unchecked Sendable {
+    /// The hyper-parameters the layout was made for.
+    public let config: GPT2Config
+    /// Names, shapes and offsets.
+    public let layout: GPT2ParameterLayout
+    /// The floats (count `layout.totalCount`).
+    public let storage: FloatBuffer
+
+    /// Zero-filled parameters for `config`.
+    public init(config: GPT2Config) {
+        self.config = config
+        self.layout = GPT2ParameterLayout(config: config)
+        self.storage = FloatBuffer(count: layout.totalCount)
+    }
+
+    /// A global tensor's floats.
+    public func view(_ t: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float> { storage[layout.range(t)] }
+    /// A block tensor's floats.
+    public func view(layer: Int, _ t: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float> {
+        storage[layout.range(layer: layer, t)]
+    }
+    /// The floats of the parameter named `name` (Hugging Face name), or nil.
+    public func view(named name: String) -> UnsafeMutableBufferPointer<Float>? {
+        layout.entry(named: name).map { storage[$0.range] }
+    }
+
+    // MARK: - Key mapping
+
+    /// The naming schemes GPT-2 checkpoints use.
+    public enum KeyFormat: Sendable, Equatable {
+        /// `save_pretrained`: `transformer.h.0.attn.c_attn.weight`, optional tied `lm_head.weight`.
+        case huggingFace
+        /// The 2019 hub files: no `transformer.` prefix, plus `h.N.attn.bias` / `masked_bias` buffers.
+        case hubStyle
+        /// TF/Keras: `<scope>/transformer/h_._0/attn/c_attn/weight:0`, `ln_1/gamma:0`, biases shaped (1, n).
+        case tensorFlow
+    }
+
+    /// The tied output projection's Hugging Face name.
+    public static let outputWeightName = "lm_head.weight"
+    /// Non-parameter buffers some checkpoints carry per block (the causal mask and its fill value); ignored.
+    public static let ignoredBlockBuffers = ["attn.bias", "attn.masked_bias"]
+    /// Default scope of exported TensorFlow names.
+    public static let defaultTensorFlowScope = "tfgpt2lm_head_model"
+
+    /// Which naming scheme `stateDict` uses: a `transformer.`-prefixed key means Hugging Face, a `:0`
+    /// suffix TensorFlow, otherwise the hub layout. Mixed files then fail the key check.
+    public static func detectFormat(of stateDict: StateDict) -> KeyFormat {
+        if stateDict.names.contains(where: { $0.hasPrefix("transformer.") }) { return .huggingFace }
+        if stateDict.names.contains(where: { $0.hasSuffix(":0") }) { return .tensorFlow }
+        return .hubStyle
+    }
+
+    /// The source key (in `format`, without any TF scope) and stored shape of every parameter.
+    static func sourceKeys(for entry: GPT2ParameterLayout.Entry, format: KeyFormat) -> (keys: [String], shape: Shape) {
+        switch (format, entry.role) {
+        case (.huggingFace, _): return ([entry.name], entry.shape)
+        case (.hubStyle, _): return ([String(entry.name.dropFirst("transformer.".count))], entry.shape)
+        case (.tensorFlow, .global(let g)): return (g.tensorFlowKeys.map { "transformer/" + $0 }, entry.shape)
+        case (.tensorFlow, .layer(let l, let t)):
+            let shape = t.isConvBias ? Shape([1] + entry.shape.dims) : entry.shape
+            return (["transformer/h_._\(l)/" + t.tensorFlowKey], shape)
+        }
+    }
+
+    /// Loads parameters from a state dict in any of the `KeyFormat`s, converting F16/BF16/F64 to F32.
+    ///
+    /// Names are matched through the mapping table: every parameter must be present exactly once with its
+    /// shape, and only the tied `lm_head.weight` (which must equal `wte`) and the buffers in
+    /// `ignoredBlockBuffers` may be extra. All problems are reported together in one `StateDictError`.
+    public convenience init(config: GPT2Config, stateDict: StateDict) throws(StateDictError) {
+        self.init(config: config)
+        let format = Self.detectFormat(of: stateDict)
+        // source key → entry index
+        var wanted: [String: Int] = [:]
+        for (i, e) in layout.entries.enumerated() {
+            for k in Self.sourceKeys(for: e, format: format).keys { wanted[k] = i }
+        }
+        var ignored: Set<String> = []
+        if format != .tensorFlow {
+            let prefix = format == .huggingFace ? "transformer." : ""
+            for l in 0..<config.layerCount { for b in Self.ignoredBlockBuffers { ignored.insert("\(prefix)h.\(l).\(b)") } }
+        }
+        var found = [String?](repeating: nil, count: layout.entries.count)
+        var unexpected: [String] = [], wrongShapes: [StateDictError.ShapeMismatch] = [], nonFloat: [String] = []
+        var outputWeight: Tensor?
+        for (name, tensor) in stateDict {
+            var index: Int?
+            if format == .tensorFlow {
+                // strip any scope: match the longest suffix that starts at "transformer/"
+                var search = name.startIndex ..< name.endIndex
+                while let r = name.range(of: "transformer/", options: .backwards, range: search) {
+                    if r.lowerBound == name.startIndex || name[name.index(before: r.lowerBound)] == "/" {
+                        if let i = wanted[String(name[r.lowerBound...])] { index = i; break }
+                    }
+                    search = name.startIndex ..< r.lowerBound
+                }
+            } else {
+                index = wanted[name]
+            }
+            guard let i = index else {
+                if format != .tensorFlow, name == Self.outputWeightName { outputWeight = tensor; continue }
+                if ignored.contains(name) { continue }
+                unexpected.append(name)
+                continue
+            }
+            if let previous = found[i] { unexpected.append(previous == name ? name : "\(name) (duplicate of '\(previous)')"); continue }
+            found[i] = name
+            let expectedShape = Self.sourceKeys(for: layout.entries[i], format: format).shape
+            if tensor.shape != expectedShape { wrongShapes.append(.init(name: name, expected: expectedShape, found: tensor.shape)) }
+            if !tensor.dtype.isFloatingPoint { nonFloat.append(name) }
+        }
+        var missing: [String] = []
+        for (i, e) in layout.entries.enumerated() where found[i] == nil {
+            missing.append(Self.sourceKeys(for: e, format: format).keys[0])
+        }
+        let wteName = Self.sourceKeys(for: layout.entries[0], format: format).keys[0]
+        if let outputWeight {
+            if outputWeight.shape != layout.entries[0].shape {
+                wrongShapes.append(.init(name: Self.outputWeightName, expected: layout.entries[0].shape, found: outputWeight.shape))
+            }
+            if !outputWeight.dtype.isFloatingPoint { nonFloat.append(Self.outputWeightName) }
+        }
+        if !missing.isEmpty || !unexpected.isEmpty || !wrongShapes.isEmpty || !nonFloat.isEmpty {
+            throw .mismatch(missing: missing, unexpected: unexpected, wrongShapes: wrongShapes, nonFloat: nonFloat)
+        }
+        for (i, e) in layout.entries.enumerated() {
+            guard let name = found[i], let tensor = stateDict[name] else { continue }
+            tensor.copyFloats(into: storage[e.range])
+        }
+        if let outputWeight {
+            let wte = storage[layout.entries[0].range]
+            let tied = outputWeight.sharesBytes(with: stateDict[found[0] ?? ""] ?? outputWeight) && outputWeight.dtype == .f32
+            if !tied {
+                let converted = outputWeight.floats()
+                var equal = true
+                for i in 0..<converted.count where converted[i] != wte[i] { equal = false; break }
+                if !equal { throw .untiedOutputWeight(name: Self.outputWeightName, tiedTo: wteName) }
+            }
+        }
+    }
+
+    /// The parameters as a state dict named in `format`, all F32. `includeOutputWeight` adds `lm_head.weight`
+    /// sharing wte's bytes (ignored for TensorFlow, which has no such tensor). Tensors are copies of the
+    /// current values.
+    public func stateDict(format: KeyFormat = .huggingFace, includeOutputWeight: Bool = false,
+                          tensorFlowScope: String = GPT2Parameters.defaultTensorFlowScope) -> StateDict {
+        var dict = StateDict()
+        for e in layout.entries {
+            let (keys, shape) = Self.sourceKeys(for: e, format: format)
+            let name = format == .tensorFlow && !tensorFlowScope.isEmpty ? tensorFlowScope + "/" + keys[0] : keys[0]
+            dict[name] = Tensor(floats: UnsafeBufferPointer(storage[e.range]), shape: shape)
+        }
+        if includeOutputWeight, format != .tensorFlow {
+            let wteName = Self.sourceKeys(for: layout.entries[0], format: format).keys[0]
+            dict[Self.outputWeightName] = dict[wteName]
+        }
+        return dict
+    }
+}

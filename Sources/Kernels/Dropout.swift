@@ -1,0 +1,53 @@
+/// Inverted dropout with a counter-based mask: element `i` of a site seeded `seed` is kept when
+/// `hash(seed, i) ≥ p·2²⁴`, so forward and backward regenerate the same mask without storing it.
+public enum Dropout {
+    /// Whether element `index` survives at drop probability `p` under `seed`.
+    @inline(__always)
+    public static func keeps(seed: UInt64, index: Int, p: Float) -> Bool {
+        let threshold = UInt32(min(max(p, 0), 1) * 16_777_216)
+        return bits(seed: seed, index: index) >= threshold
+    }
+
+    @inline(__always)
+    static func bits(seed: UInt64, index: Int) -> UInt32 {
+        var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return UInt32(truncatingIfNeeded: z >> 40) // 24 random bits
+    }
+
+    /// Mixes a base seed with a site number (layer, position in the layer) into a site seed.
+    public static func siteSeed(_ seed: UInt64, site: Int) -> UInt64 {
+        var z = seed ^ (UInt64(truncatingIfNeeded: site) &* 0xD6E8_FEB8_6659_FD93)
+        z = (z ^ (z >> 32)) &* 0xD6E8_FEB8_6659_FD93
+        return z ^ (z >> 32)
+    }
+
+    /// out = inp · keep / (1 − p) in place-friendly form (out may alias inp). No-op copy when p == 0.
+    public static func forward(out: UnsafeMutableBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, // (N), (N)
+                               N: Int, p: Float, seed: UInt64) {
+        requireCount(out, N, "Dropout.forward out"); requireCount(inp, N, "Dropout.forward inp")
+        precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
+        let o = out.ptr, x = inp.ptr
+        if p == 0 {
+            if UnsafePointer(o) != x { o.update(from: x, count: N) }
+            return
+        }
+        let scale = 1 / (1 - p)
+        for i in 0..<N { o[i] = keeps(seed: seed, index: i, p: p) ? x[i] * scale : 0 }
+    }
+
+    /// dinp += dout · keep / (1 − p).
+    public static func backward(dinp: UnsafeMutableBufferPointer<Float>, dout: UnsafeBufferPointer<Float>, // (N), (N)
+                                N: Int, p: Float, seed: UInt64) {
+        requireCount(dinp, N, "Dropout.backward dinp"); requireCount(dout, N, "Dropout.backward dout")
+        let di = dinp.ptr, d = dout.ptr
+        if p == 0 {
+            for i in 0..<N { di[i] += d[i] }
+            return
+        }
+        let scale = 1 / (1 - p)
+        for i in 0..<N where keeps(seed: seed, index: i, p: p) { di[i] += d[i] * scale }
+    }
+}

@@ -1,0 +1,53 @@
+/// Token + position embedding (GPT-2's `wte(input_ids) + wpe(position_ids)`).
+public enum Encoder {
+    /// out[b,t,:] = wte[tokens[b,t],:] + wpe[positionOffset + t,:].
+    /// Precondition: every token is in `0..<V` and `positionOffset + T <= maxT` (the model validates ids first).
+    public static func forward(
+        out: UnsafeMutableBufferPointer<Float>, // (B, T, C)
+        tokens: UnsafeBufferPointer<Int32>,     // (B, T)
+        wte: UnsafeBufferPointer<Float>,        // (V, C)
+        wpe: UnsafeBufferPointer<Float>,        // (maxT, C)
+        B: Int, T: Int, C: Int, positionOffset: Int = 0
+    ) {
+        let V = wte.count / C, maxT = wpe.count / C
+        requireCount(out, B * T * C, "Encoder.forward out"); requireCount(tokens, B * T, "Encoder.forward tokens")
+        precondition(positionOffset + T <= maxT, "positions \(positionOffset)..<\(positionOffset + T) exceed wpe rows \(maxT)")
+        let o = out.ptr, te = wte.ptr, pe = wpe.ptr, ids = tokens.ptr
+        for b in 0..<B {
+            for t in 0..<T {
+                let ix = Int(ids[b * T + t])
+                precondition(ix >= 0 && ix < V, "token \(ix) outside vocabulary of \(V)")
+                let outBT = o + (b * T + t) * C
+                let wteIx = te + ix * C
+                let wpeT = pe + (positionOffset + t) * C
+                for i in 0..<C { outBT[i] = wteIx[i] + wpeT[i] }
+            }
+        }
+    }
+
+    /// dwte[tokens[b,t]] += dout[b,t]; dwpe[positionOffset + t] += dout[b,t].
+    public static func backward(
+        dwte: UnsafeMutableBufferPointer<Float>, // (V, C)
+        dwpe: UnsafeMutableBufferPointer<Float>, // (maxT, C)
+        dout: UnsafeBufferPointer<Float>,        // (B, T, C)
+        tokens: UnsafeBufferPointer<Int32>,      // (B, T)
+        B: Int, T: Int, C: Int, positionOffset: Int = 0
+    ) {
+        let V = dwte.count / C
+        requireCount(dout, B * T * C, "Encoder.backward dout"); requireCount(dwpe, (positionOffset + T) * C, "Encoder.backward dwpe")
+        let dte = dwte.ptr, dpe = dwpe.ptr, d = dout.ptr, ids = tokens.ptr
+        for b in 0..<B {
+            for t in 0..<T {
+                let ix = Int(ids[b * T + t])
+                precondition(ix >= 0 && ix < V, "token \(ix) outside vocabulary of \(V)")
+                let doutBT = d + (b * T + t) * C
+                let dwteIx = dte + ix * C
+                let dwpeT = dpe + (positionOffset + t) * C
+                for i in 0..<C {
+                    dwteIx[i] += doutBT[i]
+                    dwpeT[i] += doutBT[i]
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Layer normalisation over the last dimension (biased variance, as `torch.nn.LayerNorm`).
+public enum LayerNorm {
+    /// out = (inp - mean) * rstd * weight + bias, saving mean and rstd = 1/sqrt(var + eps) for backward.
+    public static func forward(
+        out: UnsafeMutableBufferPointer<Float>,  // (N, C)
+        mean: UnsafeMutableBufferPointer<Float>, // (N)
+        rstd: UnsafeMutableBufferPointer<Float>, // (N)
+        inp: UnsafeBufferPointer<Float>,         // (N, C)
+        weight: UnsafeBufferPointer<Float>,      // (C)
+        bias: UnsafeBufferPointer<Float>,        // (C)
+        N: Int, C: Int, eps: Float
+    ) {
+        requireCount(out, N * C, "LayerNorm.forward out"); requireCount(inp, N * C, "LayerNorm.forward inp")
+        requireCount(mean, N, "LayerNorm.forward mean"); requireCount(rstd, N, "LayerNorm.forward rstd")
+        requireCount(weight, C, "LayerNorm.forward weight"); requireCount(bias, C, "LayerNorm.forward bias")
+        let o = out.ptr, x = inp.ptr, w = weight.ptr, bi = bias.ptr, mp = mean.ptr, rp = rstd.ptr
+        for n in 0..<N {
+            let xn = x + n * C
+            var m: Float = 0
+            for i in 0..<C { m += xn[i] }
+            m /= Float(C)
+            var v: Float = 0
+            for i in 0..<C { let d = xn[i] - m; v += d * d }
+            v /= Float(C)
+            let s = 1 / (v + eps).squareRoot()
+            let on = o + n * C
+            for i in 0..<C { on[i] = (xn[i] - m) * s * w[i] + bi[i] }
+            mp[n] = m
+            rp[n] = s
+        }
+    }
+
+    /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`).
+    public static func backward(
+        dinp: UnsafeMutableBufferPointer<Float>,    // (N, C)
+        dweight: UnsafeMutableBufferPointer<Float>, // (C)
+        dbias: UnsafeMutableBufferPointer<Float>,   // (C)
+        dout: UnsafeBufferPointer<Float>,           // (N, C)
+        inp: UnsafeBufferPointer<Float>,            // (N, C)
+        weight: UnsafeBufferPointer<Float>,         // (C)
+        mean: UnsafeBufferPointer<Float>,           // (N)
+        rstd: UnsafeBufferPointer<Float>,           // (N)
+        N: Int, C: Int
+    ) {
+        requireCount(dinp, N * C, "LayerNorm.backward dinp"); requireCount(dout, N * C, "LayerNorm.backward dout")
+        requireCount(inp, N * C, "LayerNorm.backward inp"); requireCount(dweight, C, "LayerNorm.backward dweight")
+        requireCount(dbias, C, "LayerNorm.backward dbias"); requireCount(mean, N, "LayerNorm.backward mean")
+        let di = dinp.ptr, dw = dweight.ptr, db = dbias.ptr, d = dout.ptr, x = inp.ptr, w = weight.ptr
+        let mp = mean.ptr, rp = rstd.ptr
+        for n in 0..<N {
+            let dn = d + n * C, xn = x + n * C, din = di + n * C
+            let m = mp[n], s = rp[n]
+            var dnormMean: Float = 0, dnormNormMean: Float = 0
+            for i in 0..<C {
+                let norm = (xn[i] - m) * s
+                let dnorm = w[i] * dn[i]
+                dnormMean += dnorm
+                dnormNormMean += dnorm * norm
+            }
+            dnormMean /= Float(C)
+            dnormNormMean /= Float(C)
+            for i in 0..<C {
+                let norm = (xn[i] - m) * s
+                let dnorm = w[i] * dn[i]
+                db[i] += dn[i]
+                dw[i] += norm * dn[i]
+                din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s
+            }
+        }
+    }
+}
