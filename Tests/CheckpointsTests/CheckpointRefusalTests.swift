@@ -93,15 +93,19 @@ import TestSupport
             try TorchCheckpointReader.read(path: path)
         }
         // A consistent 2-element storage that a tensor of size (4,) reads past.
-        var p = PickleBuilder()
-        p.bytes += [0x80, 0x02, 0x7D, 0x28]
-        p.string("w")
-        p.global("torch._utils", "_rebuild_tensor_v2")
-        p.bytes += [0x28, 0x28]
-        p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(2)
-        p.bytes += [0x74, 0x51]
-        p.int(0); p.tuple([4]); p.tuple([1]); p.bytes.append(0x89)
-        p.bytes += [0x74, 0x52, 0x75, 0x2E]
+        func pickle(numel: Int, size: [Int], stride: [Int]) -> [UInt8] {
+            var p = PickleBuilder()
+            p.bytes += [0x80, 0x02, 0x7D, 0x28]
+            p.string("w")
+            p.global("torch._utils", "_rebuild_tensor_v2")
+            p.bytes += [0x28, 0x28]
+            p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(numel)
+            p.bytes += [0x74, 0x51]
+            p.int(0); p.tuple(size); p.tuple(stride); p.bytes.append(0x89)
+            p.bytes += [0x74, 0x52, 0x75, 0x2E]
+            return p.bytes
+        }
+        let p = (bytes: pickle(numel: 2, size: [4], stride: [1]), ())
         let over = try archive("over.bin", pickle: p.bytes, data: [("0", [UInt8](repeating: 0, count: 8))])
         #expect(throws: TorchArchiveError.tensorOutOfStorage(path: over, tensor: "w", neededElements: 4, storageElements: 2)) {
             try TorchCheckpointReader.read(path: over)
@@ -110,6 +114,13 @@ import TestSupport
         #expect(throws: TorchArchiveError.storageSizeMismatch(path: lying, storage: "archive/data/0", expected: 8, found: 4)) {
             try TorchCheckpointReader.read(path: lying)
         }
+        // Stride 0 over a huge size: refused before allocating the expansion.
+        let expand = try archive("expand.bin", pickle: pickle(numel: 2, size: [1 << 40], stride: [0]), data: [("0", [UInt8](repeating: 0, count: 8))])
+        #expect(throws: TorchArchiveError.invalidTensorGeometry(path: expand, tensor: "w", reason: "strides [0] expand 2 stored elements to 1099511627776")) {
+            try TorchCheckpointReader.read(path: expand)
+        }
+        let overflow = try archive("overflow.bin", pickle: pickle(numel: 2, size: [1 << 40, 1 << 40], stride: [1 << 40, 1]), data: [("0", [UInt8](repeating: 0, count: 8))])
+        #expect(throws: TorchArchiveError.self) { try TorchCheckpointReader.read(path: overflow) }
     }
 
     @Test func lyingCentralDirectoryOffset() throws {
