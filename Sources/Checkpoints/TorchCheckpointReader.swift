@@ -132,6 +132,7 @@ public enum TorchCheckpointReader {
                 last = sum
             }
         }
+        guard last < Int.max else { throw .invalidTensorGeometry(path: path, tensor: name, reason: "stride overflows") }
         let needed = count == 0 ? offset : last + 1
         guard needed <= storage.elementCount else {
             throw .tensorOutOfStorage(path: path, tensor: name, neededElements: needed, storageElements: storage.elementCount)
@@ -140,6 +141,12 @@ public enum TorchCheckpointReader {
         let contiguous = zip(zip(shape.dims, strides), shape.contiguousStrides).allSatisfy { pair, c in pair.0 <= 1 || pair.1 == c }
         if contiguous {
             return Tensor(dtype: storage.dtype, shape: shape, storage: storage.bytes, byteOffset: storage.byteOffset + offset * size)
+        }
+        // Overlapping strides (such as stride 0 from `expand`) could ask for far more elements than the file
+        // holds; a materialised copy may be no larger than its storage.
+        guard count <= storage.elementCount else {
+            throw .invalidTensorGeometry(path: path, tensor: name,
+                                         reason: "strides \(strides) expand \(storage.elementCount) stored elements to \(count)")
         }
         return materialised(storage, shape: shape, strides: strides, offset: offset)
     }
@@ -265,7 +272,7 @@ public enum TorchCheckpointReader {
                 throw .truncated(path: path, what: "storage '\(key)' of \(n) elements", offset: offset - 8)
             }
             guard Int(n) == d.count else {
-                throw .storageSizeMismatch(path: path, storage: key, expected: d.count * d.dtype.byteSize, found: Int(n) * d.dtype.byteSize)
+                throw .storageSizeMismatch(path: path, storage: key, expected: d.count &* d.dtype.byteSize, found: Int(n) * d.dtype.byteSize)
             }
             storages[key] = Storage(key: key, dtype: d.dtype, elementCount: d.count, bytes: file, byteOffset: offset)
             offset += Int(n) * d.dtype.byteSize

@@ -63,6 +63,16 @@ import TestSupport
         #expect(h.floats() == [0, 1, 2, 3, 4, 5])
     }
 
+    @Test func wrapperDictsAndParametersAreUnwrapped() throws {
+        let wrapped = try TorchCheckpointReader.read(path: Fixtures.path("torch/wrapped.pt"))
+        #expect(wrapped.names == ["weight", "bias"])
+        #expect(wrapped["weight"]?.shape == [3, 2])
+        #expect(wrapped["weight"]?.floats() == [0, 1, 2, 3, 4, 5])
+        #expect(wrapped["bias"]?.floats() == [-1, 0, 1])
+        let parameter = try TorchCheckpointReader.read(path: Fixtures.path("torch/parameter.pt"))
+        #expect(parameter["p"]?.floats() == [0, 1, 2])
+    }
+
     @Test func deflatedEntriesAreInflated() throws {
         let dict = try TorchCheckpointReader.read(path: Fixtures.path("torch/deflated.pt"))
         let a = try #require(dict["a"])
