@@ -112,6 +112,7 @@ public enum ModelIO {
     /// files of `tokenizerSource` (copied when present). Returns the paths written.
     @discardableResult
     public static func writeFolder(_ parameters: GPT2Parameters, to folder: String, format: ExportFormat, dtype: DType = .f32,
+                                   config configOverride: GPT2Config? = nil,
                                    tokenizerFiles: [String] = [], generationConfigPath: String? = nil) throws -> [String] {
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
@@ -121,7 +122,7 @@ public enum ModelIO {
         let weights = folder + "/" + format.weightsFileName
         try writeWeights(parameters, to: weights, format: format, dtype: dtype)
         written.append(weights)
-        var config = parameters.config
+        var config = configOverride ?? parameters.config
         config.extraKeys["architectures"] = .array([.string(format == .h5 ? "TFGPT2LMHeadModel" : "GPT2LMHeadModel")])
         if dtype != .f32 || config.extraKeys["torch_dtype"] != nil || config.extraKeys["dtype"] != nil {
             let name = dtype == .f16 ? "float16" : dtype == .bf16 ? "bfloat16" : "float32"
