@@ -114,16 +114,16 @@ struct PickleBuilder {
     mutating func string(_ s: String) {
         let u = Array(s.utf8)
         bytes.append(0x58)
-        bytes.le32(UInt32(u.count))
+        bytes.appendLittleEndian32(UInt32(u.count))
         bytes += u
     }
 
     mutating func int(_ v: Int) {
         switch v {
         case 0 ... 0xFF: bytes += [0x4B, UInt8(v)]
-        case 0x100 ... 0xFFFF: bytes.append(0x4D); bytes.le16(v)
-        case Int(Int32.min) ... Int(Int32.max): bytes.append(0x4A); bytes.le32(UInt32(bitPattern: Int32(v)))
-        default: bytes += [0x8A, 8]; bytes.le64(v)
+        case 0x100 ... 0xFFFF: bytes.append(0x4D); bytes.appendLittleEndian16(v)
+        case Int(Int32.min) ... Int(Int32.max): bytes.append(0x4A); bytes.appendLittleEndian32(UInt32(bitPattern: Int32(v)))
+        default: bytes += [0x8A, 8]; bytes.appendLittleEndian64(v)
         }
     }
 
