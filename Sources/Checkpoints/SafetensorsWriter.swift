@@ -15,7 +15,7 @@ public enum SafetensorsWriter {
         do { file = try AtomicFileWriter(path: path) } catch { throw .writeFailed(path: path, reason: error.reason) }
         do {
             var prefix: [UInt8] = []
-            prefix.le64(header.count)
+            prefix.appendLittleEndian64(header.count)
             try file.write(prefix)
             try file.write(header)
             for name in order {

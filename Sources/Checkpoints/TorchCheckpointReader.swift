@@ -34,6 +34,21 @@ public enum TorchCheckpointReader {
         var byteOffset: Int
     }
 
+    /// `storage` itself when its first byte is aligned for its dtype, else an aligned owned copy (kernels may
+    /// bind the bytes to `Float`; legacy files and foreign zips place data at arbitrary offsets).
+    static func aligned(_ storage: Storage) -> Storage {
+        guard let base = storage.bytes.baseAddress,
+              Int(bitPattern: base + storage.byteOffset) % storage.dtype.byteSize != 0 else { return storage }
+        return unalignedCopy(storage)
+    }
+
+    @inline(never)
+    static func unalignedCopy(_ storage: Storage) -> Storage {
+        let count = storage.elementCount * storage.dtype.byteSize
+        let copy = ByteStorage(copying: UnsafeRawBufferPointer(rebasing: storage.bytes.bytes[storage.byteOffset ..< storage.byteOffset + count]))
+        return Storage(key: storage.key, dtype: storage.dtype, elementCount: storage.elementCount, bytes: copy, byteOffset: 0)
+    }
+
     static func dtype(ofStorageType value: PickleValue, path: String) throws(TorchArchiveError) -> DType {
         guard case let .global(module, name) = value else {
             throw .unexpectedObject(path: path, reason: "storage type is not a global")
@@ -210,7 +225,7 @@ public enum TorchCheckpointReader {
             guard !overflow, contents.byteCount == expected else {
                 throw .storageSizeMismatch(path: path, storage: entryName, expected: overflow ? Int.max : expected, found: contents.byteCount)
             }
-            let s = Storage(key: id.key, dtype: id.dtype, elementCount: id.elementCount, bytes: contents.storage, byteOffset: contents.byteOffset)
+            let s = aligned(Storage(key: id.key, dtype: id.dtype, elementCount: id.elementCount, bytes: contents.storage, byteOffset: contents.byteOffset))
             cache[id.key] = s
             return s
         }
@@ -274,7 +289,7 @@ public enum TorchCheckpointReader {
             guard Int(n) == d.count else {
                 throw .storageSizeMismatch(path: path, storage: key, expected: d.count &* d.dtype.byteSize, found: Int(n) * d.dtype.byteSize)
             }
-            storages[key] = Storage(key: key, dtype: d.dtype, elementCount: d.count, bytes: file, byteOffset: offset)
+            storages[key] = aligned(Storage(key: key, dtype: d.dtype, elementCount: d.count, bytes: file, byteOffset: offset))
             offset += Int(n) * d.dtype.byteSize
         }
         for (key, _) in declared where storages[key] == nil {

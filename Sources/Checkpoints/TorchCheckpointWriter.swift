@@ -62,6 +62,9 @@ public enum TorchCheckpointWriter {
     /// The `data.pkl` bytes and the storages to write (key and the tensor whose bytes it holds).
     static func dataPickle(_ dict: StateDict) -> (pickle: [UInt8], storages: [(key: String, tensor: Tensor)]) {
         var storages: [(key: String, tensor: Tensor)] = []
+        // Tensors viewing the same bytes of the same storage (`sharesBytes`) map to one key.
+        struct Region: Hashable { var storage: ObjectIdentifier; var offset: Int; var count: Int; var dtype: DType }
+        var keys: [Region: String] = [:]
         var p = PickleBuilder()
         p.bytes += [0x80, 0x02]                                   // PROTO 2
         p.global("collections", "OrderedDict")
@@ -69,11 +72,13 @@ public enum TorchCheckpointWriter {
         var pending = 0
         p.bytes.append(0x28)                                      // MARK
         for (name, tensor) in dict {
+            let region = Region(storage: ObjectIdentifier(tensor.storage), offset: tensor.byteOffset, count: tensor.byteCount, dtype: tensor.dtype)
             let key: String
-            if let shared = storages.first(where: { $0.tensor.dtype == tensor.dtype && $0.tensor.sharesBytes(with: tensor) }) {
-                key = shared.key
+            if let shared = keys[region] {
+                key = shared
             } else {
                 key = String(storages.count)
+                keys[region] = key
                 storages.append((key, tensor))
             }
             p.string(name)
@@ -114,16 +119,16 @@ struct PickleBuilder {
     mutating func string(_ s: String) {
         let u = Array(s.utf8)
         bytes.append(0x58)
-        bytes.le32(UInt32(u.count))
+        bytes.appendLittleEndian32(UInt32(u.count))
         bytes += u
     }
 
     mutating func int(_ v: Int) {
         switch v {
         case 0 ... 0xFF: bytes += [0x4B, UInt8(v)]
-        case 0x100 ... 0xFFFF: bytes.append(0x4D); bytes.le16(v)
-        case Int(Int32.min) ... Int(Int32.max): bytes.append(0x4A); bytes.le32(UInt32(bitPattern: Int32(v)))
-        default: bytes += [0x8A, 8]; bytes.le64(v)
+        case 0x100 ... 0xFFFF: bytes.append(0x4D); bytes.appendLittleEndian16(v)
+        case Int(Int32.min) ... Int(Int32.max): bytes.append(0x4A); bytes.appendLittleEndian32(UInt32(bitPattern: Int32(v)))
+        default: bytes += [0x8A, 8]; bytes.appendLittleEndian64(v)
         }
     }
 

@@ -24,26 +24,26 @@ struct ZipWriter {
         let big = bytes.count >= 0xFFFF_FFFF
         var extra: [UInt8] = []
         if big {
-            extra.le16(0x0001); extra.le16(16); extra.le64(bytes.count); extra.le64(bytes.count)
+            extra.appendLittleEndian16(0x0001); extra.appendLittleEndian16(16); extra.appendLittleEndian64(bytes.count); extra.appendLittleEndian64(bytes.count)
         }
         let unpadded = offset + 30 + nameBytes.count + extra.count
         if unpadded % Self.alignment != 0 {
             let pad = (Self.alignment - (unpadded + 4) % Self.alignment) % Self.alignment
-            extra.le16(0x4246) // "FB"
-            extra.le16(pad)
+            extra.appendLittleEndian16(0x4246) // "FB"
+            extra.appendLittleEndian16(pad)
             extra += [UInt8](repeating: UInt8(ascii: "Z"), count: pad)
         }
         var header: [UInt8] = []
-        header.le32(ZipArchive.localHeaderSignature)
-        header.le16(big ? 45 : 20)
-        header.le16(0)          // flags
-        header.le16(0)          // stored
-        header.le16(0); header.le16(0x21) // 1980-01-01 00:00
-        header.le32(crc)
-        header.le32(big ? 0xFFFF_FFFF : UInt32(bytes.count))
-        header.le32(big ? 0xFFFF_FFFF : UInt32(bytes.count))
-        header.le16(nameBytes.count)
-        header.le16(extra.count)
+        header.appendLittleEndian32(ZipArchive.localHeaderSignature)
+        header.appendLittleEndian16(big ? 45 : 20)
+        header.appendLittleEndian16(0)          // flags
+        header.appendLittleEndian16(0)          // stored
+        header.appendLittleEndian16(0); header.appendLittleEndian16(0x21) // 1980-01-01 00:00
+        header.appendLittleEndian32(crc)
+        header.appendLittleEndian32(big ? 0xFFFF_FFFF : UInt32(bytes.count))
+        header.appendLittleEndian32(big ? 0xFFFF_FFFF : UInt32(bytes.count))
+        header.appendLittleEndian16(nameBytes.count)
+        header.appendLittleEndian16(extra.count)
         header += nameBytes
         header += extra
         try file.write(header)
@@ -67,21 +67,21 @@ struct ZipWriter {
             let bigSize = r.size >= 0xFFFF_FFFF, bigOffset = r.offset >= 0xFFFF_FFFF
             var extra: [UInt8] = []
             if bigSize || bigOffset {
-                extra.le16(0x0001)
-                extra.le16((bigSize ? 16 : 0) + (bigOffset ? 8 : 0))
-                if bigSize { extra.le64(r.size); extra.le64(r.size) }
-                if bigOffset { extra.le64(r.offset) }
+                extra.appendLittleEndian16(0x0001)
+                extra.appendLittleEndian16((bigSize ? 16 : 0) + (bigOffset ? 8 : 0))
+                if bigSize { extra.appendLittleEndian64(r.size); extra.appendLittleEndian64(r.size) }
+                if bigOffset { extra.appendLittleEndian64(r.offset) }
             }
             var h: [UInt8] = []
-            h.le32(ZipArchive.centralHeaderSignature)
-            h.le16(extra.isEmpty ? 20 : 45); h.le16(extra.isEmpty ? 20 : 45)
-            h.le16(0); h.le16(0); h.le16(0); h.le16(0x21)
-            h.le32(r.crc)
-            h.le32(bigSize ? 0xFFFF_FFFF : UInt32(r.size))
-            h.le32(bigSize ? 0xFFFF_FFFF : UInt32(r.size))
-            h.le16(r.name.count); h.le16(extra.count); h.le16(0) // comment
-            h.le16(0); h.le16(0); h.le32(0)                       // disk, internal and external attributes
-            h.le32(bigOffset ? 0xFFFF_FFFF : UInt32(r.offset))
+            h.appendLittleEndian32(ZipArchive.centralHeaderSignature)
+            h.appendLittleEndian16(extra.isEmpty ? 20 : 45); h.appendLittleEndian16(extra.isEmpty ? 20 : 45)
+            h.appendLittleEndian16(0); h.appendLittleEndian16(0); h.appendLittleEndian16(0); h.appendLittleEndian16(0x21)
+            h.appendLittleEndian32(r.crc)
+            h.appendLittleEndian32(bigSize ? 0xFFFF_FFFF : UInt32(r.size))
+            h.appendLittleEndian32(bigSize ? 0xFFFF_FFFF : UInt32(r.size))
+            h.appendLittleEndian16(r.name.count); h.appendLittleEndian16(extra.count); h.appendLittleEndian16(0) // comment
+            h.appendLittleEndian16(0); h.appendLittleEndian16(0); h.appendLittleEndian32(0)                       // disk, internal and external attributes
+            h.appendLittleEndian32(bigOffset ? 0xFFFF_FFFF : UInt32(r.offset))
             h += r.name
             h += extra
             try file.write(h)
@@ -89,25 +89,25 @@ struct ZipWriter {
         let cdSize = file.offset - cdOffset
         let zip64Offset = file.offset
         var end: [UInt8] = []
-        end.le32(ZipArchive.zip64EndSignature)
-        end.le64(44)
-        end.le16(45); end.le16(45); end.le32(0); end.le32(0)
-        end.le64(records.count); end.le64(records.count)
-        end.le64(cdSize); end.le64(cdOffset)
-        end.le32(ZipArchive.zip64LocatorSignature)
-        end.le32(0); end.le64(zip64Offset); end.le32(1)
-        end.le32(ZipArchive.endSignature)
-        end.le16(0); end.le16(0)
-        end.le16(min(records.count, 0xFFFF)); end.le16(min(records.count, 0xFFFF))
-        end.le32(UInt32(min(cdSize, 0xFFFF_FFFF)))
-        end.le32(UInt32(min(cdOffset, 0xFFFF_FFFF)))
-        end.le16(0)
+        end.appendLittleEndian32(ZipArchive.zip64EndSignature)
+        end.appendLittleEndian64(44)
+        end.appendLittleEndian16(45); end.appendLittleEndian16(45); end.appendLittleEndian32(0); end.appendLittleEndian32(0)
+        end.appendLittleEndian64(records.count); end.appendLittleEndian64(records.count)
+        end.appendLittleEndian64(cdSize); end.appendLittleEndian64(cdOffset)
+        end.appendLittleEndian32(ZipArchive.zip64LocatorSignature)
+        end.appendLittleEndian32(0); end.appendLittleEndian64(zip64Offset); end.appendLittleEndian32(1)
+        end.appendLittleEndian32(ZipArchive.endSignature)
+        end.appendLittleEndian16(0); end.appendLittleEndian16(0)
+        end.appendLittleEndian16(min(records.count, 0xFFFF)); end.appendLittleEndian16(min(records.count, 0xFFFF))
+        end.appendLittleEndian32(UInt32(min(cdSize, 0xFFFF_FFFF)))
+        end.appendLittleEndian32(UInt32(min(cdOffset, 0xFFFF_FFFF)))
+        end.appendLittleEndian16(0)
         try file.write(end)
     }
 }
 
 extension [UInt8] {
-    mutating func le16(_ v: Int) { let x = UInt16(truncatingIfNeeded: v); append(UInt8(x & 0xFF)); append(UInt8(x >> 8)) }
-    mutating func le32(_ v: UInt32) { for i in 0 ..< 4 { append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-    mutating func le64(_ v: Int) { let x = UInt64(bitPattern: Int64(v)); for i in 0 ..< 8 { append(UInt8(truncatingIfNeeded: x >> (8 * UInt64(i)))) } }
+    mutating func appendLittleEndian16(_ v: Int) { let x = UInt16(truncatingIfNeeded: v); append(UInt8(x & 0xFF)); append(UInt8(x >> 8)) }
+    mutating func appendLittleEndian32(_ v: UInt32) { for i in 0 ..< 4 { append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
+    mutating func appendLittleEndian64(_ v: Int) { let x = UInt64(bitPattern: Int64(v)); for i in 0 ..< 8 { append(UInt8(truncatingIfNeeded: x >> (8 * UInt64(i)))) } }
 }

@@ -58,7 +58,10 @@ import TestSupport
         #expect(!t.isMapped, "a transposed tensor is materialised")
         #expect(row.shape == [4])
         #expect(row.floats() == [4, 5, 6, 7])
-        #expect(row.isMapped, "an offset view stays a view")
+        // Zip data is 64-byte aligned, so an offset view stays a view; the legacy fixture's data is not 4-byte
+        // aligned, so its storage is copied. Either way the floats are aligned.
+        #expect(row.isMapped == (file == "noncontiguous.pt"))
+        #expect(row.withUnsafeBytes { Int(bitPattern: $0.baseAddress) % 4 } == 0)
         #expect(h.dtype == .f16)
         #expect(h.floats() == [0, 1, 2, 3, 4, 5])
     }
