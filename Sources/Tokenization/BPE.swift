@@ -159,7 +159,8 @@ struct MergeLookup {
 }
 
 /// One thread's memo of pre-token pieces already split by BPE, plus scratch space.
-final class WordCache {
+/// A value type passed `inout`, so the hot loop pays no class-property exclusivity checks.
+struct WordCache {
     /// Pieces stop being added past this many (the cache then only serves what it holds).
     static let maximumEntries = 1 << 20
     var table = PieceTable(minimumCapacity: 4096)
@@ -190,7 +191,7 @@ final class BPEModel: Sendable {
     }
 
     /// Appends the ids of `buffer[range]`, pre-tokenized and split by BPE, to `output`.
-    func encodeOrdinary(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, cache: WordCache, into output: inout [Int]) {
+    func encodeOrdinary(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, cache: inout WordCache, into output: inout [Int]) {
         guard let base = buffer.baseAddress, !range.isEmpty else { return }
         merges.withLookup { lookup in
             var scanner = PreTokenizer(buffer, from: range.lowerBound, to: range.upperBound)
@@ -212,7 +213,7 @@ final class BPEModel: Sendable {
                     }
                     continue
                 }
-                mergeBytes(piece, length, lookup: lookup, cache: cache)
+                mergeBytes(piece, length, lookup: lookup, cache: &cache)
                 for id in cache.parts { output.append(Int(id)) }
                 if cache.table.count < WordCache.maximumEntries {
                     let packed = (UInt64(cache.ids.count) << 32) | UInt64(cache.parts.count)
@@ -226,7 +227,7 @@ final class BPEModel: Sendable {
     /// Splits one piece by merge rank, lowest rank first and leftmost among equals; leaves
     /// the ids in `cache.parts`.
     @inline(never)
-    private func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: WordCache) {
+    private func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: inout WordCache) {
         cache.parts.removeAll(keepingCapacity: true)
         cache.ranks.removeAll(keepingCapacity: true)
         for i in 0..<length { cache.parts.append(byteIDs[Int(piece[i])]) }

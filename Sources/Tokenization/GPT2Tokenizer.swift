@@ -171,9 +171,9 @@ public struct GPT2Tokenizer: Sendable {
     ///   and added tokens written in the text become their ids; when false every byte is plain
     ///   text, as tiktoken's `encode_ordinary`.
     public func encode(_ text: String, allowSpecial: Bool = true) -> [Int] {
-        let cache = caches.take()
+        var cache = caches.take()
         defer { caches.give(cache) }
-        return encode(text, allowSpecial: allowSpecial, cache: cache)
+        return encode(text, allowSpecial: allowSpecial, cache: &cache)
     }
 
     /// The ids of each text, computed on up to `threadCount` threads (texts are split into
@@ -199,22 +199,22 @@ public struct GPT2Tokenizer: Sendable {
         let groups = bounds.count - 1
         let groupBounds = bounds
         DispatchQueue.concurrentPerform(iterations: groups) { group in
-            let cache = caches.take()
+            var cache = caches.take()
             defer { caches.give(cache) }
             for index in groupBounds[group]..<groupBounds[group + 1] {
-                output.pointer[index] = encode(texts[index], allowSpecial: allowSpecial, cache: cache)
+                output.pointer[index] = encode(texts[index], allowSpecial: allowSpecial, cache: &cache)
             }
         }
         return Array(UnsafeBufferPointer(start: results, count: texts.count))
     }
 
-    private func encode(_ text: String, allowSpecial: Bool, cache: WordCache) -> [Int] {
+    private func encode(_ text: String, allowSpecial: Bool, cache: inout WordCache) -> [Int] {
         var text = text
         var output: [Int] = []
         output.reserveCapacity(text.utf8.count / 4 + 1)
         text.withUTF8 { buffer in
             guard allowSpecial, !specialTokens.isEmpty, let base = buffer.baseAddress else {
-                model.encodeOrdinary(buffer, 0..<buffer.count, cache: cache, into: &output)
+                model.encodeOrdinary(buffer, 0..<buffer.count, cache: &cache, into: &output)
                 return
             }
             var segmentStart = 0
@@ -222,7 +222,7 @@ public struct GPT2Tokenizer: Sendable {
             let count = buffer.count
             while i < count {
                 if specialFirstBytes[Int(base[i])], let match = matchSpecial(base + i, count - i) {
-                    model.encodeOrdinary(buffer, segmentStart..<i, cache: cache, into: &output)
+                    model.encodeOrdinary(buffer, segmentStart..<i, cache: &cache, into: &output)
                     output.append(match.id)
                     i += match.bytes.count
                     segmentStart = i
@@ -230,7 +230,7 @@ public struct GPT2Tokenizer: Sendable {
                     i += 1
                 }
             }
-            model.encodeOrdinary(buffer, segmentStart..<count, cache: cache, into: &output)
+            model.encodeOrdinary(buffer, segmentStart..<count, cache: &cache, into: &output)
         }
         return output
     }
@@ -247,30 +247,44 @@ public struct GPT2Tokenizer: Sendable {
     // MARK: Decoding
 
     /// The bytes the ids spell, concatenated.
-    public func decodeBytes(_ ids: some Sequence<Int>) throws(TokenizerError) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(ids.underestimatedCount * 4)
+    public func decodeBytes(_ ids: [Int]) throws(TokenizerError) -> [UInt8] {
         let vocabularyCount = model.count
-        try model.tokenBytes.withUnsafeBufferPointer { (arena) throws(TokenizerError) in
-            try model.tokenOffsets.withUnsafeBufferPointer { (offsets) throws(TokenizerError) in
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(ids.count * 4)
+        var failure: Int?
+        model.tokenBytes.withUnsafeBufferPointer { arena in
+            model.tokenOffsets.withUnsafeBufferPointer { offsets in
                 for id in ids {
                     if id >= 0, id < vocabularyCount {
                         bytes.append(contentsOf: UnsafeBufferPointer(rebasing: arena[Int(offsets[id])..<Int(offsets[id + 1])]))
                     } else if let added = addedTokenBytes[id] {
                         bytes.append(contentsOf: added)
                     } else {
-                        throw TokenizerError.unknownTokenID(id)
+                        failure = id
+                        return
                     }
                 }
             }
         }
+        if let failure { throw .unknownTokenID(failure) }
         return bytes
+    }
+
+    /// The bytes the ids spell, concatenated.
+    public func decodeBytes(_ ids: some Sequence<Int>) throws(TokenizerError) -> [UInt8] {
+        try decodeBytes(Array(ids))
+    }
+
+    /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
+    /// the reference's `errors="replace"` does.
+    public func decode(_ ids: [Int]) throws(TokenizerError) -> String {
+        String(decoding: try decodeBytes(ids), as: UTF8.self)
     }
 
     /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
     /// the reference's `errors="replace"` does.
     public func decode(_ ids: some Sequence<Int>) throws(TokenizerError) -> String {
-        String(decoding: try decodeBytes(ids), as: UTF8.self)
+        try decode(Array(ids))
     }
 
     /// Validates UTF-8 input (such as a file to tokenize), naming the first bad byte's offset.

@@ -87,7 +87,11 @@ struct TokenizeCommand: ParsableCommand {
                 input = text.joined(separator: " ")
             } else {
                 let data = try file.map(readBytes(path:)) ?? FileHandle.standardInput.readDataToEndOfFile()
-                input = try GPT2Tokenizer.text(fromUTF8: data)
+                do {
+                    input = try GPT2Tokenizer.text(fromUTF8: data)
+                } catch {
+                    throw TokenizeInputError.inFile(path: file ?? "stdin", error)
+                }
             }
             if jsonl {
                 try runJSONLines(input, tokenizer: tokenizer)
@@ -122,11 +126,13 @@ struct TokenizeCommand: ParsableCommand {
 enum TokenizeInputError: Error, CustomStringConvertible {
     case badJSONLine(line: Int)
     case badID(String)
+    case inFile(path: String, TokenizerError)
 
     var description: String {
         switch self {
         case let .badJSONLine(line): return "input line \(line): expected a json object with a string 'text'"
         case let .badID(text): return "'\(text)' is not a token id"
+        case let .inFile(path, error): return "'\(path)': \(error)"
         }
     }
 }
@@ -172,8 +178,7 @@ struct DetokenizeCommand: ParsableCommand {
                 }
                 writeStandardOutput(output)
             } else {
-                let separators = Set<Character>(" \t\r\n,[]")
-                let ids = try input.split(whereSeparator: { separators.contains($0) }).map { field in
+                let ids = try input.split(whereSeparator: { $0.isWhitespace || $0 == "," || $0 == "[" || $0 == "]" }).map { field in
                     guard let id = Int(field) else { throw TokenizeInputError.badID(String(field)) }
                     return id
                 }
