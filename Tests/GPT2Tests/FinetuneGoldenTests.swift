@@ -70,8 +70,11 @@ import TestSupport
         if let finals = golden["final_params"] as? [String: [String: Any]] {
             for e in model.layout.entries {
                 let s = try #require(finals[e.name])
-                // parameters after AdamW: rtol 1e-4, atol 1e-5 (STYLE table); sums that nearly cancel get atol 1e-3
-                try checkStats(UnsafeBufferPointer(model.parameters.storage[e.range]), s, rtol: 1e-4, atolSum: 1e-3, atolFirst: 1e-5,
+                // parameters after AdamW: rtol 1e-4, atol 1e-5 (STYLE table). Sums get atol 5e-4: the key part of
+                // c_attn.bias has a mathematically zero gradient, so its updates are float rounding noise amplified by
+                // Adam (eps 1e-8). Measured: ours vs golden 2.96e-4 on finetune_wd_clip h.1.attn.c_attn.bias sum;
+                // torch float64 vs the float32 golden 2.95e-4 on the same sum.
+                try checkStats(UnsafeBufferPointer(model.parameters.storage[e.range]), s, rtol: 1e-4, atolSum: 5e-4, atolFirst: 1e-5,
                                "\(key) final \(e.name)", log: log, category: "final params")
             }
         }
