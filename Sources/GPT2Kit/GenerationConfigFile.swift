@@ -1,0 +1,78 @@
+import Foundation
+
+/// The fields of a `generation_config.json` that `generate` takes as defaults (transformers reads the
+/// same file into `GenerationConfig`). Absent fields stay nil; unknown fields are ignored.
+public struct GenerationConfigFile: Sendable, Equatable {
+    public var eosTokenIDs: [Int]?
+    public var padTokenID: Int?
+    public var maxLength: Int?
+    public var maxNewTokens: Int?
+    public var doSample: Bool?
+    public var temperature: Double?
+    public var topK: Int?
+    public var topP: Double?
+
+    public init() {}
+
+    /// Parses the file's JSON; `path` only labels errors. `eos_token_id` may be one id or a list.
+    public init(jsonData: Data, path: String) throws(GenerationConfigError) {
+        let object: [String: JSONValue]
+        do { object = try JSONDecoder().decode([String: JSONValue].self, from: jsonData) } catch { throw .invalidJSON(path: path) }
+        func int(_ key: String) throws(GenerationConfigError) -> Int? {
+            switch object[key] {
+            case nil, .null?: return nil
+            case .int(let i)?: return i
+            case .double(let d)? where d.rounded() == d && abs(d) < 9e15: return Int(d)
+            default: throw .wrongType(path: path, key: key, expected: "an integer")
+            }
+        }
+        func double(_ key: String) throws(GenerationConfigError) -> Double? {
+            switch object[key] {
+            case nil, .null?: return nil
+            case .int(let i)?: return Double(i)
+            case .double(let d)?: return d
+            default: throw .wrongType(path: path, key: key, expected: "a number")
+            }
+        }
+        if case .array(let list)? = object["eos_token_id"] {
+            var ids: [Int] = []
+            for v in list {
+                guard case .int(let i) = v else { throw .wrongType(path: path, key: "eos_token_id", expected: "an integer or a list of integers") }
+                ids.append(i)
+            }
+            eosTokenIDs = ids
+        } else if let one = try int("eos_token_id") {
+            eosTokenIDs = [one]
+        }
+        padTokenID = try int("pad_token_id")
+        maxLength = try int("max_length")
+        maxNewTokens = try int("max_new_tokens")
+        switch object["do_sample"] {
+        case nil, .null?: break
+        case .bool(let b)?: doSample = b
+        default: throw .wrongType(path: path, key: "do_sample", expected: "a boolean")
+        }
+        temperature = try double("temperature")
+        topK = try int("top_k")
+        topP = try double("top_p")
+    }
+
+    /// Reads the file at `path`.
+    public init(path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try self.init(jsonData: data, path: path)
+    }
+}
+
+/// Why a `generation_config.json` could not be read.
+public enum GenerationConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidJSON(path: String)
+    case wrongType(path: String, key: String, expected: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidJSON(p): return "\(p): not a JSON object"
+        case let .wrongType(p, k, e): return "\(p): '\(k)' is not \(e)"
+        }
+    }
+}

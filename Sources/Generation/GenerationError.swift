@@ -1,0 +1,28 @@
+/// Why a generation request cannot run: bad options or lengths from the caller's input.
+public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// An option outside its range.
+    case invalidOption(name: String, value: String, expected: String)
+    /// The prompt has no tokens.
+    case emptyPrompt
+    /// A prompt token id is not in the vocabulary.
+    case tokenOutOfRange(id: Int, vocabularySize: Int)
+    /// The prompt alone does not fit the model's context.
+    case promptTooLong(promptLength: Int, contextLength: Int)
+    /// The requested total length would pass the model's context.
+    case lengthExceedsContext(maxLength: Int, contextLength: Int)
+    /// The requested total length leaves no room for a new token.
+    case maxLengthNotAbovePrompt(maxLength: Int, promptLength: Int)
+
+    public var description: String {
+        switch self {
+        case let .invalidOption(name, value, expected): return "option '\(name)': \(value) is not \(expected)"
+        case .emptyPrompt: return "prompt is empty: generation needs at least one token"
+        case let .tokenOutOfRange(id, v): return "prompt token id \(id) is outside the vocabulary (0..<\(v))"
+        case let .promptTooLong(p, n): return "prompt has \(p) tokens, more than the model's \(n) positions"
+        case let .lengthExceedsContext(m, n):
+            return "max length \(m) (prompt + new tokens) passes the model's \(n) positions; lower --max-length or --max-new-tokens"
+        case let .maxLengthNotAbovePrompt(m, p):
+            return "max length \(m) counts the prompt, which already has \(p) tokens; raise --max-length or use --max-new-tokens"
+        }
+    }
+}

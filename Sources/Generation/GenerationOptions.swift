@@ -1,0 +1,61 @@
+/// What to generate and when to stop, with transformers' `GenerationConfig` defaults and rules.
+public struct GenerationOptions: Sendable, Equatable {
+    /// Total length, prompt included (`max_length`, default 20). Ignored when `maxNewTokens` is set.
+    public var maxLength: Int
+    /// New tokens after the prompt (`max_new_tokens`); takes precedence over `maxLength`, as in transformers.
+    public var maxNewTokens: Int?
+    /// Greedy unless sampling.
+    public var strategy: DecodingStrategy
+    /// A sequence that produces one of these stops (`eos_token_id`, from the config or `generation_config.json`).
+    public var eosTokenIDs: [Int]
+    /// Filler for sequences of a batch that already stopped; transformers falls back to the first EOS id.
+    public var padTokenID: Int?
+    /// Sequences decoded together from the same prompt (`num_return_sequences`).
+    public var numReturnSequences: Int
+    /// Seed of the sampling generator.
+    public var seed: UInt64
+
+    public init(maxLength: Int = 20, maxNewTokens: Int? = nil, strategy: DecodingStrategy = .greedy,
+                eosTokenIDs: [Int] = [], padTokenID: Int? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0) {
+        self.maxLength = maxLength
+        self.maxNewTokens = maxNewTokens
+        self.strategy = strategy
+        self.eosTokenIDs = eosTokenIDs
+        self.padTokenID = padTokenID
+        self.numReturnSequences = numReturnSequences
+        self.seed = seed
+    }
+
+    /// The id written after a sequence stopped: `padTokenID`, else the first EOS id, else nil (no EOS, so
+    /// no sequence stops early and none is needed).
+    public var effectivePadTokenID: Int? { padTokenID ?? eosTokenIDs.first }
+
+    /// The total length to stop at for a prompt of `promptLength` tokens, checked against the model's
+    /// `contextLength` positions. Unlike transformers (which warns and still adds one token), a max length
+    /// that leaves no room for a new token is an error.
+    public func resolvedMaxLength(promptLength: Int, contextLength: Int) throws(GenerationError) -> Int {
+        guard promptLength > 0 else { throw .emptyPrompt }
+        guard promptLength <= contextLength else { throw .promptTooLong(promptLength: promptLength, contextLength: contextLength) }
+        let total: Int
+        if let maxNewTokens {
+            guard maxNewTokens >= 1 else { throw .invalidOption(name: "max-new-tokens", value: "\(maxNewTokens)", expected: "an integer >= 1") }
+            total = promptLength + maxNewTokens
+        } else {
+            guard maxLength > promptLength else { throw .maxLengthNotAbovePrompt(maxLength: maxLength, promptLength: promptLength) }
+            total = maxLength
+        }
+        // The last token is sampled from logits at position total - 2, so the model sees total - 1 positions;
+        // transformers still requires the whole sequence to fit, and so do we.
+        guard total <= contextLength else { throw .lengthExceedsContext(maxLength: total, contextLength: contextLength) }
+        return total
+    }
+
+    /// Checks the counts and the sampling options.
+    public func validated() throws(GenerationError) -> GenerationOptions {
+        guard numReturnSequences >= 1 else {
+            throw .invalidOption(name: "num-return-sequences", value: "\(numReturnSequences)", expected: "an integer >= 1")
+        }
+        if case let .sampling(options) = strategy { _ = try options.validated() }
+        return self
+    }
+}

@@ -1,0 +1,91 @@
+import GPT2
+
+/// Decodes one prompt into `numReturnSequences` continuations as one batch, a token per row at a time,
+/// with a key/value cache, following transformers' `generate` (`_sample`): each step picks a token per
+/// unfinished row (argmax, or warped multinomial draw), writes the pad id into rows that already produced
+/// an EOS id, and stops when every row has finished or the sequences reach the max length.
+///
+/// ```swift
+/// let generator = try Generator(model: model, promptIDs: ids, options: options)
+/// while let step = generator.next() { … }   // step[b]: the new id of row b
+/// let sequences = generator.sequences       // prompt ids then new ids, per row
+/// ```
+public final class Generator: IteratorProtocol, Sequence {
+    /// The prompt every row starts from.
+    public let promptIDs: [Int]
+    /// The validated options.
+    public let options: GenerationOptions
+    /// Total length at which decoding stops (prompt included).
+    public let maxLength: Int
+    /// Rows decoded together (`numReturnSequences`).
+    public var batchSize: Int { options.numReturnSequences }
+    /// Prompt ids followed by the ids generated so far, per row.
+    public private(set) var sequences: [[Int]]
+    /// Whether each row has produced an EOS id.
+    public private(set) var isFinished: [Bool]
+    /// The decoder behind the steps.
+    public let decoder: KVCacheDecoder
+    /// Chooses each row's token.
+    public let sampler: TokenSampler
+
+    private var pending: [Int32]  // (B, T) tokens not yet fed to the decoder
+    private var isDone = false
+
+    /// Prepares decoding of `promptIDs`. Throws on an empty prompt, ids outside the vocabulary, lengths
+    /// that pass the model's positions, or options out of range.
+    public init(model: GPT2Model, promptIDs: [Int], options: GenerationOptions) throws(GenerationError) {
+        let options = try options.validated()
+        let config = model.config
+        let maxLength = try options.resolvedMaxLength(promptLength: promptIDs.count, contextLength: config.maxPositions)
+        for id in promptIDs where id < 0 || id >= config.vocabularySize {
+            throw .tokenOutOfRange(id: id, vocabularySize: config.vocabularySize)
+        }
+        if let pad = options.effectivePadTokenID, pad < 0 || pad >= config.vocabularySize {
+            throw .invalidOption(name: "pad token id", value: "\(pad)", expected: "an id in 0..<\(config.vocabularySize)")
+        }
+        let B = options.numReturnSequences
+        self.promptIDs = promptIDs
+        self.options = options
+        self.maxLength = maxLength
+        sequences = Array(repeating: promptIDs, count: B)
+        for b in 0..<B { sequences[b].reserveCapacity(maxLength) }
+        isFinished = Array(repeating: false, count: B)
+        // The last token is chosen from the logits at position maxLength - 2 and never fed back.
+        decoder = try KVCacheDecoder(model: model, batchSize: B, capacity: maxLength - 1)
+        sampler = try TokenSampler(vocabularySize: config.vocabularySize, strategy: options.strategy, seed: options.seed)
+        pending = []
+        pending.reserveCapacity(B * promptIDs.count)
+        for _ in 0..<B { pending.append(contentsOf: promptIDs.map { Int32($0) }) }
+    }
+
+    /// Runs one step: feeds the previous tokens (the prompt on the first call) and returns the new id of
+    /// every row (the pad id for finished rows), or nil once decoding has stopped.
+    public func next() -> [Int]? {
+        if isDone { return nil }
+        let B = batchSize, V = sampler.vocabularySize
+        let T = pending.count / B
+        let logits = pending.withUnsafeBufferPointer { decoder.append($0, T: T) }
+        var step = [Int](repeating: 0, count: B)
+        for b in 0..<B {
+            if isFinished[b] {
+                step[b] = options.effectivePadTokenID ?? 0 // finished implies an EOS id exists
+            } else {
+                step[b] = sampler.chooseToken(from: UnsafeMutableBufferPointer(rebasing: logits[b * V ..< (b + 1) * V]))
+            }
+        }
+        if pending.count != B { pending = Array(repeating: 0, count: B) }
+        for b in 0..<B {
+            sequences[b].append(step[b])
+            pending[b] = Int32(step[b])
+            if !isFinished[b] && options.eosTokenIDs.contains(step[b]) { isFinished[b] = true }
+        }
+        if isFinished.allSatisfy({ $0 }) || sequences[0].count >= maxLength { isDone = true }
+        return step
+    }
+
+    /// Decodes to the end and returns every row's ids (prompt then new ids).
+    public func run() -> [[Int]] {
+        while next() != nil {}
+        return sequences
+    }
+}

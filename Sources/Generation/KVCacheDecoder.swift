@@ -1,0 +1,123 @@
+import GPT2
+import Kernels
+
+/// Runs a `GPT2Model` incrementally: each call feeds the next tokens of every batch row, keeps their keys
+/// and values per layer, and returns the logits of the last new position. The prefix is never recomputed.
+///
+/// One allocation holds the cache, (L, 2, B, NH, capacity, hs); another the work buffers, sized for the
+/// largest step so far. A decode step (one token per row) allocates nothing. Not thread-safe.
+public final class KVCacheDecoder {
+    /// The model whose weights are read (not modified).
+    public let model: GPT2Model
+    /// Rows decoded together.
+    public let batchSize: Int
+    /// Positions the cache holds (at most the model's `maxPositions`).
+    public let capacity: Int
+    /// Positions already cached.
+    public private(set) var position = 0
+
+    private let cache: FloatBuffer
+    private var work: FloatBuffer
+    private var workTokens = 0 // T the work buffers are sized for
+    private var tokenIDs: UnsafeMutableBufferPointer<Int32>
+
+    private let C: Int, NH: Int, L: Int, V: Int, F: Int, hs: Int
+
+    /// A decoder for `batchSize` rows of up to `capacity` positions.
+    public init(model: GPT2Model, batchSize: Int, capacity: Int) throws(GenerationError) {
+        let config = model.config
+        guard batchSize >= 1 else { throw .invalidOption(name: "batch size", value: "\(batchSize)", expected: "an integer >= 1") }
+        guard capacity >= 1, capacity <= config.maxPositions else { throw .lengthExceedsContext(maxLength: capacity, contextLength: config.maxPositions) }
+        self.model = model
+        self.batchSize = batchSize
+        self.capacity = capacity
+        C = config.embeddingSize; NH = config.headCount; L = config.layerCount
+        V = config.vocabularySize; F = config.feedForwardSize; hs = config.headSize
+        cache = FloatBuffer(count: L * 2 * batchSize * capacity * C)
+        work = FloatBuffer(count: 0)
+        tokenIDs = .allocate(capacity: 1)
+    }
+
+    deinit { tokenIDs.deallocate() }
+
+    /// Forgets every cached position (the next call starts a new prompt).
+    public func reset() { position = 0 }
+
+    /// The key (`kind == 0`) or value (`kind == 1`) cache of `layer`, (B, NH, capacity, hs).
+    private func cacheView(layer: Int, kind: Int) -> UnsafeMutableBufferPointer<Float> {
+        let n = batchSize * capacity * C
+        return cache.slice((layer * 2 + kind) * n, n)
+    }
+
+    /// Work buffer offsets for `T` positions per row.
+    private struct Workspace {
+        let residual: Range<Int>, ln: Range<Int>, qkv: Range<Int>, atty: Range<Int>, proj: Range<Int>
+        let fch: Range<Int>, fchAct: Range<Int>, mean: Range<Int>, rstd: Range<Int>, scratch: Range<Int>
+        let lastHidden: Range<Int>, logits: Range<Int>, count: Int
+        init(B: Int, T: Int, C: Int, F: Int, V: Int, capacity: Int) {
+            var offset = 0
+            func take(_ n: Int) -> Range<Int> { defer { offset += n }; return offset ..< offset + n }
+            let N = B * T
+            residual = take(N * C); ln = take(N * C); qkv = take(N * 3 * C); atty = take(N * C); proj = take(N * C)
+            fch = take(N * F); fchAct = take(N * F); mean = take(N); rstd = take(N)
+            scratch = take(T * capacity); lastHidden = take(B * C); logits = take(B * V)
+            count = offset
+        }
+    }
+
+    /// Feeds `tokens`, (B, T) row-major, at positions `position ..< position + T` of every row and returns
+    /// the logits of each row's last new position, (B, V); the buffer stays valid until the next call.
+    /// Precondition: ids in the vocabulary and `position + T <= capacity` (callers validate input first).
+    public func append(_ tokens: UnsafeBufferPointer<Int32>, T: Int) -> UnsafeMutableBufferPointer<Float> {
+        let B = batchSize, C = C, NH = NH, V = V, F = F, N = B * T
+        precondition(T >= 1 && tokens.count == N, "\(tokens.count) token ids for (B, T) = (\(B), \(T))")
+        precondition(position + T <= capacity, "positions \(position)..<\(position + T) exceed cache capacity \(capacity)")
+        if T > workTokens {
+            work = FloatBuffer(count: Workspace(B: B, T: T, C: C, F: F, V: V, capacity: capacity).count)
+            workTokens = T
+            tokenIDs.deallocate()
+            tokenIDs = .allocate(capacity: N)
+        }
+        let ws = Workspace(B: B, T: T, C: C, F: F, V: V, capacity: capacity)
+        let W = work, P = model.parameters, eps = Float(model.config.layerNormEpsilon)
+        func w(_ g: GPT2ParameterLayout.GlobalTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(g)) }
+        func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
+        let ids = UnsafeBufferPointer(rebasing: tokenIDs[0..<N])
+        _ = UnsafeMutableBufferPointer(rebasing: tokenIDs[0..<N]).update(fromContentsOf: tokens)
+
+        let residual = W[ws.residual], ln = W[ws.ln], qkv = W[ws.qkv], atty = W[ws.atty], proj = W[ws.proj]
+        let fch = W[ws.fch], fchAct = W[ws.fchAct], mean = W[ws.mean], rstd = W[ws.rstd]
+        let scratch = W[ws.scratch.lowerBound ..< ws.scratch.lowerBound + CachedAttention.scratchCount(T: T, position: position)]
+        Encoder.forward(out: residual, tokens: ids, wte: w(.wte), wpe: w(.wpe), B: B, T: T, C: C, positionOffset: position)
+        for l in 0..<L {
+            LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
+                              weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
+            MatMul.forward(out: qkv, inp: ln.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
+            CachedAttention.forward(out: atty, qkv: qkv.readOnly, keyCache: cacheView(layer: l, kind: 0),
+                                    valueCache: cacheView(layer: l, kind: 1), scratch: scratch,
+                                    B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: model.attentionScale(layer: l))
+            MatMul.forward(out: proj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
+            Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
+            LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
+                              weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
+            MatMul.forward(out: fch, inp: ln.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
+            model.activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
+            MatMul.forward(out: proj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
+            Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
+        }
+        // final layer norm and logits only for each row's last position
+        let last = W[ws.lastHidden]
+        for b in 0..<B {
+            let row = (b * T + T - 1) * C
+            _ = UnsafeMutableBufferPointer(rebasing: last[b * C ..< (b + 1) * C])
+                .update(fromContentsOf: UnsafeBufferPointer(rebasing: residual[row ..< row + C]))
+        }
+        let lnLast = W[ws.ln.lowerBound ..< ws.ln.lowerBound + B * C]
+        LayerNorm.forward(out: lnLast, mean: W[ws.mean.lowerBound ..< ws.mean.lowerBound + B], rstd: W[ws.rstd.lowerBound ..< ws.rstd.lowerBound + B],
+                          inp: last.readOnly, weight: w(.lnfWeight), bias: w(.lnfBias), N: B, C: C, eps: eps)
+        let logits = W[ws.logits]
+        MatMul.forward(out: logits, inp: lnLast.readOnly, weight: w(.wte), bias: nil, N: B, C: C, OC: V, layout: .outputMajor)
+        position += T
+        return logits
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import GPT2Kit
+import Testing
+import TestSupport
+
+/// The tiny reference model and its goldens.
+enum Tiny {
+    static func model() throws -> GPT2Model {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-gpt2/config.json")))
+        let config = try GPT2Config(jsonData: data, path: "tiny-gpt2/config.json")
+        return try GPT2Model(config: config, stateDict: SafetensorsReader.read(path: Fixtures.path("tiny-gpt2/model.safetensors")))
+    }
+
+    static func goldens() throws -> [String: Any] {
+        try #require(try Fixtures.json("tiny-gpt2/goldens.json") as? [String: Any])
+    }
+
+    static func ints(_ any: Any?) throws -> [Int] {
+        let a = try #require(any as? [Any])
+        return try a.map { try #require(($0 as? NSNumber)?.intValue) }
+    }
+}
+
+@Suite(.serialized) struct GeneratorTests {
+    /// Last-position logits of a full (uncached) forward over `sequences` (all the same length).
+    func uncachedLastLogits(_ model: GPT2Model, _ sequences: [[Int]]) throws -> [[Float]] {
+        let T = sequences[0].count
+        try model.forward(inputIDs: sequences.flatMap { $0.map(Int32.init) }, batchSize: sequences.count, sequenceLength: T)
+        return sequences.indices.map { model.logits(batch: $0, position: T - 1) }
+    }
+
+    @Test func cachedLogitsEqualFullForwardAtEveryStep() throws {
+        let model = try Tiny.model()
+        let reference = try Tiny.model()
+        let prompt = [18308, 14179, 318, 257, 2168, 286]
+        let B = 3, steps = 30
+        let decoder = try KVCacheDecoder(model: model, batchSize: B, capacity: prompt.count + steps)
+        var rows = Array(repeating: prompt, count: B)
+        var g = Xoshiro256StarStar(seed: 5)
+        // prefill, then one (different, random) token per row per step
+        var feed = rows.flatMap { $0.map(Int32.init) }
+        var worst: Float = 0
+        for step in 0...steps {
+            let T = feed.count / B
+            let logits = feed.withUnsafeBufferPointer { decoder.append($0, T: T) }
+            let expected = try uncachedLastLogits(reference, rows)
+            let V = model.config.vocabularySize
+            for b in 0..<B {
+                for i in 0..<V {
+                    let err = abs(logits[b * V + i] - expected[b][i])
+                    worst = max(worst, err)
+                    if err > 1e-5 {
+                        Issue.record("step \(step) row \(b) id \(i): cached \(logits[b * V + i]), full \(expected[b][i])")
+                        return
+                    }
+                }
+            }
+            if step == steps { break }
+            feed = (0..<B).map { _ in Int32(g.next() % UInt64(V)) }
+            for b in 0..<B { rows[b].append(Int(feed[b])) }
+        }
+        print("[measured] cached vs full logits: max abs err \(worst)")
+    }
+
+    @Test func greedyMatchesTransformers() throws {
+        let golden = try #require(try Tiny.goldens()["greedy"] as? [String: Any])
+        let prompt = try Tiny.ints(golden["prompt_ids"]), expected = try Tiny.ints(golden["output_ids"])
+        let model = try Tiny.model()
+        let options = GenerationOptions(maxNewTokens: expected.count - prompt.count, eosTokenIDs: [50256])
+        let generator = try Generator(model: model, promptIDs: prompt, options: options)
+        #expect(generator.run() == [expected])
+        // the uncached path: full forward over the growing sequence, argmax of the last position
+        var ids = prompt
+        while ids.count < expected.count {
+            let row = try uncachedLastLogits(model, [ids])[0]
+            ids.append(row.withUnsafeBufferPointer { TokenSampler.argmax($0) })
+        }
+        #expect(ids == expected)
+    }
+
+    @Test func topKOneEqualsGreedy() throws {
+        let model = try Tiny.model()
+        let prompt = [18308, 14179, 318, 257, 2168, 286]
+        let greedy = try Generator(model: model, promptIDs: prompt, options: GenerationOptions(maxNewTokens: 20, numReturnSequences: 2)).run()
+        let sampled = try Generator(model: model, promptIDs: prompt, options: GenerationOptions(
+            maxNewTokens: 20, strategy: .sampling(SamplingOptions(temperature: 0.7, topK: 1)), numReturnSequences: 2, seed: 42)).run()
+        #expect(sampled == greedy)
+        #expect(greedy[0] == greedy[1])
+    }
+
+    @Test(arguments: ["top_k=0,top_p=0.5", "top_k=10,top_p=0.75", "top_k=5,top_p=1.0", "top_k=50,top_p=0.9"])
+    func keptIDsMatchTransformersWarpers(setting: String) throws {
+        let filters = try #require(try Tiny.goldens()["sampling_filters"] as? [String: Any])
+        let prompt = try Tiny.ints(filters["prompt_ids"])
+        let expected = try Tiny.ints((filters["kept_ids"] as? [String: Any])?[setting])
+        let parts = setting.split(separator: ",").map { $0.split(separator: "=")[1] }
+        let topK = try #require(Int(parts[0])), topP = try #require(Double(parts[1]))
+        let model = try Tiny.model()
+        var logits = try uncachedLastLogits(model, [prompt])[0]
+        let options = SamplingOptions(topK: topK, topP: topP)
+        let sampler = try TokenSampler(vocabularySize: logits.count, strategy: .sampling(options))
+        logits.withUnsafeMutableBufferPointer { sampler.warp($0, options: options) }
+        let kept = logits.indices.filter { logits[$0] > -.infinity }
+        #expect(kept.count == expected.count)
+        #expect(kept == expected.sorted())
+    }
+
+    @Test func finishedRowsArePaddedAndDecodingStopsWhenAllFinish() throws {
+        let model = try Tiny.model()
+        let prompt = [18308, 14179, 318, 257, 2168, 286]
+        // greedy continuation is 8376, 33277, 33277, …: make 33277 the EOS id
+        let options = GenerationOptions(maxNewTokens: 10, eosTokenIDs: [33277], padTokenID: 7, numReturnSequences: 2)
+        let out = try Generator(model: model, promptIDs: prompt, options: options).run()
+        #expect(out == Array(repeating: prompt + [8376, 33277], count: 2))
+        // sampled rows: once a row ends with EOS, every later id is the pad id, and the batch stops only
+        // when all rows have finished or the length is reached
+        let sampling = GenerationOptions(maxNewTokens: 12, strategy: .sampling(SamplingOptions(topK: 3)),
+                                         eosTokenIDs: [33277], padTokenID: 7, numReturnSequences: 4, seed: 3)
+        let rows = try Generator(model: model, promptIDs: prompt, options: sampling).run()
+        #expect(Set(rows.map(\.count)).count == 1)
+        for row in rows {
+            let new = Array(row[prompt.count...])
+            if let stop = new.firstIndex(of: 33277) {
+                #expect(new[(stop + 1)...].allSatisfy { $0 == 7 }, "row \(new)")
+            } else {
+                #expect(row.count == prompt.count + 12)
+            }
+        }
+    }
+
+    @Test func seedMakesSamplingReproducible() throws {
+        let model = try Tiny.model()
+        let prompt = [18308, 14179, 318]
+        func run(_ seed: UInt64) throws -> [[Int]] {
+            try Generator(model: model, promptIDs: prompt, options: GenerationOptions(
+                maxLength: 15, strategy: .sampling(SamplingOptions()), numReturnSequences: 3, seed: seed)).run()
+        }
+        let a = try run(11), b = try run(11), c = try run(12)
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    @Test func badRequestsThrow() throws {
+        let model = try Tiny.model()
+        #expect(throws: GenerationError.promptTooLong(promptLength: 65, contextLength: 64)) {
+            try Generator(model: model, promptIDs: Array(repeating: 1, count: 65), options: GenerationOptions(maxNewTokens: 1))
+        }
+        #expect(throws: GenerationError.lengthExceedsContext(maxLength: 66, contextLength: 64)) {
+            try Generator(model: model, promptIDs: [1, 2, 3, 4, 5, 6], options: GenerationOptions(maxNewTokens: 60))
+        }
+        #expect(throws: GenerationError.tokenOutOfRange(id: 50257, vocabularySize: 50257)) {
+            try Generator(model: model, promptIDs: [50257], options: GenerationOptions())
+        }
+        // a sequence can fill the context exactly
+        let full = try Generator(model: model, promptIDs: [1, 2, 3, 4], options: GenerationOptions(maxLength: 64)).run()
+        #expect(full[0].count == 64)
+    }
+}
