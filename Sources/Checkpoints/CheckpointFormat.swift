@@ -34,9 +34,7 @@ public enum CheckpointReader {
         switch try CheckpointFormat.detect(path: path) {
         case .safetensors: return try SafetensorsReader.read(path: path)
         case .pytorchZip, .pytorchLegacy: return try TorchCheckpointReader.read(path: path)
-        case .kerasHDF5:
-            // LEAD: after merging the HDF5 branch, replace this line with `return try KerasHDF5.read(path: path)`.
-            throw CheckpointError.unsupportedFormat(path: path, format: "keras hdf5")
+        case .kerasHDF5: return try KerasHDF5.read(path: path)
         }
     }
 }
