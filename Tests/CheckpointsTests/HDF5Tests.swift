@@ -155,7 +155,7 @@ struct HDF5Tests {
 
         let missing = directory + "/missing.h5"
         let error = try #require(throws: HDF5Error.self) { try KerasHDF5.read(path: missing) }
-        #expect(error == .cannotOpen(path: missing, reason: "No such file or directory"))
+        #expect(error == .cannotOpen(path: missing, reason: "no such file or directory"))
     }
 
     @Test func refusesATruncatedFile() throws {
@@ -222,6 +222,31 @@ struct HDF5Tests {
         guard case .sizeExceedsFile(path, "/layer/scope/b:0", 1 << 42, _) = error else {
             Issue.record("unexpected error \(error)")
             return
+        }
+    }
+
+    @Test func refusesADatasetStoredInAnExternalFile() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret.bin"
+        try Data(repeating: 0x41, count: 12).write(to: URL(fileURLWithPath: secret))
+        let path = try Self.editedFile("external.h5") { id in
+            #expect(H5Ldelete(id, "/layer/scope/b:0", hid_t(H5P_DEFAULT)) >= 0)
+            let plist = H5Pcreate(H5P_CLS_DATASET_CREATE_ID_g)
+            try #require(plist >= 0)
+            defer { _ = H5Pclose(plist) }
+            #expect(H5Pset_external(plist, secret, 0, 12) >= 0)
+            let dims: [hsize_t] = [3]
+            let space = H5Screate_simple(1, dims, nil)
+            try #require(space >= 0)
+            defer { _ = H5Sclose(space) }
+            let dataset = H5Dcreate2(id, "/layer/scope/b:0", H5T_IEEE_F32LE_g, space, hid_t(H5P_DEFAULT), plist, hid_t(H5P_DEFAULT))
+            try #require(dataset >= 0)
+            #expect(H5Dclose(dataset) >= 0)
+        }
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        #expect(throws: HDF5Error.unsupportedStorage(path: path, dataset: "/layer/scope/b:0", reason: "data stored in external files")) {
+            try KerasHDF5.read(path: path)
         }
     }
 
