@@ -143,6 +143,29 @@ struct HDF5Tests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["tf_model.h5"])
     }
 
+    @Test func writerRefusesBadNamesBeforeWriting() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/bad.h5"
+        let one = Tensor(floats: [1], shape: [1])
+        let cases: [([KerasHDF5.Layer], HDF5Error)] = [
+            ([.init(name: "a", weights: [.init(name: "w:0", tensor: one)]), .init(name: "b", weights: [.init(name: "w:0", tensor: one)])],
+             .duplicateWeight(path: path, name: "w:0")),
+            ([.init(name: "a/b", weights: [])], .invalidName(path: path, name: "a/b", reason: "not a layer group name")),
+            ([.init(name: "a", weights: []), .init(name: "a", weights: [])], .invalidName(path: path, name: "a", reason: "layer appears twice")),
+            ([.init(name: "top_level_model_weights", weights: [])],
+             .invalidName(path: path, name: "top_level_model_weights", reason: "reserved for top-level weights")),
+            ([.init(name: "a", weights: [.init(name: "x//w:0", tensor: one)])], .invalidName(path: path, name: "x//w:0", reason: "not a relative dataset path")),
+            ([.init(name: "a", weights: [.init(name: "/w:0", tensor: one)])], .invalidName(path: path, name: "/w:0", reason: "not a relative dataset path")),
+            ([.init(name: "a", weights: [.init(name: "i", tensor: Tensor(zeros: .i64, shape: [2]))])],
+             .unsupportedDType(path: path, weight: "i", dtype: .i64)),
+        ]
+        for (layers, expected) in cases {
+            #expect(throws: expected) { try KerasHDF5.write(KerasHDF5.WeightFile(layers: layers), to: path) }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
     // MARK: bad input
 
     @Test func refusesAFileThatIsNotHDF5() throws {
