@@ -21,6 +21,9 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupportedElementType(path: String, dataset: String, type: String)
     /// A dataset's dataspace is not a simple array of sane rank and size.
     case invalidShape(path: String, dataset: String, reason: String)
+    /// A dataset is stored outside the file (external raw files, virtual datasets), which the reader refuses
+    /// so that a weight file cannot make it read other files.
+    case unsupportedStorage(path: String, dataset: String, reason: String)
     /// A dataset claims more bytes than the file can hold.
     case sizeExceedsFile(path: String, dataset: String, byteCount: Int, fileSize: Int)
     /// The same weight name appears twice.
@@ -52,6 +55,8 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): dataset '\(dataset)': unsupported element type \(type) (expected ieee float16, float32 or float64)"
         case let .invalidShape(path, dataset, reason):
             return "\(path): dataset '\(dataset)': \(reason)"
+        case let .unsupportedStorage(path, dataset, reason):
+            return "\(path): dataset '\(dataset)': \(reason)"
         case let .sizeExceedsFile(path, dataset, byteCount, fileSize):
             return "\(path): dataset '\(dataset)': claims \(byteCount) bytes, more than the file's \(fileSize)"
         case let .duplicateWeight(path, name):
@@ -72,7 +77,7 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case let .cannotOpen(path, _), let .notHDF5(path), let .missingAttribute(path, _, _),
              let .invalidAttribute(path, _, _, _), let .missingGroup(path, _), let .missingDataset(path, _),
-             let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _),
+             let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _), let .unsupportedStorage(path, _, _),
              let .sizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
              let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _):
             return path

@@ -19,11 +19,12 @@ extension KerasHDF5 {
     ///
     /// - Throws: `HDF5Error` when the file is missing, is not HDF5, is truncated, lacks `layer_names` or a
     ///   layer's `weight_names`, names a missing group or dataset, holds an element type other than IEEE
-    ///   float16/32/64, repeats a weight name, or claims more data than the file holds.
+    ///   float16/32/64, repeats a weight name, keeps data in external files, or claims more data than the
+    ///   file holds.
     public static func readWeightFile(path: String) throws -> WeightFile {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw HDF5Error.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+            throw HDF5Error.cannotOpen(path: path, reason: String(cString: strerror(errno)).lowercased())
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw HDF5Error.cannotOpen(path: path, reason: "not a regular file")
@@ -225,6 +226,15 @@ private struct Reader {
         let plist = H5Dget_create_plist(dataset)
         guard plist >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Pclose(plist) }
+        let layout = H5Pget_layout(plist)
+        guard layout == H5D_CONTIGUOUS || layout == H5D_CHUNKED || layout == H5D_COMPACT else {
+            throw .unsupportedStorage(path: path, dataset: object, reason: "virtual or unknown dataset layout")
+        }
+        let externalCount = H5Pget_external_count(plist)
+        guard externalCount == 0 else {
+            if externalCount < 0 { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
+            throw .unsupportedStorage(path: path, dataset: object, reason: "data stored in external files")
+        }
         let filterCount = H5Pget_nfilters(plist)
         guard filterCount >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         if filterCount == 0 {

@@ -32,7 +32,7 @@ extension KerasHDF5 {
             try withLibraryLock { try Writer(path: path, temporary: temporary).write(file) }
             try sync(temporary, target: path, isDirectory: false)
             guard rename(temporary, path) == 0 else {
-                throw HDF5Error.writeFailed(path: path, object: "/", detail: "rename: " + String(cString: strerror(errno)))
+                throw HDF5Error.writeFailed(path: path, object: "/", detail: "rename: " + String(cString: strerror(errno)).lowercased())
             }
         } catch {
             unlink(temporary)
@@ -110,11 +110,11 @@ extension KerasHDF5 {
     private static func sync(_ syncPath: String, target: String, isDirectory: Bool) throws(HDF5Error) {
         let descriptor = open(syncPath, isDirectory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
         guard descriptor >= 0 else {
-            throw .writeFailed(path: target, object: "/", detail: "open for fsync: " + String(cString: strerror(errno)))
+            throw .writeFailed(path: target, object: "/", detail: "open for fsync: " + String(cString: strerror(errno)).lowercased())
         }
         defer { close(descriptor) }
         guard fsync(descriptor) == 0 else {
-            throw .writeFailed(path: target, object: "/", detail: "fsync: " + String(cString: strerror(errno)))
+            throw .writeFailed(path: target, object: "/", detail: "fsync: " + String(cString: strerror(errno)).lowercased())
         }
     }
 }
