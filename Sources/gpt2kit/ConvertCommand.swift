@@ -17,6 +17,7 @@ struct ConvertCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "safetensors | pytorch | h5 (default: from OUT's extension, else safetensors).") var format: String?
     @Option(help: "f32 | f16 | bf16.") var dtype: String = "f32"
+    @Option(help: "Copy the tokenizer files of this folder into a folder OUT (default: IN's own).") var tokenizer: String?
     @Flag(help: "Print one JSON object describing what was written.") var json = false
 
     func run() throws {
@@ -43,7 +44,7 @@ struct ConvertCommand: ParsableCommand {
             let written: [String]
             if toFolder {
                 written = try ModelIO.writeFolder(parameters, to: output, format: exportFormat, dtype: dtype,
-                                                  tokenizerFiles: location.tokenizerPaths,
+                                                  tokenizerFiles: try tokenizerFiles(default: location.tokenizerPaths),
                                                   generationConfigPath: location.generationConfigPath)
             } else {
                 try ModelIO.writeWeights(parameters, to: output, format: exportFormat, dtype: dtype)
@@ -56,5 +57,12 @@ struct ConvertCommand: ParsableCommand {
                 for w in written { Console.out("wrote \(w)") }
             }
         }
+    }
+
+    private func tokenizerFiles(default paths: [String]) throws -> [String] {
+        guard let tokenizer else { return paths }
+        let files = ModelLocation.tokenizerFileNames.map { tokenizer + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) }
+        guard !files.isEmpty else { throw ModelLocationError.noTokenizer(folder: tokenizer) }
+        return files
     }
 }
