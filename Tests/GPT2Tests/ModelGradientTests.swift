@@ -71,9 +71,9 @@ import TestSupport
         #expect(a == c && a != b)
         model.zeroGradients()
         model.backward()
-        let once = Array(model.gradients.buffer)
+        let once = model.gradients.toArray()
         model.backward()
-        let twice = Array(model.gradients.buffer)
+        let twice = model.gradients.toArray()
         for i in once.indices { #expect(abs(twice[i] - 2 * once[i]) <= 1e-6 * max(1, abs(once[i]))) }
     }
 }

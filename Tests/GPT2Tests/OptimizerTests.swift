@@ -56,7 +56,7 @@ import TestSupport
                 _ = g.buffer.update(from: gk)
                 opt.step(parameters: p.buffer, gradients: UnsafeBufferPointer(g.buffer))
             }
-            return Array(p.buffer)
+            return p.toArray()
         }
         #expect(try run(resumeAt: nil) == run(resumeAt: 3))
         let opt = AdamW(parameterCount: n)
