@@ -91,3 +91,23 @@ import TestSupport
         #expect(linear.learningRate(base: 1e-3, step: 1) == 5e-4)
     }
 }
+
+@Suite struct InitializationTests {
+    @Test func followsTransformersInitWeights() throws {
+        var config = GPT2Config(vocabularySize: 500, maxPositions: 16, embeddingSize: 32, layerCount: 2, headCount: 4)
+        config.initializerRange = 0.1
+        let p = GPT2Parameters(config: config, seed: 3)
+        #expect(p.storage.toArray() == GPT2Parameters(config: config, seed: 3).storage.toArray())
+        func std(_ v: UnsafeMutableBufferPointer<Float>) -> Double {
+            (v.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(v.count)).squareRoot()
+        }
+        expectClose(std(p.view(.wte)), 0.1, rtol: 0.03)
+        expectClose(std(p.view(layer: 0, .fcWeight)), 0.1, rtol: 0.05)
+        expectClose(std(p.view(layer: 1, .fcProjWeight)), 0.05, rtol: 0.05)
+        #expect(p.view(layer: 1, .ln2Weight).allSatisfy { $0 == 1 } && p.view(.lnfBias).allSatisfy { $0 == 0 })
+        #expect(p.view(layer: 0, .attnBias).allSatisfy { $0 == 0 })
+        let model = try GPT2Model(parameters: p)
+        let loss = try #require(try model.forward(inputIDs: [1, 2, 3, 4], batchSize: 1, sequenceLength: 4, labels: [1, 2, 3, 4]))
+        #expect(abs(Double(loss) - Foundation.log(500.0)) < 1.5)
+    }
+}
