@@ -111,7 +111,7 @@ import TestSupport
         // (STYLE). Measured max |diff| 1.4e-6.
         expectAllClose(p2, p1, rtol: 1e-4, atol: 1e-5, "parameters after one step")
 
-        // Unequal label counts (3 and 6): accumulation reports the mean of the two example means, the batch the token mean.
+        // Unequal label counts (3 and 1): accumulation reports the mean of the two example means, the batch the token mean.
         let second = try #require((g["examples"] as? [[String: Any]])?.dropFirst().first)
         let c = try Self.example(second)
         #expect(a.labelTokenCount != c.labelTokenCount)
@@ -123,32 +123,52 @@ import TestSupport
         #expect(abs(tokenMean - meanOfMeans) > 1e-3 * abs(meanOfMeans), "with unequal label counts the two losses differ")
     }
 
-    @Test func resumeFromCheckpointIsBitIdentical() throws {
+    /// A tiny-gpt2 model whose config carries the dropout override (as `finetune --dropout` builds it).
+    static func model(dropout: Double?, config original: GPT2Config, stateDict: StateDict) throws -> GPT2Model {
+        var config = original
+        if let p = dropout { config.residualDropout = p; config.embeddingDropout = p; config.attentionDropout = p }
+        return try GPT2Model(config: config, stateDict: stateDict)
+    }
+
+    /// With dropout the masks are seeded by (seed, step, micro-batch), so a resumed run draws the same masks.
+    @Test(arguments: [nil, 0.1] as [Double?])
+    func resumeFromCheckpointIsBitIdentical(dropout: Double?) throws {
         let g = try Golden.tiny()
         let examples = try #require(g["examples"] as? [[String: Any]]).map(Self.example)
         let config = try Golden.config("tiny-gpt2")
+        let reference = try SafetensorsReader.read(path: Fixtures.path("tiny-gpt2/model.safetensors"))
         var options = try Self.options(g, "finetune_seed")
         // Two examples, shuffled, batch 1: the data position and epoch must be restored too.
         options.steps = 6; options.shuffle = true; options.seed = 7; options.schedule = .linear; options.warmupSteps = 2
         let run = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: run) }
 
-        let straight = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, options: options, padTokenID: Self.pad)
+        let straight = try Trainer(model: try Self.model(dropout: dropout, config: config, stateDict: reference), examples: examples,
+                                   options: options, padTokenID: Self.pad)
         var checkpoint: String?
         try straight.run { report in
             if report.step == 3 {
-                checkpoint = try TrainingRun.saveCheckpoint(straight, run: run, format: .safetensors, config: config, dropout: nil,
+                checkpoint = try TrainingRun.saveCheckpoint(straight, run: run, format: .safetensors, config: config, dropout: dropout,
                                                             tokenizerFiles: [], generationConfigPath: nil)
             }
             return true
         }
         let folder = try #require(checkpoint)
+        if dropout != nil {
+            // Dropout really ran: the first loss is neither example's dropout-free loss.
+            let clean = try #require(g["examples"] as? [[String: Any]]).map { try Golden.double($0["loss"]) }
+            let first = try #require(straight.progress.losses.first)
+            #expect(clean.allSatisfy { abs(first - $0) > 1e-4 * $0 }, "loss \(first) with dropout equals a dropout-free loss \(clean)")
+        }
         #expect(folder == run + "/checkpoint-3")
         #expect(try TrainingRun.resumableFolder(run) == folder)
 
         let saved = try TrainingRun.readState(folder: folder)
         #expect(saved.progress.step == 3 && saved.totalSteps == 6 && saved.options == options)
-        let model = try GPT2Model(parameters: try ModelIO.loadParameters(ModelLocation(path: folder)))
+        #expect(saved.dropout == dropout)
+        let location = try ModelLocation(path: folder)
+        #expect(try ModelIO.readConfig(location).residualDropout == config.residualDropout, "the checkpoint keeps the original config")
+        let model = try Self.model(dropout: saved.dropout, config: try ModelIO.readConfig(location), stateDict: try ModelIO.readStateDict(location))
         let resumed = try Trainer(model: model, examples: examples, options: saved.options, padTokenID: Self.pad)
         try resumed.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: folder))
         #expect(resumed.optimizer.stepCount == 3)
@@ -165,6 +185,23 @@ import TestSupport
         #expect(throws: TrainingError.dataMismatch) {
             try other.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: folder))
         }
+    }
+
+    /// `evaluate` weights every example by its label tokens, whatever the batch size.
+    @Test(arguments: [1, 2])
+    func evaluateIsTheTokenMean(batchSize: Int) throws {
+        let g = try Golden.tiny()
+        let examples = try #require(g["examples"] as? [[String: Any]]).map(Self.example)
+        var options = TrainingOptions()
+        options.batchSize = batchSize
+        let trainer = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, options: options, padTokenID: Self.pad)
+        // Example losses weighted by their label tokens (3 and 1), not the mean of the two means. rtol 1e-5 (README).
+        let losses = try #require(g["examples"] as? [[String: Any]]).map { try Golden.double($0["loss"]) }
+        let counts = examples.map { Double($0.labelTokenCount) }
+        #expect(counts == [3, 1])
+        let tokenMean = zip(losses, counts).reduce(0) { $0 + $1.0 * $1.1 } / counts.reduce(0, +)
+        expectClose(try trainer.evaluate(examples), tokenMean, rtol: 1e-5, "eval loss, batch size \(batchSize)")
+        #expect(trainer.progress.step == 0, "evaluation does not train")
     }
 
     @Test(arguments: ExportFormat.allCases)
