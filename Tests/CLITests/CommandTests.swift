@@ -184,6 +184,31 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: dir + "/run/trainer_state/trainer_state.json"))
     }
 
+    /// `--stop-after` then `--resume` writes the same weights and optimizer state, byte for byte, as one uninterrupted run
+    /// (two examples, shuffled, batch 1, dropout 0.1, so data position and dropout seeds must survive the restart).
+    @Test func finetuneStopAndResumeIsByteIdentical() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let data = dir + "/train.jsonl"
+        try Data(("{\"context\": \"\(Self.context)\", \"label\": \"\(Self.label)\"}\n"
+                  + "{\"prompt\": \"The capital of France is\", \"completion\": \" Paris\"}\n").utf8).write(to: URL(fileURLWithPath: data))
+        let common = ["finetune", "--model", Fixtures.path("tiny-gpt2"), "--tokenizer", Self.tokenizer, "--data", data,
+                      "--steps", "4", "--lr", "5e-4", "--eps", "1e-6", "--seed", "3", "--dropout", "0.1", "--json"]
+        let straight = try Self.succeed(common + ["--out", dir + "/a"]).jsonLines
+        let first = try Self.succeed(common + ["--out", dir + "/b", "--stop-after", "2"]).jsonLines
+        // The run's data is not stored (only its fingerprint), so it is named again; the options come from the state.
+        let second = try Self.succeed(["finetune", "--resume", dir + "/b", "--out", dir + "/b", "--tokenizer", Self.tokenizer,
+                                       "--data", data, "--json"]).jsonLines
+        #expect(straight.map { $0["step"] as? Int } == [1, 2, 3, 4])
+        #expect((first + second).map { $0["step"] as? Int } == [1, 2, 3, 4])
+        let losses = { (lines: [[String: Any]]) in lines.compactMap { ($0["loss"] as? NSNumber)?.doubleValue } }
+        #expect(losses(first + second) == losses(straight), "per-step losses")
+        for file in ["model.safetensors", "trainer_state/optimizer.safetensors"] {
+            let a = FileManager.default.contents(atPath: dir + "/a/" + file), b = FileManager.default.contents(atPath: dir + "/b/" + file)
+            #expect(a != nil && a == b, "\(file) differs between the straight and the resumed run")
+        }
+    }
+
     @Test func generateGreedyMatchesTransformers() throws {
         let g = try CLIGolden.tiny()
         let greedy = try #require(g["greedy"] as? [String: Any])
