@@ -248,26 +248,59 @@ public struct GPT2Tokenizer: Sendable {
 
     /// The bytes the ids spell, concatenated.
     public func decodeBytes(_ ids: [Int]) throws(TokenizerError) -> [UInt8] {
+        let count = try decodedByteCount(ids)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            copyBytes(of: ids, into: buffer)
+            initialized = count
+        }
+    }
+
+    /// The total byte length of the ids; throws on the first unknown id.
+    private func decodedByteCount(_ ids: [Int]) throws(TokenizerError) -> Int {
         let vocabularyCount = model.count
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(ids.count * 4)
+        var total = 0
         var failure: Int?
-        model.tokenBytes.withUnsafeBufferPointer { arena in
-            model.tokenOffsets.withUnsafeBufferPointer { offsets in
-                for id in ids {
-                    if id >= 0, id < vocabularyCount {
-                        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: arena[Int(offsets[id])..<Int(offsets[id + 1])]))
-                    } else if let added = addedTokenBytes[id] {
-                        bytes.append(contentsOf: added)
-                    } else {
-                        failure = id
-                        return
-                    }
+        model.tokenOffsets.withUnsafeBufferPointer { offsets in
+            for id in ids {
+                if id >= 0, id < vocabularyCount {
+                    total += Int(offsets[id + 1] - offsets[id])
+                } else if let added = addedTokenBytes[id] {
+                    total += added.count
+                } else {
+                    failure = id
+                    return
                 }
             }
         }
         if let failure { throw .unknownTokenID(failure) }
-        return bytes
+        return total
+    }
+
+    /// Copies the bytes of already-validated ids into `buffer`, which holds exactly their length.
+    private func copyBytes(of ids: [Int], into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        guard let destination = buffer.baseAddress else { return }
+        let vocabularyCount = model.count
+        var position = 0
+        model.tokenBytes.withUnsafeBufferPointer { arena in
+            model.tokenOffsets.withUnsafeBufferPointer { offsets in
+                guard let source = arena.baseAddress else { return }
+                for id in ids {
+                    if id < vocabularyCount {
+                        let start = Int(offsets[id])
+                        let length = Int(offsets[id + 1]) - start
+                        (destination + position).initialize(from: source + start, count: length)
+                        position += length
+                    } else if let added = addedTokenBytes[id] {
+                        added.withUnsafeBufferPointer { bytes in
+                            guard let base = bytes.baseAddress else { return }
+                            (destination + position).initialize(from: base, count: bytes.count)
+                        }
+                        position += added.count
+                    }
+                }
+            }
+        }
+        precondition(position == buffer.count, "decoded \(position) bytes into a buffer of \(buffer.count)")
     }
 
     /// The bytes the ids spell, concatenated.
@@ -278,7 +311,12 @@ public struct GPT2Tokenizer: Sendable {
     /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
     /// the reference's `errors="replace"` does.
     public func decode(_ ids: [Int]) throws(TokenizerError) -> String {
-        String(decoding: try decodeBytes(ids), as: UTF8.self)
+        let count = try decodedByteCount(ids)
+        // Copies straight into the string's storage; invalid UTF-8 is repaired with U+FFFD.
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            copyBytes(of: ids, into: buffer)
+            return count
+        }
     }
 
     /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
