@@ -192,3 +192,21 @@ struct BPEMergePathTests {
         #expect(ids.prefix(4) == [24794, 24794, 24794, 24794])
     }
 }
+
+@Suite("Parallel encoding of one text")
+struct ParallelEncodeTests {
+    @Test("cutting a large text across threads gives the single-thread ids", arguments: [2, 3, 4])
+    func matchesSingleThread(_ threads: Int) throws {
+        let tokenizer = try gpt2Tokenizer.get()
+        var rng = SeededGenerator(state: UInt64(threads))
+        var text = ""
+        while text.utf8.count < 200_000 {
+            text += randomText(&rng)
+            text += ["\n", " \n", "\n\n", "x\n", "'\n", "\u{A0}\n", "<|endoftext|>\n"].randomElement(using: &rng) ?? "\n"
+        }
+        #expect(tokenizer.encode(text, threadCount: threads) == tokenizer.encode(text))
+        #expect(tokenizer.encode(text, allowSpecial: false, threadCount: threads) == tokenizer.encode(text, allowSpecial: false))
+        #expect(tokenizer.encode("short", threadCount: threads) == tokenizer.encode("short"))
+        #expect(tokenizer.encode("", threadCount: threads).isEmpty)
+    }
+}
