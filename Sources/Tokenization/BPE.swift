@@ -163,6 +163,8 @@ struct MergeLookup {
 struct WordCache {
     /// Pieces stop being added past this many (the cache then only serves what it holds).
     static let maximumEntries = 1 << 20
+    /// Longer pieces (base64 blobs, long runs) are not memoized.
+    static let maximumPieceLength = 256
     var table = PieceTable(minimumCapacity: 4096)
     var ids: [Int32] = []
     var parts: [Int32] = []
@@ -213,9 +215,13 @@ final class BPEModel: Sendable {
                     }
                     continue
                 }
-                mergeBytes(piece, length, lookup: lookup, cache: &cache)
+                if length <= Self.quadraticMergeLimit {
+                    mergeBytes(piece, length, lookup: lookup, cache: &cache)
+                } else {
+                    cache.parts = Self.mergeLongPiece(piece, length, byteIDs: byteIDs, lookup: lookup)
+                }
                 for id in cache.parts { output.append(Int(id)) }
-                if cache.table.count < WordCache.maximumEntries {
+                if cache.table.count < WordCache.maximumEntries, length <= WordCache.maximumPieceLength {
                     let packed = (UInt64(cache.ids.count) << 32) | UInt64(cache.parts.count)
                     cache.ids.append(contentsOf: cache.parts)
                     cache.table.insert(piece, length, hash: hash, value: packed)
@@ -224,10 +230,13 @@ final class BPEModel: Sendable {
         }
     }
 
+    /// Pieces up to this many bytes use the simple O(n²) scan; longer ones a heap.
+    static let quadraticMergeLimit = 128
+
     /// Splits one piece by merge rank, lowest rank first and leftmost among equals; leaves
     /// the ids in `cache.parts`.
     @inline(never)
-    private func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: inout WordCache) {
+    func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: inout WordCache) {
         cache.parts.removeAll(keepingCapacity: true)
         cache.ranks.removeAll(keepingCapacity: true)
         for i in 0..<length { cache.parts.append(byteIDs[Int(piece[i])]) }
@@ -260,5 +269,83 @@ final class BPEModel: Sendable {
             }
         }
         cache.parts.removeLast(length - remaining)
+    }
+}
+
+extension BPEModel {
+    /// The same merges as `mergeBytes` in O(n log n): a doubly linked list of parts and a
+    /// min-heap of candidate pairs keyed by (rank, start offset of the left part), so the
+    /// lowest rank and then the leftmost pair merges first. Stale heap entries are skipped.
+    @inline(never)
+    static func mergeLongPiece(_ piece: UnsafePointer<UInt8>, _ length: Int, byteIDs: [Int32], lookup: MergeLookup) -> [Int32] {
+        var ids = (0..<length).map { byteIDs[Int(piece[$0])] }
+        var next = (0..<length).map { $0 + 1 }  // `length` marks the end
+        var previous = (0..<length).map { $0 - 1 }
+        var alive = [Bool](repeating: true, count: length)
+        var heap = MinHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            guard right < length else { return }
+            let merge = lookup.merge(ids[left], ids[right])
+            if merge != UInt64.max { heap.push((merge >> 32) << 32 | UInt64(left)) }
+        }
+        for i in 0..<(length - 1) { push(i) }
+        while let top = heap.pop() {
+            let left = Int(top & 0xFFFF_FFFF)
+            let rank = top >> 32
+            guard alive[left] else { continue }
+            let right = next[left]
+            guard right < length else { continue }
+            let merge = lookup.merge(ids[left], ids[right])
+            guard merge != UInt64.max, merge >> 32 == rank else { continue }
+            ids[left] = Int32(truncatingIfNeeded: merge & 0xFFFF_FFFF)
+            alive[right] = false
+            next[left] = next[right]
+            if next[right] < length { previous[next[right]] = left }
+            if previous[left] >= 0 { push(previous[left]) }
+            push(left)
+        }
+        var result: [Int32] = []
+        var i = 0
+        while i < length {
+            result.append(ids[i])
+            i = next[i]
+        }
+        return result
+    }
+}
+
+/// A binary min-heap of packed `rank << 32 | position` keys.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ item: UInt64) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if items[parent] <= items[child] { break }
+            items.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left] < items[smallest] { smallest = left }
+            if right < items.count, items[right] < items[smallest] { smallest = right }
+            if smallest == parent { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
     }
 }

@@ -75,6 +75,19 @@ struct TokenizerBenchmarkCommand: ParsableCommand {
             batchSeconds = min(batchSeconds, timed { batchIDs = fresh.encode(batch: chunks, allowSpecial: false, threadCount: threads) })
         }
         guard batchIDs == ids else { throw BenchmarkError.batchMismatch }
+        // One String holding the whole corpus: one thread, then cut across `threads`.
+        let whole = String(decoding: data, as: UTF8.self)
+        var wholeIDs: [Int] = []
+        var wholeSeconds = Double.infinity
+        var parallelSeconds = Double.infinity
+        var parallelIDs: [Int] = []
+        for _ in 0..<max(1, self.repeat) {
+            wholeSeconds = min(wholeSeconds, timed { wholeIDs = tokenizer.encode(whole, allowSpecial: false) })
+            parallelSeconds = min(parallelSeconds, timed {
+                parallelIDs = tokenizer.encode(whole, allowSpecial: false, threadCount: threads)
+            })
+        }
+        guard parallelIDs == wholeIDs else { throw BenchmarkError.batchMismatch }
         var decodeSeconds = Double.infinity
         var decodedBytes = 0
         for _ in 0..<max(1, self.repeat) {
@@ -102,6 +115,8 @@ struct TokenizerBenchmarkCommand: ParsableCommand {
             ("encode_mb_s", megabytes / warmSeconds),
             ("batch_threads", threads),
             ("batch_encode_mb_s", megabytes / batchSeconds),
+            ("whole_text_encode_mb_s", megabytes / wholeSeconds),
+            ("whole_text_parallel_encode_mb_s", megabytes / parallelSeconds),
             ("decode_mb_s", megabytes / decodeSeconds),
         ]
         if json {
@@ -146,7 +161,7 @@ enum BenchmarkError: Error, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .batchMismatch: return "batch ids differ from single-thread ids"
+        case .batchMismatch: return "multi-thread ids differ from single-thread ids"
         case .roundTripMismatch: return "decoded byte count differs from the corpus"
         }
     }

@@ -153,3 +153,60 @@ struct GPT2TokenizerTests {
         }
     }
 }
+
+@Suite("BPE merge paths")
+struct BPEMergePathTests {
+    /// The heap path for long pieces must merge exactly as the quadratic scan does.
+    @Test("the heap merge equals the quadratic merge on seeded random pieces")
+    func heapEqualsScan() throws {
+        let model = try gpt2Tokenizer.get().model
+        var rng = SeededGenerator(state: 7)
+        let alphabets: [[UInt8]] = [Array("a".utf8), Array("ab".utf8), Array("etaoin shrdlu".utf8), Array(" \n".utf8),
+                                    (0...255).map { UInt8($0) }, Array("0123456789".utf8), Array("=+/AQgw".utf8)]
+        var cache = WordCache()
+        for round in 0..<400 {
+            let alphabet = alphabets[round % alphabets.count]
+            let length = Int.random(in: 1...600, using: &rng)
+            let piece = (0..<length).map { _ in alphabet.randomElement(using: &rng) ?? 0 }
+            let heap = model.merges.withLookup { lookup in
+                piece.withUnsafeBufferPointer { buffer in
+                    BPEModel.mergeLongPiece(buffer.baseAddress!, length, byteIDs: model.byteIDs, lookup: lookup)
+                }
+            }
+            model.merges.withLookup { lookup in
+                piece.withUnsafeBufferPointer { buffer in
+                    model.mergeBytes(buffer.baseAddress!, length, lookup: lookup, cache: &cache)
+                }
+            }
+            #expect(heap == cache.parts, "round \(round), length \(length)")
+        }
+    }
+
+    @Test("long pieces are encoded in reasonable time and round-trip")
+    func longPieces() throws {
+        let tokenizer = try gpt2Tokenizer.get()
+        let text = String(repeating: "a", count: 200_000) + " " + String(repeating: "Zm9v", count: 50_000)
+        let ids = tokenizer.encode(text)
+        #expect(try tokenizer.decode(ids) == text)
+        // 'a' * 8 is one token (24794); the 200 000 a's split into runs of it.
+        #expect(ids.prefix(4) == [24794, 24794, 24794, 24794])
+    }
+}
+
+@Suite("Parallel encoding of one text")
+struct ParallelEncodeTests {
+    @Test("cutting a large text across threads gives the single-thread ids", arguments: [2, 3, 4])
+    func matchesSingleThread(_ threads: Int) throws {
+        let tokenizer = try gpt2Tokenizer.get()
+        var rng = SeededGenerator(state: UInt64(threads))
+        var text = ""
+        while text.utf8.count < 200_000 {
+            text += randomText(&rng)
+            text += ["\n", " \n", "\n\n", "x\n", "'\n", "\u{A0}\n", "<|endoftext|>\n"].randomElement(using: &rng) ?? "\n"
+        }
+        #expect(tokenizer.encode(text, threadCount: threads) == tokenizer.encode(text))
+        #expect(tokenizer.encode(text, allowSpecial: false, threadCount: threads) == tokenizer.encode(text, allowSpecial: false))
+        #expect(tokenizer.encode("short", threadCount: threads) == tokenizer.encode("short"))
+        #expect(tokenizer.encode("", threadCount: threads).isEmpty)
+    }
+}
