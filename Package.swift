@@ -38,6 +38,8 @@ let package = Package(
 
         .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors"],
                           path: "Benchmarks/CheckpointBenchmark"),
+        .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
+                          path: "Benchmarks/TrainingBenchmark"),
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),

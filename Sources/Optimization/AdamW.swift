@@ -126,19 +126,40 @@ public final class AdamW {
         let eps = Float(o.eps)
         let decayFactor = Float(1 - lr * o.weightDecay)
         let w1 = Float(1 - o.beta1), b2 = Float(o.beta2), w2 = Float(1 - o.beta2)
+        let W = VectorMath.width
         for (range, decays) in segments {
-            let applyDecay = decays && o.weightDecay != 0
-            for i in range {
-                var pi = p[i]
-                if applyDecay { pi *= decayFactor }
-                let gi = g[i]
-                // torch lerp with weight < 0.5: m + w·(g − m)
-                let mi = mp[i] + w1 * (gi - mp[i])
-                let vi = vp[i] * b2 + w2 * gi * gi
-                mp[i] = mi
-                vp[i] = vi
-                let denom = vi.squareRoot() / bc2Sqrt + eps
-                p[i] = pi + negStepSize * mi / denom
+            let decay: Float = decays && o.weightDecay != 0 ? decayFactor : 1
+            let applyDecay = decay != 1
+            // One fused pass per chunk, 16 lanes at a time; every lane does exactly the scalar tail's
+            // arithmetic, so results do not depend on the chunking.
+            Parallel.forEachChunk(count: range.count) { _, chunk in
+                var i = range.lowerBound + chunk.lowerBound
+                let end = range.lowerBound + chunk.upperBound
+                while i + W <= end {
+                    var pv = VectorMath.load(p + i)
+                    if applyDecay { pv *= decay }
+                    let gv = VectorMath.load(g + i), m0 = VectorMath.load(mp + i), v0 = VectorMath.load(vp + i)
+                    let mv = m0 + w1 * (gv - m0)
+                    let vv = v0 * b2 + w2 * gv * gv
+                    VectorMath.store(mv, mp + i)
+                    VectorMath.store(vv, vp + i)
+                    let denom = vv.squareRoot() / bc2Sqrt + eps
+                    VectorMath.store(pv + negStepSize * mv / denom, p + i)
+                    i += W
+                }
+                while i < end {
+                    var pi = p[i]
+                    if applyDecay { pi *= decay }
+                    let gi = g[i]
+                    // torch lerp with weight < 0.5: m + w·(g − m)
+                    let mi = mp[i] + w1 * (gi - mp[i])
+                    let vi = vp[i] * b2 + w2 * gi * gi
+                    mp[i] = mi
+                    vp[i] = vi
+                    let denom = vi.squareRoot() / bc2Sqrt + eps
+                    p[i] = pi + negStepSize * mi / denom
+                    i += 1
+                }
             }
         }
     }

@@ -166,7 +166,8 @@ public final class Trainer {
             let seed = Self.mix(options.seed, UInt64(stepIndex), UInt64(micro))
             let mask = batch.isUnpadded ? nil : batch.attentionMask
             guard let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
-                                               attentionMask: mask, labels: batch.labels, training: true, dropoutSeed: seed) else {
+                                               attentionMask: mask, labels: batch.labels, training: true, dropoutSeed: seed,
+                                               computeAllLogits: false) else {
                 throw TrainingError.noExamples
             }
             let l = Double(loss)
@@ -180,8 +181,7 @@ public final class Trainer {
         }
         let grads = model.gradients.buffer
         if options.gradientAccumulation > 1 {
-            let scale = Float(1.0 / Double(options.gradientAccumulation))
-            for i in grads.indices { grads[i] *= scale }
+            scaleGradients(grads, by: Float(1.0 / Double(options.gradientAccumulation)))
         }
         let norm: Double
         if let clip = options.clipNorm {
@@ -220,7 +220,7 @@ public final class Trainer {
             guard n > 0 else { continue }
             let mask = batch.isUnpadded ? nil : batch.attentionMask
             if let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
-                                            attentionMask: mask, labels: batch.labels, training: false) {
+                                            attentionMask: mask, labels: batch.labels, training: false, computeAllLogits: false) {
                 total += Double(loss) * Double(n)
                 tokens += n
             }
