@@ -211,7 +211,7 @@ public struct GPT2Tokenizer: Sendable {
     private func encode(_ text: String, allowSpecial: Bool, cache: inout WordCache) -> [Int] {
         var text = text
         var output: [Int] = []
-        output.reserveCapacity(text.utf8.count / 4 + 1)
+        output.reserveCapacity(text.utf8.count / 3 + 1)
         text.withUTF8 { buffer in
             encode(buffer, 0..<buffer.count, allowSpecial: allowSpecial, cache: &cache, into: &output)
         }
@@ -272,13 +272,17 @@ public struct GPT2Tokenizer: Sendable {
                     var cache = caches.take()
                     defer { caches.give(cache) }
                     var ids: [Int] = []
-                    ids.reserveCapacity((groupCuts[group + 1] - groupCuts[group]) / 4 + 1)
+                    ids.reserveCapacity((groupCuts[group + 1] - groupCuts[group]) / 3 + 1)
                     encode(input.buffer, groupCuts[group]..<groupCuts[group + 1], allowSpecial: allowSpecial,
                            cache: &cache, into: &ids)
                     output.pointer[group] = ids
                 }
             }
-            return Array(results.joined())
+            if results.count == 1 { return results[0] }
+            var joined: [Int] = []
+            joined.reserveCapacity(results.reduce(0) { $0 + $1.count })
+            for part in results { joined.append(contentsOf: part) }
+            return joined
         }
     }
 

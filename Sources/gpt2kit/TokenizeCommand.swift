@@ -96,7 +96,8 @@ struct TokenizeCommand: ParsableCommand {
             if jsonl {
                 try runJSONLines(input, tokenizer: tokenizer)
             } else {
-                let ids = tokenizer.encode(input, allowSpecial: !ordinary)
+                let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+                let ids = tokenizer.encode(input, allowSpecial: !ordinary, threadCount: threads)
                 writeStandardOutput(formatIDs(ids, separator: json ? "," : ", ") + "\n")
             }
         } catch let error as ValidationError {
@@ -115,7 +116,8 @@ struct TokenizeCommand: ParsableCommand {
             }
             texts.append(text)
         }
-        let results = tokenizer.encode(batch: texts, allowSpecial: !ordinary)
+        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let results = tokenizer.encode(batch: texts, allowSpecial: !ordinary, threadCount: threads)
         var output = ""
         for ids in results { output += "{\"ids\": " + formatIDs(ids) + "}\n" }
         writeStandardOutput(output)
