@@ -36,6 +36,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors"],
+                          path: "Benchmarks/CheckpointBenchmark"),
+        .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
+                          path: "Benchmarks/TrainingBenchmark"),
         .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels"],
                           path: "Benchmarks/GenerationBenchmark"),
 

@@ -50,54 +50,59 @@ public enum SafetensorsReader {
         guard headerSize >= 2, bytes[8] == UInt8(ascii: "{") else {
             throw .invalidHeader(path: path, reason: "header does not start with '{'")
         }
-        let json = Data(bytes: bytes.baseAddress! + 8, count: headerSize)
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: json) } catch {
-            throw .invalidHeader(path: path, reason: "header is not valid JSON")
+        let parsed: HeaderJSON
+        do { parsed = try HeaderJSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerSize])) } catch {
+            throw .invalidHeader(path: path, reason: "header is not valid JSON (\(error.reason) at byte \(error.offset))")
         }
-        guard let dict = object as? [String: Any] else {
+        guard case let .object(members) = parsed else {
             throw .invalidHeader(path: path, reason: "header is not a JSON object")
         }
         let dataOffset = 8 + headerSize
         let dataSize = bytes.count - dataOffset
         var metadata: [String: String] = [:]
         var entries: [Entry] = []
-        entries.reserveCapacity(dict.count)
-        for (name, value) in dict {
+        entries.reserveCapacity(members.count)
+        var seen = Set<String>()
+        for member in members {
+            let name = member.key, value = member.value
+            guard seen.insert(name).inserted else { throw .invalidHeader(path: path, reason: "duplicate key '\(name)'") }
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else {
+                guard case let .object(m) = value else {
                     throw .invalidHeader(path: path, reason: "__metadata__ is not an object")
                 }
-                for (k, v) in m {
-                    guard let s = v as? String else {
+                for item in m {
+                    let k = item.key
+                    guard case let .string(s) = item.value else {
                         throw .invalidHeader(path: path, reason: "__metadata__ value of '\(k)' is not a string")
                     }
                     metadata[k] = s
                 }
                 continue
             }
-            guard let info = value as? [String: Any] else {
+            guard case let .object(fields) = value else {
                 throw .invalidHeader(path: path, reason: "entry '\(name)' is not an object")
             }
-            guard let dtypeName = info["dtype"] as? String else {
+            func field(_ key: String) -> HeaderJSON? { fields.first { $0.key == key }?.value }
+            guard case let .string(dtypeName)? = field("dtype") else {
                 throw .invalidHeader(path: path, reason: "entry '\(name)' has no dtype")
             }
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw .unknownDType(path: path, tensor: name, dtype: dtypeName)
             }
-            guard let shapeValues = info["shape"] as? [Any] else {
+            guard case let .array(shapeValues)? = field("shape") else {
                 throw .invalidHeader(path: path, reason: "entry '\(name)' has no shape")
             }
             var dims: [Int] = []
+            dims.reserveCapacity(shapeValues.count)
             for d in shapeValues {
-                guard let dim = exactInteger(d), dim >= 0 else {
-                    throw .invalidShape(path: path, tensor: name, shape: "\(shapeValues)")
+                guard case let .integer(dim) = d, dim >= 0 else {
+                    throw .invalidShape(path: path, tensor: name, shape: "[" + shapeValues.map(Self.brief).joined(separator: ", ") + "]")
                 }
                 dims.append(dim)
             }
             let shape = Shape(dims)
-            guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-                  let begin = exactInteger(offsets[0]), let end = exactInteger(offsets[1]) else {
+            guard case let .array(offsets)? = field("data_offsets"), offsets.count == 2,
+                  case let .integer(begin) = offsets[0], case let .integer(end) = offsets[1] else {
                 throw .invalidHeader(path: path, reason: "entry '\(name)' has no valid data_offsets")
             }
             guard begin >= 0, end >= begin, end <= dataSize else {
@@ -126,11 +131,16 @@ public enum SafetensorsReader {
         return Header(entries: entries, metadata: metadata, dataOffset: dataOffset, headerSize: headerSize)
     }
 
-    /// A JSON number that is a whole value within ±2^53, else nil.
-    static func exactInteger(_ value: Any) -> Int? {
-        guard let num = value as? NSNumber, String(cString: num.objCType) != "c" else { return nil } // "c": a JSON bool
-        let d = num.doubleValue
-        guard d.isFinite, d.rounded() == d, abs(d) <= 9_007_199_254_740_992 else { return nil }
-        return Int(d)
+    /// A short rendering of a JSON value for error messages.
+    static func brief(_ v: HeaderJSON) -> String {
+        switch v {
+        case let .integer(i): return String(i)
+        case let .double(d): return String(d)
+        case let .string(s): return "\"" + s.prefix(32) + "\""
+        case let .bool(b): return String(b)
+        case .null: return "null"
+        case .array: return "[…]"
+        case .object: return "{…}"
+        }
     }
 }

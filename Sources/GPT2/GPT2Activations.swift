@@ -8,8 +8,11 @@ import Kernels
 /// `att` (B, NH, T, T) softmax probabilities, `attproj` (N, C) after c_proj and dropout,
 /// `residual2` (N, C), `ln2`, `ln2Mean`, `ln2Rstd`, `fch` (N, F) before the activation, `fchAct` (N, F),
 /// `fcproj` (N, C) after c_proj and dropout, `residual3` (N, C).
+///
+/// `lnfScored` (M ≤ N, C) holds the `lnf` rows of scored positions when only those get logits; `logits`
+/// then holds (M, V) in its first rows.
 struct ActivationTable {
-    enum Global: Int, CaseIterable { case encoded, lnf, lnfMean, lnfRstd, logits, logsumexp, losses, scratch }
+    enum Global: Int, CaseIterable { case encoded, lnf, lnfMean, lnfRstd, lnfScored, logits, logsumexp, losses, scratch }
     enum Layer: Int, CaseIterable {
         case ln1, ln1Mean, ln1Rstd, qkv, atty, att, attproj, residual2, ln2, ln2Mean, ln2Rstd, fch, fchAct, fcproj, residual3
     }
@@ -30,7 +33,7 @@ struct ActivationTable {
         for g in Global.allCases {
             let n: Int
             switch g {
-            case .encoded, .lnf: n = N * C
+            case .encoded, .lnf, .lnfScored: n = N * C
             case .lnfMean, .lnfRstd, .logsumexp, .losses: n = N
             case .logits: n = N * V
             case .scratch: n = Attention.scratchCount(T: T)

@@ -26,6 +26,9 @@ public enum StateDictError: Error, Equatable, Sendable, CustomStringConvertible 
         public var name: String
         public var expected: Shape
         public var found: Shape
+        public init(name: String, expected: Shape, found: Shape) {
+            self.name = name; self.expected = expected; self.found = found
+        }
     }
 
     /// Every problem found while matching names: missing tensors, unexpected tensors, wrong shapes,

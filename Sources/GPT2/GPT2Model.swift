@@ -30,6 +30,9 @@ public final class GPT2Model {
     private var ids: UnsafeMutablePointer<Int32>
     private var idCapacity = 0
     private var hasMask = false, hasTargets = false, targetCount = 0
+    /// Whether `acts.logits` holds all N rows (else only the scored rows listed in `scoredRows`).
+    private var logitsAreComplete = false, wantsAllLogits = true
+    private var scoredRows: [Int] = []
     private var wasTraining = false, seed: UInt64 = 0
 
     /// A model over existing parameters (the config must be the one they were made for).
@@ -70,10 +73,15 @@ public final class GPT2Model {
     ///   - labels: (B, T) in `GPT2LMHeadModel` convention: the input ids with -100 where ignored. Position t
     ///     is scored against `labels[t + 1]`; the loss is the mean over scored positions (NaN if none).
     ///   - training: applies dropout with `dropoutSeed` (the same seed gives the same masks).
+    ///   - computeAllLogits: when false and `labels` are given, logits (and the loss terms) are computed only
+    ///     for positions whose shifted label counts; the loss, `lastLoss` and `backward()` are unchanged, but
+    ///     `withLogits`/`logits(batch:position:)` must not be called afterwards. Training and evaluation
+    ///     pass false; callers that read logits keep the default. Without labels all logits are computed.
     /// - Returns: the loss, or nil without labels. Logits are then readable through `withLogits`.
     @discardableResult
     public func forward(inputIDs: [Int32], batchSize B: Int, sequenceLength T: Int, attentionMask: [Int32]? = nil,
-                        labels: [Int32]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0) throws(ModelInputError) -> Float? {
+                        labels: [Int32]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0,
+                        computeAllLogits: Bool = true) throws(ModelInputError) -> Float? {
         let V = config.vocabularySize
         guard B > 0, T > 0 else { throw .emptyInput }
         guard T <= config.maxPositions else { throw .sequenceTooLong(length: T, maximum: config.maxPositions) }
@@ -88,7 +96,7 @@ public final class GPT2Model {
             }
         }
         prepare(B: B, T: T)
-        // ids: tokens (N) | targets (N) | key mask (N)
+        // ids: tokens (N) | targets (N) | key mask (N) | targets of scored rows (M ≤ N)
         let tokens = UnsafeMutableBufferPointer(start: ids, count: N)
         let targets = UnsafeMutableBufferPointer(start: ids + N, count: N)
         let mask = UnsafeMutableBufferPointer(start: ids + 2 * N, count: N)
@@ -103,13 +111,16 @@ public final class GPT2Model {
         }
         wasTraining = training
         seed = dropoutSeed
+        wantsAllLogits = computeAllLogits || labels == nil
         runForward()
         return lastLoss
     }
 
-    /// Calls `body` with the logits of the last forward, (B, T, V) row-major.
+    /// Calls `body` with the logits of the last forward, (B, T, V) row-major. Precondition: that forward
+    /// computed all logits (`computeAllLogits`, the default).
     public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         guard let table, let acts else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+        precondition(logitsAreComplete, "withLogits after a forward with computeAllLogits: false")
         return try body(UnsafeBufferPointer(acts[table.range(.logits)]))
     }
 
@@ -124,10 +135,10 @@ public final class GPT2Model {
         let t = ActivationTable(config: config, B: B, T: T)
         if acts == nil || (acts?.count ?? 0) < t.forwardCount { acts = FloatBuffer(count: t.forwardCount) }
         if let g = gradActs, g.count < t.gradCount { gradActs = nil }
-        if idCapacity < 3 * B * T {
+        if idCapacity < 4 * B * T {
             ids.deallocate()
-            ids = UnsafeMutablePointer<Int32>.allocate(capacity: 3 * B * T)
-            idCapacity = 3 * B * T
+            ids = UnsafeMutablePointer<Int32>.allocate(capacity: 4 * B * T)
+            idCapacity = 4 * B * T
         }
         table = t
         batchSize = B
@@ -190,16 +201,36 @@ public final class GPT2Model {
         let lnf = a(.lnf)
         LayerNorm.forward(out: lnf, mean: a(.lnfMean), rstd: a(.lnfRstd), inp: residual,
                           weight: w(.lnfWeight), bias: w(.lnfBias), N: N, C: C, eps: eps)
-        // logits = lnf · wteᵀ   (N, V)
-        MatMul.forward(out: a(.logits), inp: lnf.readOnly, weight: w(.wte), bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
         lastLoss = nil
         targetCount = 0
-        if hasTargets {
-            let targets = UnsafeBufferPointer(start: ids + N, count: N)
-            let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: a(.logits).readOnly,
-                                                    targets: targets, N: N, V: V)
+        let targets = UnsafeBufferPointer(start: ids + N, count: N)
+        logitsAreComplete = wantsAllLogits
+        if wantsAllLogits {
+            // logits = lnf · wteᵀ   (N, V)
+            MatMul.forward(out: a(.logits), inp: lnf.readOnly, weight: w(.wte), bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
+            if hasTargets {
+                let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: a(.logits).readOnly,
+                                                        targets: targets, N: N, V: V)
+                targetCount = count
+                lastLoss = count > 0 ? Float(sum / Double(count)) : .nan
+            }
+        } else {
+            // Only scored rows: gather their lnf rows and targets, logits = lnfScored · wteᵀ   (M, V)
+            scoredRows.removeAll(keepingCapacity: true)
+            for n in 0..<N where targets[n] != CrossEntropy.ignoreIndex { scoredRows.append(n) }
+            let M = scoredRows.count
+            guard M > 0 else { lastLoss = .nan; return }
+            let gathered = a(.lnfScored), scoredTargets = UnsafeMutableBufferPointer(start: ids + 3 * N, count: M)
+            for (m, n) in scoredRows.enumerated() {
+                gathered[m * C ..< (m + 1) * C].update(fromContentsOf: lnf[n * C ..< (n + 1) * C])
+                scoredTargets[m] = targets[n]
+            }
+            let logits = a(.logits)
+            MatMul.forward(out: logits, inp: gathered.readOnly, weight: w(.wte), bias: nil, N: M, C: C, OC: V, layout: .outputMajor)
+            let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: logits.readOnly,
+                                                    targets: UnsafeBufferPointer(scoredTargets), N: M, V: V)
             targetCount = count
-            lastLoss = count > 0 ? Float(sum / Double(count)) : .nan
+            lastLoss = Float(sum / Double(count))
         }
     }
 
@@ -231,12 +262,28 @@ public final class GPT2Model {
 
         let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
         let scratch = A[tb.range(.scratch)]
-        let dlogits = zeroed(.dlogits) // (N, V)
-        CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp), targets: targets,
-                              dlossScale: 1 / Float(targetCount), N: N, V: V)
         let dlnf = zeroed(.dlnf) // (N, C)
-        MatMul.backward(dinp: dlnf, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnf), weight: w(.wte),
-                        N: N, C: C, OC: V, layout: .outputMajor)
+        if logitsAreComplete {
+            let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + N * V] // (N, V)
+            dlogits.update(repeating: 0)
+            CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp), targets: targets,
+                                  dlossScale: 1 / Float(targetCount), N: N, V: V)
+            MatMul.backward(dinp: dlnf, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnf), weight: w(.wte),
+                            N: N, C: C, OC: V, layout: .outputMajor)
+        } else {
+            // Scored rows only (see runForward); the other rows' dlnf stays 0.
+            let M = scoredRows.count
+            let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + M * V] // (M, V)
+            dlogits.update(repeating: 0)
+            CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp),
+                                  targets: UnsafeBufferPointer(start: ids + 3 * N, count: M), dlossScale: 1 / Float(targetCount), N: M, V: V)
+            let dgathered = zeroed(.dtemp) // (M, C) in a (N, C) buffer
+            MatMul.backward(dinp: dgathered, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnfScored), weight: w(.wte),
+                            N: M, C: C, OC: V, layout: .outputMajor)
+            for (m, n) in scoredRows.enumerated() {
+                dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
+            }
+        }
         let dres = zeroed(.dresidual) // (N, C): d(residual stream) flowing down
         let lastResidual = L > 0 ? a(L - 1, .residual3) : a(.encoded)
         LayerNorm.backward(dinp: dres, dweight: dw(.lnfWeight), dbias: dw(.lnfBias), dout: dlnf.readOnly, inp: lastResidual,

@@ -1,6 +1,7 @@
 /// An owned, 64-byte-aligned, zero-initialised block of `Float`s: the backing store of the parameter,
 /// gradient, optimizer-state and activation tables (llm.c's `malloc_and_point`). Views into it are
-/// handed to kernels as `UnsafeMutableBufferPointer<Float>` slices; they are valid while the buffer lives.
+/// handed to kernels as `UnsafeMutableBufferPointer<Float>` slices; they are valid only while the buffer
+/// lives, so hold a reference across their use (a stored property, or `withBuffer`/`withExtendedLifetime`).
 public final class FloatBuffer: @unchecked Sendable {
     /// Number of floats.
     public let count: Int
@@ -28,6 +29,14 @@ public final class FloatBuffer: @unchecked Sendable {
 
     /// `count` floats starting at `offset`.
     public func slice(_ offset: Int, _ count: Int) -> UnsafeMutableBufferPointer<Float> { self[offset ..< offset + count] }
+
+    /// Calls `body` with the whole buffer, keeping `self` alive for the call.
+    public func withBuffer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(buffer) }
+    }
+
+    /// A copy of the floats.
+    public func toArray() -> [Float] { withBuffer { Array($0) } }
 
     /// Sets every float to zero.
     public func zero() { base.update(repeating: 0, count: count) }

@@ -1,10 +1,14 @@
-/// Open-addressing map from byte strings to a 64-bit value; keys live in one byte arena.
+/// Open-addressing map from byte strings (at most `maximumKeyLength` bytes) to a 32-bit value;
+/// keys live in one byte arena. Slots are 12 bytes and the load factor may reach 0.8, so GPT-2's
+/// 50 257 tokens fit 65 536 slots (768 KiB, inside a core's L2): the lookup is memory-bound.
 struct PieceTable {
+    static let maximumKeyLength = Int(UInt16.max)
+
     private struct Slot {
-        var keyOffset: Int32 = -1
-        var keyLength: Int32 = 0
-        var hash: UInt32 = 0
-        var value: UInt64 = 0
+        var keyOffset: UInt32 = UInt32.max  // max: empty
+        var keyLength: UInt16 = 0
+        var tag: UInt16 = 0
+        var value: UInt32 = 0
     }
 
     private var slots: [Slot]
@@ -14,7 +18,7 @@ struct PieceTable {
 
     init(minimumCapacity: Int = 1024) {
         var capacity = 16
-        while capacity < minimumCapacity * 2 { capacity <<= 1 }
+        while capacity * 4 < minimumCapacity * 5 { capacity <<= 1 }
         slots = [Slot](repeating: Slot(), count: capacity)
         mask = capacity - 1
     }
@@ -28,15 +32,15 @@ struct PieceTable {
 
     /// The value stored for `bytes[0..<length]`, if any.
     @inline(__always)
-    func value(for bytes: UnsafePointer<UInt8>, _ length: Int, hash: UInt64) -> UInt64? {
-        let h32 = UInt32(truncatingIfNeeded: hash)
+    func value(for bytes: UnsafePointer<UInt8>, _ length: Int, hash: UInt64) -> UInt32? {
+        let tag = UInt16(truncatingIfNeeded: hash >> 48)
         return slots.withUnsafeBufferPointer { slots in
             keys.withUnsafeBufferPointer { keys in
                 var index = Int(truncatingIfNeeded: hash) & mask
                 while true {
                     let slot = slots[index]
-                    if slot.keyOffset < 0 { return nil }
-                    if slot.hash == h32, Int(slot.keyLength) == length,
+                    if slot.keyOffset == UInt32.max { return nil }
+                    if slot.tag == tag, Int(slot.keyLength) == length,
                        let keyBase = keys.baseAddress,
                        Self.equal(keyBase + Int(slot.keyOffset), bytes, length) {
                         return slot.value
@@ -54,19 +58,16 @@ struct PieceTable {
     }
 
     /// Stores `value` for the key; the key must not be present yet.
-    mutating func insert(_ bytes: UnsafePointer<UInt8>, _ length: Int, hash: UInt64, value: UInt64) {
-        if (count + 1) * 2 > slots.count { grow() }
-        let offset = Int32(keys.count)
+    mutating func insert(_ bytes: UnsafePointer<UInt8>, _ length: Int, hash: UInt64, value: UInt32) {
+        precondition(length <= Self.maximumKeyLength, "piece of \(length) bytes exceeds \(Self.maximumKeyLength)")
+        if (count + 1) * 5 > slots.count * 4 { grow() }
+        let offset = UInt32(keys.count)
         keys.append(contentsOf: UnsafeBufferPointer(start: bytes, count: length))
-        place(Slot(keyOffset: offset, keyLength: Int32(length), hash: UInt32(truncatingIfNeeded: hash), value: value),
-              hash: hash)
-        count += 1
-    }
-
-    private mutating func place(_ slot: Slot, hash: UInt64) {
         var index = Int(truncatingIfNeeded: hash) & mask
-        while slots[index].keyOffset >= 0 { index = (index + 1) & mask }
-        slots[index] = slot
+        while slots[index].keyOffset != UInt32.max { index = (index + 1) & mask }
+        slots[index] = Slot(keyOffset: offset, keyLength: UInt16(length), tag: UInt16(truncatingIfNeeded: hash >> 48),
+                            value: value)
+        count += 1
     }
 
     @inline(never)
@@ -76,10 +77,10 @@ struct PieceTable {
         mask = slots.count - 1
         keys.withUnsafeBufferPointer { keys in
             guard let keyBase = keys.baseAddress else { return }
-            for slot in old where slot.keyOffset >= 0 {
+            for slot in old where slot.keyOffset != UInt32.max {
                 let hash = Self.hash(keyBase + Int(slot.keyOffset), Int(slot.keyLength))
                 var index = Int(truncatingIfNeeded: hash) & mask
-                while slots[index].keyOffset >= 0 { index = (index + 1) & mask }
+                while slots[index].keyOffset != UInt32.max { index = (index + 1) & mask }
                 slots[index] = slot
             }
         }
@@ -159,9 +160,12 @@ struct MergeLookup {
 }
 
 /// One thread's memo of pre-token pieces already split by BPE, plus scratch space.
-final class WordCache {
+/// A value type passed `inout`, so the hot loop pays no class-property exclusivity checks.
+struct WordCache {
     /// Pieces stop being added past this many (the cache then only serves what it holds).
     static let maximumEntries = 1 << 20
+    /// Longer pieces (base64 blobs, long runs) are not memoized.
+    static let maximumPieceLength = 256
     var table = PieceTable(minimumCapacity: 4096)
     var ids: [Int32] = []
     var parts: [Int32] = []
@@ -190,7 +194,7 @@ final class BPEModel: Sendable {
     }
 
     /// Appends the ids of `buffer[range]`, pre-tokenized and split by BPE, to `output`.
-    func encodeOrdinary(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, cache: WordCache, into output: inout [Int]) {
+    func encodeOrdinary(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, cache: inout WordCache, into output: inout [Int]) {
         guard let base = buffer.baseAddress, !range.isEmpty else { return }
         merges.withLookup { lookup in
             var scanner = PreTokenizer(buffer, from: range.lowerBound, to: range.upperBound)
@@ -204,29 +208,37 @@ final class BPEModel: Sendable {
                     output.append(Int(id))
                     continue
                 }
-                if let packed = cache.table.value(for: piece, length, hash: hash) {
-                    let offset = Int(packed >> 32)
-                    let count = Int(packed & 0xFFFF_FFFF)
+                if let entry = cache.table.value(for: piece, length, hash: hash) {
+                    // ids[entry] is the count, the ids follow.
                     cache.ids.withUnsafeBufferPointer { ids in
-                        for i in offset..<(offset + count) { output.append(Int(ids[i])) }
+                        let first = Int(entry) + 1
+                        for i in first..<(first + Int(ids[Int(entry)])) { output.append(Int(ids[i])) }
                     }
                     continue
                 }
-                mergeBytes(piece, length, lookup: lookup, cache: cache)
+                if length <= Self.quadraticMergeLimit {
+                    mergeBytes(piece, length, lookup: lookup, cache: &cache)
+                } else {
+                    cache.parts = Self.mergeLongPiece(piece, length, byteIDs: byteIDs, lookup: lookup)
+                }
                 for id in cache.parts { output.append(Int(id)) }
-                if cache.table.count < WordCache.maximumEntries {
-                    let packed = (UInt64(cache.ids.count) << 32) | UInt64(cache.parts.count)
+                if cache.table.count < WordCache.maximumEntries, length <= WordCache.maximumPieceLength {
+                    let entry = UInt32(cache.ids.count)
+                    cache.ids.append(Int32(cache.parts.count))
                     cache.ids.append(contentsOf: cache.parts)
-                    cache.table.insert(piece, length, hash: hash, value: packed)
+                    cache.table.insert(piece, length, hash: hash, value: entry)
                 }
             }
         }
     }
 
+    /// Pieces up to this many bytes use the simple O(n²) scan; longer ones a heap.
+    static let quadraticMergeLimit = 128
+
     /// Splits one piece by merge rank, lowest rank first and leftmost among equals; leaves
     /// the ids in `cache.parts`.
     @inline(never)
-    private func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: WordCache) {
+    func mergeBytes(_ piece: UnsafePointer<UInt8>, _ length: Int, lookup: MergeLookup, cache: inout WordCache) {
         cache.parts.removeAll(keepingCapacity: true)
         cache.ranks.removeAll(keepingCapacity: true)
         for i in 0..<length { cache.parts.append(byteIDs[Int(piece[i])]) }
@@ -259,5 +271,83 @@ final class BPEModel: Sendable {
             }
         }
         cache.parts.removeLast(length - remaining)
+    }
+}
+
+extension BPEModel {
+    /// The same merges as `mergeBytes` in O(n log n): a doubly linked list of parts and a
+    /// min-heap of candidate pairs keyed by (rank, start offset of the left part), so the
+    /// lowest rank and then the leftmost pair merges first. Stale heap entries are skipped.
+    @inline(never)
+    static func mergeLongPiece(_ piece: UnsafePointer<UInt8>, _ length: Int, byteIDs: [Int32], lookup: MergeLookup) -> [Int32] {
+        var ids = (0..<length).map { byteIDs[Int(piece[$0])] }
+        var next = (0..<length).map { $0 + 1 }  // `length` marks the end
+        var previous = (0..<length).map { $0 - 1 }
+        var alive = [Bool](repeating: true, count: length)
+        var heap = MinHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            guard right < length else { return }
+            let merge = lookup.merge(ids[left], ids[right])
+            if merge != UInt64.max { heap.push((merge >> 32) << 32 | UInt64(left)) }
+        }
+        for i in 0..<(length - 1) { push(i) }
+        while let top = heap.pop() {
+            let left = Int(top & 0xFFFF_FFFF)
+            let rank = top >> 32
+            guard alive[left] else { continue }
+            let right = next[left]
+            guard right < length else { continue }
+            let merge = lookup.merge(ids[left], ids[right])
+            guard merge != UInt64.max, merge >> 32 == rank else { continue }
+            ids[left] = Int32(truncatingIfNeeded: merge & 0xFFFF_FFFF)
+            alive[right] = false
+            next[left] = next[right]
+            if next[right] < length { previous[next[right]] = left }
+            if previous[left] >= 0 { push(previous[left]) }
+            push(left)
+        }
+        var result: [Int32] = []
+        var i = 0
+        while i < length {
+            result.append(ids[i])
+            i = next[i]
+        }
+        return result
+    }
+}
+
+/// A binary min-heap of packed `rank << 32 | position` keys.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ item: UInt64) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if items[parent] <= items[child] { break }
+            items.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left] < items[smallest] { smallest = left }
+            if right < items.count, items[right] < items[smallest] { smallest = right }
+            if smallest == parent { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
     }
 }

@@ -85,6 +85,9 @@ enum TokenizerFiles {
             guard let bytes = ByteEncoder.decode(token), !bytes.isEmpty else {
                 throw .tokenNotByteEncoded(file: vocabularyFile, key: token)
             }
+            guard bytes.count <= 1024 else {
+                throw .invalidKey(file: vocabularyFile, key: token, expected: "a token of at most 1024 bytes")
+            }
             keyForID[id] = token
             bytesForID[id] = bytes
         }
@@ -97,7 +100,7 @@ enum TokenizerFiles {
                 guard let base = buffer.baseAddress else { return }
                 let hash = PieceTable.hash(base, buffer.count)
                 if table.value(for: base, buffer.count, hash: hash) == nil {
-                    table.insert(base, buffer.count, hash: hash, value: UInt64(id))
+                    table.insert(base, buffer.count, hash: hash, value: UInt32(id))
                 }
             }
             tokenBytes.append(contentsOf: bytes)

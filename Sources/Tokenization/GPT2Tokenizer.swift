@@ -171,9 +171,9 @@ public struct GPT2Tokenizer: Sendable {
     ///   and added tokens written in the text become their ids; when false every byte is plain
     ///   text, as tiktoken's `encode_ordinary`.
     public func encode(_ text: String, allowSpecial: Bool = true) -> [Int] {
-        let cache = caches.take()
+        var cache = caches.take()
         defer { caches.give(cache) }
-        return encode(text, allowSpecial: allowSpecial, cache: cache)
+        return encode(text, allowSpecial: allowSpecial, cache: &cache)
     }
 
     /// The ids of each text, computed on up to `threadCount` threads (texts are split into
@@ -199,40 +199,118 @@ public struct GPT2Tokenizer: Sendable {
         let groups = bounds.count - 1
         let groupBounds = bounds
         DispatchQueue.concurrentPerform(iterations: groups) { group in
-            let cache = caches.take()
+            var cache = caches.take()
             defer { caches.give(cache) }
             for index in groupBounds[group]..<groupBounds[group + 1] {
-                output.pointer[index] = encode(texts[index], allowSpecial: allowSpecial, cache: cache)
+                output.pointer[index] = encode(texts[index], allowSpecial: allowSpecial, cache: &cache)
             }
         }
         return Array(UnsafeBufferPointer(start: results, count: texts.count))
     }
 
-    private func encode(_ text: String, allowSpecial: Bool, cache: WordCache) -> [Int] {
+    private func encode(_ text: String, allowSpecial: Bool, cache: inout WordCache) -> [Int] {
         var text = text
         var output: [Int] = []
-        output.reserveCapacity(text.utf8.count / 4 + 1)
+        output.reserveCapacity(text.utf8.count / 3 + 1)
         text.withUTF8 { buffer in
-            guard allowSpecial, !specialTokens.isEmpty, let base = buffer.baseAddress else {
-                model.encodeOrdinary(buffer, 0..<buffer.count, cache: cache, into: &output)
-                return
-            }
-            var segmentStart = 0
-            var i = 0
-            let count = buffer.count
-            while i < count {
-                if specialFirstBytes[Int(base[i])], let match = matchSpecial(base + i, count - i) {
-                    model.encodeOrdinary(buffer, segmentStart..<i, cache: cache, into: &output)
-                    output.append(match.id)
-                    i += match.bytes.count
-                    segmentStart = i
-                } else {
-                    i += 1
-                }
-            }
-            model.encodeOrdinary(buffer, segmentStart..<count, cache: cache, into: &output)
+            encode(buffer, 0..<buffer.count, allowSpecial: allowSpecial, cache: &cache, into: &output)
         }
         return output
+    }
+
+    private func encode(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, allowSpecial: Bool,
+                        cache: inout WordCache, into output: inout [Int]) {
+        guard allowSpecial, !specialTokens.isEmpty, let base = buffer.baseAddress else {
+            model.encodeOrdinary(buffer, range, cache: &cache, into: &output)
+            return
+        }
+        var segmentStart = range.lowerBound
+        var i = range.lowerBound
+        let end = range.upperBound
+        while i < end {
+            if specialFirstBytes[Int(base[i])], let match = matchSpecial(base + i, end - i) {
+                model.encodeOrdinary(buffer, segmentStart..<i, cache: &cache, into: &output)
+                output.append(match.id)
+                i += match.bytes.count
+                segmentStart = i
+            } else {
+                i += 1
+            }
+        }
+        model.encodeOrdinary(buffer, segmentStart..<end, cache: &cache, into: &output)
+    }
+
+    /// The ids of one large text, computed on up to `threadCount` threads; equal to
+    /// `encode(text, allowSpecial:)`.
+    ///
+    /// The text is cut only where the pre-tokenizer's result cannot depend on the cut: before a
+    /// newline that follows a non-space scalar (a piece always ends there, and the scanner only
+    /// looks forward). If a special token contains a newline, or no such cut exists, one thread
+    /// does the work.
+    public func encode(_ text: String, allowSpecial: Bool = true, threadCount: Int) -> [Int] {
+        var text = text
+        return text.withUTF8 { buffer in
+            let count = buffer.count
+            let canCut = !(allowSpecial && specialTokens.contains { $0.bytes.contains(0x0A) })
+            var cuts = [0]
+            if canCut, threadCount > 1, count >= 1 << 16 {
+                for part in 1..<threadCount {
+                    if let cut = Self.safeCut(in: buffer, near: count * part / threadCount, after: cuts[cuts.count - 1]) {
+                        cuts.append(cut)
+                    }
+                }
+            }
+            cuts.append(count)
+            let groups = cuts.count - 1
+            var results = [[Int]](repeating: [], count: groups)
+            results.withUnsafeMutableBufferPointer { results in
+                guard let base = results.baseAddress else { return }
+                let output = SendablePointer(base)
+                let input = SendableBuffer(buffer)
+                let groupCuts = cuts
+                DispatchQueue.concurrentPerform(iterations: groups) { group in
+                    var cache = caches.take()
+                    defer { caches.give(cache) }
+                    var ids: [Int] = []
+                    ids.reserveCapacity((groupCuts[group + 1] - groupCuts[group]) / 3 + 1)
+                    encode(input.buffer, groupCuts[group]..<groupCuts[group + 1], allowSpecial: allowSpecial,
+                           cache: &cache, into: &ids)
+                    output.pointer[group] = ids
+                }
+            }
+            if results.count == 1 { return results[0] }
+            var joined: [Int] = []
+            joined.reserveCapacity(results.reduce(0) { $0 + $1.count })
+            for part in results { joined.append(contentsOf: part) }
+            return joined
+        }
+    }
+
+    /// The first offset at or after `target` (and after `previous`) that holds a newline
+    /// preceded by a byte that ends a non-space scalar.
+    private static func safeCut(in buffer: UnsafeBufferPointer<UInt8>, near target: Int, after previous: Int) -> Int? {
+        var i = max(target, previous + 1)
+        while i < buffer.count {
+            if buffer[i] == 0x0A, i > 0, Self.endsNonSpace(buffer, at: i) { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Whether the scalar ending just before offset `i` is not white space.
+    private static func endsNonSpace(_ buffer: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        var start = i - 1
+        while start > 0, buffer[start] & 0xC0 == 0x80 { start -= 1 }
+        let length = i - start
+        var value: UInt32 = 0
+        switch length {
+        case 1: value = UInt32(buffer[start])
+        case 2: value = (UInt32(buffer[start] & 0x1F) << 6) | UInt32(buffer[start + 1] & 0x3F)
+        case 3: value = (UInt32(buffer[start] & 0x0F) << 12) | (UInt32(buffer[start + 1] & 0x3F) << 6) | UInt32(buffer[start + 2] & 0x3F)
+        default: return true  // astral scalars: none is white space
+        }
+        guard let scalar = Unicode.Scalar(value) else { return false }
+        return !scalar.properties.isWhitespace
     }
 
     @inline(never)
@@ -247,30 +325,82 @@ public struct GPT2Tokenizer: Sendable {
     // MARK: Decoding
 
     /// The bytes the ids spell, concatenated.
-    public func decodeBytes(_ ids: some Sequence<Int>) throws(TokenizerError) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(ids.underestimatedCount * 4)
+    public func decodeBytes(_ ids: [Int]) throws(TokenizerError) -> [UInt8] {
+        let count = try decodedByteCount(ids)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            copyBytes(of: ids, into: buffer)
+            initialized = count
+        }
+    }
+
+    /// The total byte length of the ids; throws on the first unknown id.
+    private func decodedByteCount(_ ids: [Int]) throws(TokenizerError) -> Int {
         let vocabularyCount = model.count
-        try model.tokenBytes.withUnsafeBufferPointer { (arena) throws(TokenizerError) in
-            try model.tokenOffsets.withUnsafeBufferPointer { (offsets) throws(TokenizerError) in
+        var total = 0
+        var failure: Int?
+        model.tokenOffsets.withUnsafeBufferPointer { offsets in
+            for id in ids {
+                if id >= 0, id < vocabularyCount {
+                    total += Int(offsets[id + 1] - offsets[id])
+                } else if let added = addedTokenBytes[id] {
+                    total += added.count
+                } else {
+                    failure = id
+                    return
+                }
+            }
+        }
+        if let failure { throw .unknownTokenID(failure) }
+        return total
+    }
+
+    /// Copies the bytes of already-validated ids into `buffer`, which holds exactly their length.
+    private func copyBytes(of ids: [Int], into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        guard let destination = buffer.baseAddress else { return }
+        let vocabularyCount = model.count
+        var position = 0
+        model.tokenBytes.withUnsafeBufferPointer { arena in
+            model.tokenOffsets.withUnsafeBufferPointer { offsets in
+                guard let source = arena.baseAddress else { return }
                 for id in ids {
-                    if id >= 0, id < vocabularyCount {
-                        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: arena[Int(offsets[id])..<Int(offsets[id + 1])]))
+                    if id < vocabularyCount {
+                        let start = Int(offsets[id])
+                        let length = Int(offsets[id + 1]) - start
+                        (destination + position).initialize(from: source + start, count: length)
+                        position += length
                     } else if let added = addedTokenBytes[id] {
-                        bytes.append(contentsOf: added)
-                    } else {
-                        throw TokenizerError.unknownTokenID(id)
+                        added.withUnsafeBufferPointer { bytes in
+                            guard let base = bytes.baseAddress else { return }
+                            (destination + position).initialize(from: base, count: bytes.count)
+                        }
+                        position += added.count
                     }
                 }
             }
         }
-        return bytes
+        precondition(position == buffer.count, "decoded \(position) bytes into a buffer of \(buffer.count)")
+    }
+
+    /// The bytes the ids spell, concatenated.
+    public func decodeBytes(_ ids: some Sequence<Int>) throws(TokenizerError) -> [UInt8] {
+        try decodeBytes(Array(ids))
+    }
+
+    /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
+    /// the reference's `errors="replace"` does.
+    public func decode(_ ids: [Int]) throws(TokenizerError) -> String {
+        let count = try decodedByteCount(ids)
+        // Copies straight into the string's storage; invalid UTF-8 is repaired with U+FFFD.
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            copyBytes(of: ids, into: buffer)
+            return count
+        }
     }
 
     /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
     /// the reference's `errors="replace"` does.
     public func decode(_ ids: some Sequence<Int>) throws(TokenizerError) -> String {
-        String(decoding: try decodeBytes(ids), as: UTF8.self)
+        try decode(Array(ids))
     }
 
     /// Validates UTF-8 input (such as a file to tokenize), naming the first bad byte's offset.
@@ -300,6 +430,12 @@ extension BPEModel {
 private struct SendablePointer<Element>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Element>
     init(_ pointer: UnsafeMutablePointer<Element>) { self.pointer = pointer }
+}
+
+/// A read-only buffer handed to worker threads.
+private struct SendableBuffer: @unchecked Sendable {
+    let buffer: UnsafeBufferPointer<UInt8>
+    init(_ buffer: UnsafeBufferPointer<UInt8>) { self.buffer = buffer }
 }
 
 /// A thread-safe pool of word caches.

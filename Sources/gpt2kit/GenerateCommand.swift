@@ -59,18 +59,13 @@ struct GenerateCommand: ParsableCommand {
         if stream && json { throw CommandError("--stream and --json cannot be combined") }
         if stream && numReturnSequences != 1 { throw CommandError("--stream prints one sequence; drop it or use --num-return-sequences 1") }
 
-        let location = try ModelLocation(path: model, configPath: config)
-        guard let configPath = location.configPath else { throw ModelLocationError.noConfig(weights: location.weightsPath) }
-        let modelConfig = try GPT2Config(jsonData: Data(contentsOf: URL(fileURLWithPath: configPath)), path: configPath)
-        guard location.weightsKind == .safetensors else {
-            throw CommandError("\(location.weightsPath): generate reads model.safetensors; convert the weights first (gpt2kit convert)")
-        }
-        let gptModel = try GPT2Model(config: modelConfig, stateDict: SafetensorsReader.read(path: location.weightsPath))
+        let (gptModel, location) = try ModelIO.loadModel(path: model, configPath: config)
+        let modelConfig = gptModel.config
         let fileDefaults = try location.generationConfigPath.map { try GenerationConfigFile(path: $0) } ?? GenerationConfigFile()
 
         let tokenizerFolder = tokenizer ?? location.folder
         if tokenizer == nil && !location.hasTokenizer { throw ModelLocationError.noTokenizer(folder: location.folder) }
-        let textTokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: tokenizerFolder))
+        let textTokenizer = try ModelIO.loadTokenizer(folder: tokenizerFolder)
         let promptIDs = textTokenizer.encode(prompt)
 
         let doSample = sample || (fileDefaults.doSample ?? false)

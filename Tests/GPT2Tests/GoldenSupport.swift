@@ -65,6 +65,7 @@ func checkStats(_ values: UnsafeBufferPointer<Float>, _ golden: [String: Any], r
     expectAllClose(Array(s.first.prefix(first.count)), first, rtol: rtol, atol: atolFirst, "\(what) first", sourceLocation: sourceLocation)
     log.note(category + " l2", s.l2, l2, what)
     log.note(category + " sum (floor 1e-2)", s.sum, sum, floor: 1e-2, what)
+    if abs(sum) < 1e-2 { log.note(category + " |sum| < 1e-2, absolute", s.sum, sum, floor: 1, what) }
     for (a, b) in zip(s.first, first) { log.note(category + " first (floor 1e-3)", a, b, what) }
 }
 

@@ -1,0 +1,110 @@
+// Times checkpoint loading: open → first usable tensor, and open → every tensor touched,
+// for model.safetensors and pytorch_model.bin in a folder, against a bare mmap of the same file.
+//
+// Usage: checkpoint-benchmark DIR [--repeat N] [--json]
+// Make DIR with: gpt2kit init --out DIR && gpt2kit convert DIR DIR/pytorch_model.bin
+import Checkpoints
+import Foundation
+import Tensors
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// Median milliseconds of `repeatCount` runs of `body` (after one warm-up run).
+func medianMilliseconds(_ repeatCount: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<repeatCount {
+        let t0 = now()
+        try body()
+        times.append(Double(now() - t0) / 1e6)
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
+/// Reads one Float per 4 KiB page of every tensor, so every mapped page is faulted in and read
+/// (Benchmarks/checkpoint_reference.py does the same with `t.view(-1)[::1024].sum()`).
+@inline(never)
+func touchAll(_ dict: StateDict) -> Double {
+    var total = 0.0
+    for (_, t) in dict {
+        t.withUnsafeBytes { raw in
+            var s: Float = 0
+            var i = 0
+            while i + 4 <= raw.count { s += raw.loadUnaligned(fromByteOffset: i, as: Float.self); i += 4096 }
+            total += Double(s)
+        }
+    }
+    return total
+}
+
+@inline(never)
+func firstFloat(_ dict: StateDict, _ name: String) -> Float {
+    guard let t = dict[name] else { return .nan }
+    return t.withUnsafeBytes { $0.loadUnaligned(as: Float.self) }
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+var repeatCount = 9
+var json = false
+if let i = args.firstIndex(of: "--repeat"), i + 1 < args.count, let n = Int(args[i + 1]) { repeatCount = n; args.removeSubrange(i...i + 1) }
+if let i = args.firstIndex(of: "--json") { json = true; args.remove(at: i) }
+guard let dir = args.first else {
+    FileHandle.standardError.write(Data("usage: checkpoint-benchmark DIR [--repeat N] [--json]\n".utf8))
+    exit(2)
+}
+let safetensorsPath = dir + "/model.safetensors"
+let torchPath = dir + "/pytorch_model.bin"
+let firstName = "transformer.wte.weight"
+var sink = 0.0
+var results: [String: Double] = [:]
+
+do {
+    results["mmap_bare_ms"] = medianMilliseconds(repeatCount) {
+        guard let s = ByteStorage.mapFile(atPath: safetensorsPath) else { return }
+        sink += Double(s.bytes[s.byteCount / 2])
+    }
+    results["mmap_touch_all_ms"] = medianMilliseconds(repeatCount) {
+        guard let s = ByteStorage.mapFile(atPath: safetensorsPath) else { return }
+        var acc: UInt8 = 0
+        let b = s.bytes
+        var i = 0
+        while i < b.count { acc &+= b[i]; i += 4096 }
+        sink += Double(acc)
+    }
+    if let mapped = ByteStorage.mapFile(atPath: safetensorsPath) {
+        results["safetensors_header_parse_ms"] = try medianMilliseconds(repeatCount) {
+            sink += Double(try SafetensorsReader.parseHeader(mapped.bytes, path: safetensorsPath).entries.count)
+        }
+    }
+    results["safetensors_first_tensor_ms"] = try medianMilliseconds(repeatCount) {
+        let d = try SafetensorsReader.read(path: safetensorsPath)
+        sink += Double(firstFloat(d, firstName))
+    }
+    results["safetensors_all_touched_ms"] = try medianMilliseconds(repeatCount) {
+        sink += touchAll(try SafetensorsReader.read(path: safetensorsPath))
+    }
+    if FileManager.default.fileExists(atPath: torchPath) {
+        results["torch_bin_first_tensor_ms"] = try medianMilliseconds(repeatCount) {
+            let d = try TorchCheckpointReader.read(path: torchPath)
+            sink += Double(firstFloat(d, firstName))
+        }
+        results["torch_bin_all_touched_ms"] = try medianMilliseconds(repeatCount) {
+            sink += touchAll(try TorchCheckpointReader.read(path: torchPath))
+        }
+    }
+} catch {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    exit(1)
+}
+
+if json {
+    let data = (try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])) ?? Data()
+    print(String(decoding: data, as: UTF8.self))
+} else {
+    for (k, v) in results.sorted(by: { $0.key < $1.key }) { print(k.padding(toLength: 32, withPad: " ", startingAt: 0), String(format: "%9.3f ms", v)) }
+}
+if sink == .infinity { print(sink) }

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+private let posixWrite = Glibc.write
+#elseif canImport(Darwin)
+import Darwin
+private let posixWrite = Darwin.write
+#endif
+
+/// Why an atomic write failed; callers wrap it in their module's error.
+struct FileWriteFailure: Error {
+    var reason: String
+    static func system(_ what: String) -> FileWriteFailure {
+        FileWriteFailure(reason: "\(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// Writes a file through a temporary sibling, then fsyncs and renames it over the destination, so a
+/// crash leaves either the old file or the complete new one. Small writes are buffered.
+final class AtomicFileWriter {
+    let path: String
+    private(set) var temporaryPath: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    /// Bytes written so far (including buffered ones).
+    private(set) var offset = 0
+    private var isFinished = false
+
+    init(path: String) throws(FileWriteFailure) {
+        self.path = path
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var template = ((dir.isEmpty ? "/" : dir) + "/." + base + ".tmp-XXXXXX").utf8CString
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw .system("cannot create a temporary file in '\(dir)'") }
+        self.fd = fd
+        self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    deinit { if !isFinished { abandon() } }
+
+    func write(_ bytes: [UInt8]) throws(FileWriteFailure) {
+        buffer += bytes
+        offset += bytes.count
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
+        if bytes.count < 1 << 16 {
+            buffer.append(contentsOf: bytes)
+            offset += bytes.count
+            if buffer.count >= 1 << 20 { try flush() }
+            return
+        }
+        try flush()
+        try writeAll(bytes)
+        offset += bytes.count
+    }
+
+    private func flush() throws(FileWriteFailure) {
+        if buffer.isEmpty { return }
+        let pending = buffer
+        buffer.removeAll(keepingCapacity: true)
+        try pending.withUnsafeBytes { raw in Result { () throws(FileWriteFailure) in try writeAll(raw) } }.get()
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
+        var done = 0
+        while done < bytes.count {
+            let n = posixWrite(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system("cannot write '\(temporaryPath)'")
+            }
+            done += n
+        }
+    }
+
+    /// Flushes, fsyncs, renames over `path` and fsyncs the folder.
+    func commit() throws(FileWriteFailure) {
+        try flush()
+        guard fsync(fd) == 0 else { throw .system("cannot fsync '\(temporaryPath)'") }
+        guard close(fd) == 0 else { fd = -1; throw .system("cannot close '\(temporaryPath)'") }
+        fd = -1
+        guard rename(temporaryPath, path) == 0 else { throw .system("cannot rename '\(temporaryPath)' to '\(path)'") }
+        isFinished = true
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Removes the temporary file; the destination is untouched.
+    func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(temporaryPath)
+        isFinished = true
+    }
+}

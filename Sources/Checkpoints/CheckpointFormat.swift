@@ -1,0 +1,40 @@
+import Foundation
+import Tensors
+
+/// A weight file format, recognised by its first bytes.
+public enum CheckpointFormat: String, Sendable, CaseIterable {
+    case safetensors, pytorchZip, pytorchLegacy, kerasHDF5
+
+    /// Identifies the file at `path` from its magic bytes (not its name).
+    public static func detect(path: String) throws -> CheckpointFormat {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw CheckpointError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { try? handle.close() }
+        let head = [UInt8]((try? handle.read(upToCount: 16)) ?? Data())
+        guard let format = detect(head) else { throw CheckpointError.unrecognizedFormat(path: path) }
+        return format
+    }
+
+    /// Identifies a format from a file's first (up to 16) bytes.
+    public static func detect(_ head: [UInt8]) -> CheckpointFormat? {
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .pytorchZip }
+        if head.starts(with: TorchCheckpointReader.legacyMagic) { return .pytorchLegacy }
+        if head.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) { return .kerasHDF5 }
+        // safetensors: little-endian header length, then '{'.
+        if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }
+        return nil
+    }
+}
+
+/// Reads any supported weight file into a state dict with the names stored in it.
+public enum CheckpointReader {
+    /// Reads `path`, choosing the reader from the file's magic bytes.
+    public static func read(path: String) throws -> StateDict {
+        switch try CheckpointFormat.detect(path: path) {
+        case .safetensors: return try SafetensorsReader.read(path: path)
+        case .pytorchZip, .pytorchLegacy: return try TorchCheckpointReader.read(path: path)
+        case .kerasHDF5: return try KerasHDF5.read(path: path)
+        }
+    }
+}

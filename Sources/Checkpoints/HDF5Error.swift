@@ -1,0 +1,86 @@
+import Tensors
+
+/// A TF/Keras HDF5 weight file could not be read or written.
+///
+/// Every case carries the file path and the HDF5 object (group, dataset or attribute) it is about.
+/// `description` is the one place the message text is written.
+public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file does not exist or cannot be opened for reading.
+    case cannotOpen(path: String, reason: String)
+    /// The file is not an HDF5 file (no HDF5 superblock).
+    case notHDF5(path: String)
+    /// A required attribute is absent, e.g. `layer_names` on `/`.
+    case missingAttribute(path: String, object: String, attribute: String)
+    /// An attribute exists but is not what Keras writes (not a string array, wrong rank, …).
+    case invalidAttribute(path: String, object: String, attribute: String, reason: String)
+    /// A layer listed in `layer_names` has no group.
+    case missingGroup(path: String, group: String)
+    /// A weight listed in a layer's `weight_names` has no dataset.
+    case missingDataset(path: String, dataset: String)
+    /// A dataset's element type is not IEEE float16, float32 or float64.
+    case unsupportedElementType(path: String, dataset: String, type: String)
+    /// A dataset's dataspace is not a simple array of sane rank and size.
+    case invalidShape(path: String, dataset: String, reason: String)
+    /// A dataset is stored outside the file (external raw files, virtual datasets), which the reader refuses
+    /// so that a weight file cannot make it read other files.
+    case unsupportedStorage(path: String, dataset: String, reason: String)
+    /// A dataset claims more bytes than the file can hold.
+    case sizeExceedsFile(path: String, dataset: String, byteCount: Int, fileSize: Int)
+    /// The same weight name appears twice.
+    case duplicateWeight(path: String, name: String)
+    /// A libhdf5 call failed while reading `object`.
+    case readFailed(path: String, object: String, detail: String)
+    /// A libhdf5 or file-system call failed while writing `object`.
+    case writeFailed(path: String, object: String, detail: String)
+    /// The writer was given a tensor whose dtype it does not write (only F16, F32, F64).
+    case unsupportedDType(path: String, weight: String, dtype: DType)
+    /// The writer was given a layer or weight name that cannot be an HDF5 path.
+    case invalidName(path: String, name: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason):
+            return "\(path): cannot open file: \(reason)"
+        case let .notHDF5(path):
+            return "\(path): not an hdf5 file"
+        case let .missingAttribute(path, object, attribute):
+            return "\(path): attribute '\(attribute)' missing on '\(object)'"
+        case let .invalidAttribute(path, object, attribute, reason):
+            return "\(path): attribute '\(attribute)' on '\(object)': \(reason)"
+        case let .missingGroup(path, group):
+            return "\(path): group '\(group)' missing"
+        case let .missingDataset(path, dataset):
+            return "\(path): dataset '\(dataset)' missing"
+        case let .unsupportedElementType(path, dataset, type):
+            return "\(path): dataset '\(dataset)': unsupported element type \(type) (expected ieee float16, float32 or float64)"
+        case let .invalidShape(path, dataset, reason):
+            return "\(path): dataset '\(dataset)': \(reason)"
+        case let .unsupportedStorage(path, dataset, reason):
+            return "\(path): dataset '\(dataset)': \(reason)"
+        case let .sizeExceedsFile(path, dataset, byteCount, fileSize):
+            return "\(path): dataset '\(dataset)': claims \(byteCount) bytes, more than the file's \(fileSize)"
+        case let .duplicateWeight(path, name):
+            return "\(path): weight '\(name)' appears twice"
+        case let .readFailed(path, object, detail):
+            return "\(path): cannot read '\(object)': \(detail)"
+        case let .writeFailed(path, object, detail):
+            return "\(path): cannot write '\(object)': \(detail)"
+        case let .unsupportedDType(path, weight, dtype):
+            return "\(path): weight '\(weight)': dtype \(dtype.rawValue) not written to hdf5 (only F16, F32, F64)"
+        case let .invalidName(path, name, reason):
+            return "\(path): name '\(name)': \(reason)"
+        }
+    }
+
+    /// The file the error is about.
+    public var path: String {
+        switch self {
+        case let .cannotOpen(path, _), let .notHDF5(path), let .missingAttribute(path, _, _),
+             let .invalidAttribute(path, _, _, _), let .missingGroup(path, _), let .missingDataset(path, _),
+             let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _), let .unsupportedStorage(path, _, _),
+             let .sizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
+             let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _):
+            return path
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Tensors
+
+/// A checkpoint split into shards, described by `model.safetensors.index.json` or
+/// `pytorch_model.bin.index.json` (`{"metadata": …, "weight_map": {tensor name: shard file}}`).
+///
+/// Before returning, every shard named in the map must exist inside the folder (no absolute paths, no `..`),
+/// every listed tensor must be in its shard, and no tensor may appear in two shards or be left unlisted.
+public enum ShardedCheckpoint {
+    /// Index file names, in the order they are looked for.
+    public static let indexNames = ["model.safetensors.index.json", "pytorch_model.bin.index.json"]
+
+    /// The index file inside `folder`, if there is one.
+    public static func indexPath(inFolder folder: String) -> String? {
+        indexNames.map { folder + "/" + $0 }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Reads the sharded checkpoint in `folder`.
+    public static func read(folder: String) throws -> StateDict {
+        guard let index = indexPath(inFolder: folder) else { throw CheckpointError.noIndex(folder: folder) }
+        return try read(indexPath: index)
+    }
+
+    /// Parses an index and returns its weight map (tensor name → shard file name), validated for shape only.
+    public static func weightMap(indexPath: String) throws -> [String: String] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: indexPath)) } catch {
+            throw CheckpointError.cannotOpen(path: indexPath, reason: "\(error.localizedDescription)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data), let top = object as? [String: Any] else {
+            throw CheckpointError.invalidIndex(path: indexPath, reason: "not a JSON object")
+        }
+        guard let raw = top["weight_map"] as? [String: Any] else {
+            throw CheckpointError.invalidIndex(path: indexPath, reason: "no weight_map object")
+        }
+        var map: [String: String] = [:]
+        for (name, value) in raw {
+            guard let shard = value as? String else {
+                throw CheckpointError.invalidIndex(path: indexPath, reason: "shard of '\(name)' is not a string")
+            }
+            map[name] = shard
+        }
+        return map
+    }
+
+    /// Reads the shards listed by the index at `indexPath` (shard names are relative to its folder).
+    public static func read(indexPath: String) throws -> StateDict {
+        let folder = (indexPath as NSString).deletingLastPathComponent
+        let root = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.resolvingSymlinksInPath().path
+        let map = try weightMap(indexPath: indexPath)
+        let shards = Set(map.values).sorted()
+        // Validate every shard path before reading any.
+        var shardPaths: [String: String] = [:]
+        for shard in shards {
+            let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
+            guard !shard.isEmpty, !shard.hasPrefix("/"), !parts.contains(".."), !parts.contains("") else {
+                throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard)
+            }
+            let full = URL(fileURLWithPath: root + "/" + shard).standardizedFileURL.resolvingSymlinksInPath().path
+            guard full.hasPrefix(root + "/") else { throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard) }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                throw CheckpointError.missingShard(path: indexPath, shard: shard)
+            }
+            shardPaths[shard] = full
+        }
+        var out = StateDict()
+        var owner: [String: String] = [:]
+        for shard in shards {
+            guard let full = shardPaths[shard] else { continue }
+            let dict = try CheckpointReader.read(path: full)
+            for (name, tensor) in dict {
+                if let previous = owner[name] {
+                    throw CheckpointError.duplicateTensor(path: indexPath, tensor: name, shards: [previous, shard])
+                }
+                guard map[name] != nil else { throw CheckpointError.unlistedTensor(path: indexPath, tensor: name, shard: shard) }
+                owner[name] = shard
+                out[name] = tensor
+            }
+        }
+        for (name, shard) in map.sorted(by: { $0.key < $1.key }) where owner[name] != shard {
+            throw CheckpointError.tensorMissingFromShard(path: indexPath, tensor: name, shard: shard)
+        }
+        return out
+    }
+}

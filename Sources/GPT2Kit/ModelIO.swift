@@ -1,0 +1,177 @@
+import Foundation
+
+/// The file formats a model can be exported to.
+public enum ExportFormat: String, Sendable, CaseIterable, Codable {
+    case safetensors, pytorch, h5
+
+    /// The weights file name inside an exported folder.
+    public var weightsFileName: String {
+        switch self {
+        case .safetensors: return "model.safetensors"
+        case .pytorch: return "pytorch_model.bin"
+        case .h5: return "tf_model.h5"
+        }
+    }
+
+    /// Guesses the format from an output file name (`.bin`/`.pt` → pytorch, `.h5` → h5, else safetensors).
+    public static func guess(fromFileName name: String) -> ExportFormat? {
+        if name.hasSuffix(".safetensors") { return .safetensors }
+        if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") { return .pytorch }
+        if name.hasSuffix(".h5") || name.hasSuffix(".hdf5") { return .h5 }
+        return nil
+    }
+}
+
+/// Reading and writing whole models: connects the format readers/writers (`Checkpoints`) with the
+/// GPT-2 parameter table (`GPT2`) through `StateDict`.
+public enum ModelIO {
+    /// Reads the weights named by `location` (a single file, or every shard of an index) with their stored names.
+    public static func readStateDict(_ location: ModelLocation) throws -> StateDict {
+        switch location.weightsKind {
+        case .safetensorsIndex, .pytorchIndex: return try ShardedCheckpoint.read(indexPath: location.weightsPath)
+        default: return try CheckpointReader.read(path: location.weightsPath)
+        }
+    }
+
+    /// Reads the config of `location`.
+    public static func readConfig(_ location: ModelLocation) throws -> GPT2Config {
+        guard let path = location.configPath else { throw ModelLocationError.noConfig(weights: location.weightsPath) }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ConfigError.invalidJSON(path: path, reason: "cannot read the file")
+        }
+        return try GPT2Config(jsonData: data, path: path)
+    }
+
+    /// Loads config and weights (any format, any naming) into model parameters; shapes are checked against the config.
+    public static func loadParameters(_ location: ModelLocation) throws -> GPT2Parameters {
+        let config = try readConfig(location)
+        let dict = try readStateDict(location)
+        do {
+            return try GPT2Parameters(config: config, stateDict: dict)
+        } catch {
+            throw ModelLoadError.weightsDoNotMatch(weights: location.weightsPath, config: location.configPath ?? "", problem: error)
+        }
+    }
+
+    /// Loads a model from a folder or weights file (`configPath` overrides the folder's `config.json`).
+    public static func loadModel(path: String, configPath: String? = nil) throws -> (model: GPT2Model, location: ModelLocation) {
+        let location = try ModelLocation(path: path, configPath: configPath)
+        return (try GPT2Model(parameters: try loadParameters(location)), location)
+    }
+
+    /// Loads the tokenizer in `folder` (`vocab.json` + `merges.txt`, or `tokenizer.json`).
+    public static func loadTokenizer(folder: String) throws -> GPT2Tokenizer {
+        let fm = FileManager.default
+        let hasPair = fm.fileExists(atPath: folder + "/vocab.json") && fm.fileExists(atPath: folder + "/merges.txt")
+        guard hasPair || fm.fileExists(atPath: folder + "/tokenizer.json") else { throw ModelLocationError.noTokenizer(folder: folder) }
+        var tokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: folder))
+        // added_tokens.json (as the slow tokenizer's save_pretrained writes it): {"[PAD]": 50257, ...}
+        let addedPath = folder + "/added_tokens.json"
+        if !fm.fileExists(atPath: folder + "/tokenizer.json"), fm.fileExists(atPath: addedPath),
+           let data = fm.contents(atPath: addedPath),
+           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Int] {
+            let ordered = object.sorted { $0.value < $1.value }.map(\.key).filter { tokenizer.tokenID(for: $0) == nil }
+            if !ordered.isEmpty { _ = try tokenizer.addTokens(ordered) }
+        }
+        return tokenizer
+    }
+
+    /// The state dict to export in `format`, converted to `dtype`.
+    public static func exportStateDict(_ parameters: GPT2Parameters, format: ExportFormat, dtype: DType) -> StateDict {
+        let dict: StateDict
+        switch format {
+        case .safetensors: dict = parameters.stateDict(format: .huggingFace, includeOutputWeight: false)
+        case .pytorch: dict = parameters.stateDict(format: .huggingFace, includeOutputWeight: true)
+        case .h5: dict = parameters.stateDict(format: .tensorFlow)
+        }
+        guard dtype != .f32 else { return dict }
+        var out = StateDict()
+        var converted: [String: Tensor] = [:]
+        for (name, t) in dict {
+            // Keep tied tensors tied after conversion.
+            if name == GPT2Parameters.outputWeightName, let wte = converted["transformer.wte.weight"] { out[name] = wte; continue }
+            let c = t.converted(to: dtype)
+            converted[name] = c
+            out[name] = c
+        }
+        return out
+    }
+
+    /// Writes just the weights file `path` in `format`.
+    public static func writeWeights(_ parameters: GPT2Parameters, to path: String, format: ExportFormat, dtype: DType = .f32) throws {
+        let dict = exportStateDict(parameters, format: format, dtype: dtype)
+        switch format {
+        case .safetensors: try SafetensorsWriter.write(dict, to: path, metadata: ["format": "pt"])
+        case .pytorch: try TorchCheckpointWriter.write(dict, to: path)
+        case .h5: try writeKerasHDF5(dict, to: path)
+        }
+    }
+
+    /// Writes a complete Hugging Face folder: weights, `config.json`, `generation_config.json`, and the tokenizer
+    /// files of `tokenizerSource` (copied when present). Returns the paths written.
+    @discardableResult
+    public static func writeFolder(_ parameters: GPT2Parameters, to folder: String, format: ExportFormat, dtype: DType = .f32,
+                                   config configOverride: GPT2Config? = nil,
+                                   tokenizerFiles: [String] = [], generationConfigPath: String? = nil) throws -> [String] {
+        let fm = FileManager.default
+        do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+            throw ModelLoadError.cannotWrite(path: folder, reason: error.localizedDescription)
+        }
+        var written: [String] = []
+        let weights = folder + "/" + format.weightsFileName
+        try writeWeights(parameters, to: weights, format: format, dtype: dtype)
+        written.append(weights)
+        var config = configOverride ?? parameters.config
+        config.extraKeys["architectures"] = .array([.string(format == .h5 ? "TFGPT2LMHeadModel" : "GPT2LMHeadModel")])
+        if dtype != .f32 || config.extraKeys["torch_dtype"] != nil || config.extraKeys["dtype"] != nil {
+            let name = dtype == .f16 ? "float16" : dtype == .bf16 ? "bfloat16" : "float32"
+            config.extraKeys["torch_dtype"] = .string(name)
+            if config.extraKeys["dtype"] != nil { config.extraKeys["dtype"] = .string(name) }
+        }
+        let configPath = folder + "/config.json"
+        try writeAtomically(try config.jsonData(), to: configPath)
+        written.append(configPath)
+        let generationPath = folder + "/generation_config.json"
+        if let generationConfigPath, let data = fm.contents(atPath: generationConfigPath) {
+            if URL(fileURLWithPath: generationConfigPath).standardized != URL(fileURLWithPath: generationPath).standardized {
+                try writeAtomically(data, to: generationPath)
+            }
+        } else {
+            var g: [String: Any] = ["_from_model_config": true]
+            if let b = config.bosTokenID { g["bos_token_id"] = b }
+            if let e = config.eosTokenID { g["eos_token_id"] = e }
+            let data = try JSONSerialization.data(withJSONObject: g, options: [.prettyPrinted, .sortedKeys])
+            try writeAtomically(data, to: generationPath)
+        }
+        written.append(generationPath)
+        for source in tokenizerFiles {
+            let target = folder + "/" + (source as NSString).lastPathComponent
+            if URL(fileURLWithPath: source).standardized == URL(fileURLWithPath: target).standardized { continue }
+            guard let data = fm.contents(atPath: source) else { throw ModelLoadError.cannotWrite(path: target, reason: "cannot read \(source)") }
+            try writeAtomically(data, to: target)
+            written.append(target)
+        }
+        return written
+    }
+
+    /// Writes `data` to `path` through a temporary file and a rename.
+    public static func writeAtomically(_ data: Data, to path: String) throws {
+        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw ModelLoadError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+}
+
+/// Why a model could not be loaded or saved.
+public enum ModelLoadError: Error, CustomStringConvertible {
+    case weightsDoNotMatch(weights: String, config: String, problem: Error)
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .weightsDoNotMatch(w, c, p): return "\(w): weights do not match \(c): \(p)"
+        case let .cannotWrite(p, r): return "\(p): cannot write: \(r)"
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Vectorised element-wise math for the kernels' hot loops: `exp` on `SIMD16<Float>` (Cephes `expf`
+/// polynomial, ≤ 2 ulp on [-87, 88]) and unaligned vector loads/stores.
+package enum VectorMath {
+    package typealias Vector = SIMD16<Float>
+    package static let width = 16
+
+    /// e^x per lane. Inputs below −87.3 give ≈ 1e-38 instead of 0 (harmless in every softmax here);
+    /// inputs above 88.7 saturate at ≈ 2.5e38.
+    @inline(__always)
+    package static func exp(_ x: Vector) -> Vector {
+        let clamped = x.clamped(lowerBound: Vector(repeating: -87.3), upperBound: Vector(repeating: 88.7))
+        // k = round(x / ln 2) with the 1.5·2²³ trick: the low mantissa bits of `shifted` hold k.
+        let magic = Vector(repeating: 12_582_912)
+        let shifted = clamped * 1.442_695_04 + magic
+        let k = shifted - magic
+        let r = clamped - k * 0.693_359_375 + k * 2.121_944_4e-4
+        var p = Vector(repeating: 1.987_569_15e-4)
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 1.666_666_55e-1
+        p = p * r + 5.000_000_12e-1
+        let y = p * (r * r) + r + 1
+        let kBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
+        let scale = unsafeBitCast((kBits &+ 127) &<< 23, to: Vector.self)
+        return y * scale
+    }
+
+    /// e^x for one float, same polynomial as the vector form.
+    @inline(__always)
+    package static func exp(_ x: Float) -> Float { exp(Vector(repeating: x))[0] }
+
+    @inline(__always)
+    package static func load(_ p: UnsafePointer<Float>) -> Vector {
+        UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
+    }
+
+    @inline(__always)
+    package static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
+    }
+}
+
+/// Splits element-wise work over the machine's cores in fixed chunks, so results never depend on
+/// scheduling (each chunk's work and any per-chunk partial result is the same on every run).
+package enum Parallel {
+    /// Worker count: the active processor count.
+    package static let workers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// Calls `body` with each of `chunks` near-equal ranges of `0..<count` (chunk starts are multiples of
+    /// `alignment`), concurrently when `count` is at least `minimumCount`.
+    package static func forEachChunk(count: Int, minimumCount: Int = 1 << 15, chunks requested: Int = workers,
+                                     alignment: Int = 16, _ body: (Int, Range<Int>) -> Void) {
+        let chunks = count >= minimumCount ? min(max(1, requested), count) : 1
+        if chunks == 1 { body(0, 0 ..< count); return }
+        let per = ((count + chunks - 1) / chunks + alignment - 1) / alignment * alignment
+        withoutActuallyEscaping(body) { escapable in
+            // Safe: every chunk touches a disjoint range, and concurrentPerform returns only when all are done.
+            let work = UncheckedWork(run: escapable)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = min(count, c * per), hi = min(count, lo + per)
+                work.run(c, lo ..< hi)
+            }
+        }
+    }
+}
+
+private struct UncheckedWork: @unchecked Sendable {
+    let run: (Int, Range<Int>) -> Void
+}

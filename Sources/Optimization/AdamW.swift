@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Kernels
+import Tensors
+
+/// Which parameters receive weight decay, as ranges of the flat parameter buffer.
+public struct WeightDecayMask: Sendable, Equatable {
+    /// Ranges of the flat buffer exempt from decay, sorted and disjoint.
+    public private(set) var exemptRanges: [Range<Int>]
+
+    /// Decay every parameter (`torch.optim.AdamW`'s behaviour when given all parameters in one group).
+    public static let all = WeightDecayMask(exemptRanges: [])
+
+    /// Exempts the given ranges.
+    public init(exemptRanges: [Range<Int>]) {
+        self.exemptRanges = exemptRanges.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        for i in self.exemptRanges.indices.dropFirst() {
+            precondition(self.exemptRanges[i - 1].upperBound <= self.exemptRanges[i].lowerBound, "overlapping exempt ranges")
+        }
+    }
+
+    /// Exempts every named parameter for which `isExempt(name)` holds.
+    public init(parameters: [(name: String, range: Range<Int>)], exempting isExempt: (String) -> Bool) {
+        self.init(exemptRanges: parameters.filter { isExempt($0.name) }.map(\.range))
+    }
+
+    /// Exempts biases and LayerNorm weights (transformers' Trainer and llm.c's `configure_optimizers`):
+    /// names ending in `.bias`, and weights of modules named `ln_*` or containing `norm`.
+    public static func exemptingBiasesAndNorms(_ parameters: [(name: String, range: Range<Int>)]) -> WeightDecayMask {
+        WeightDecayMask(parameters: parameters, exempting: isBiasOrNorm)
+    }
+
+    /// Whether `name` is a bias or a normalisation weight.
+    public static func isBiasOrNorm(_ name: String) -> Bool {
+        if name.hasSuffix(".bias") { return true }
+        let parts = name.lowercased().split(separator: ".")
+        return parts.dropLast().contains { $0.hasPrefix("ln_") || $0.contains("norm") }
+    }
+
+    /// (range, decays) segments covering 0..<count.
+    func segments(count: Int) -> [(range: Range<Int>, decays: Bool)] {
+        var out: [(Range<Int>, Bool)] = []
+        var cursor = 0
+        for r in exemptRanges where r.lowerBound < count {
+            if r.lowerBound > cursor { out.append((cursor ..< r.lowerBound, true)) }
+            out.append((r.lowerBound ..< min(r.upperBound, count), false))
+            cursor = min(r.upperBound, count)
+        }
+        if cursor < count { out.append((cursor ..< count, true)) }
+        return out
+    }
+}
+
+/// A saved optimizer state that does not fit the optimizer.
+public enum OptimizerStateError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missingTensor(name: String)
+    case wrongShape(name: String, expected: Shape, found: Shape)
+    case invalidStep(Int)
+
+    public var description: String {
+        switch self {
+        case let .missingTensor(name): return "optimizer state: missing tensor '\(name)'"
+        case let .wrongShape(name, expected, found): return "optimizer state tensor '\(name)': expected \(expected), found \(found)"
+        case let .invalidStep(step): return "optimizer state: step \(step) is negative"
+        }
+    }
+}
+
+/// AdamW with PyTorch semantics (`torch.optim.AdamW`, `_single_tensor_adam`): decoupled weight decay
+/// `p ← p·(1 − lr·wd)`, then `m ← lerp(m, g, 1 − β1)`, `v ← β2·v + (1 − β2)·g²`, and
+/// `p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)`, in that operation order.
+public final class AdamW {
+    /// Hyper-parameters (torch's defaults).
+    public struct Options: Sendable, Equatable {
+        public var learningRate: Double = 1e-3
+        public var beta1: Double = 0.9
+        public var beta2: Double = 0.999
+        public var eps: Double = 1e-8
+        public var weightDecay: Double = 1e-2
+        public init(learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 1e-2) {
+            self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+        }
+    }
+
+    public var options: Options
+    /// Number of floats optimised.
+    public let parameterCount: Int
+    /// Which ranges decay.
+    public let decayMask: WeightDecayMask
+    /// Steps taken (torch's `state["step"]`).
+    public private(set) var stepCount = 0
+    /// First moment (`exp_avg`), same layout as the parameters.
+    public let m: FloatBuffer
+    /// Second moment (`exp_avg_sq`).
+    public let v: FloatBuffer
+    private let segments: [(range: Range<Int>, decays: Bool)]
+
+    /// An optimizer for a flat buffer of `parameterCount` floats.
+    public init(parameterCount: Int, options: Options = Options(), decayMask: WeightDecayMask = .all) {
+        self.parameterCount = parameterCount
+        self.options = options
+        self.decayMask = decayMask
+        self.m = FloatBuffer(count: parameterCount)
+        self.v = FloatBuffer(count: parameterCount)
+        self.segments = decayMask.segments(count: parameterCount)
+    }
+
+    /// One update of `parameters` from `gradients` at `learningRate` (default `options.learningRate`;
+    /// pass a schedule's value here).
+    public func step(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, learningRate: Double? = nil) {
+        precondition(parameters.count == parameterCount && gradients.count == parameterCount,
+                     "AdamW over \(parameterCount) floats got parameters \(parameters.count), gradients \(gradients.count)")
+        guard parameterCount > 0, let p = parameters.baseAddress, let g = gradients.baseAddress,
+              let mp = m.buffer.baseAddress, let vp = v.buffer.baseAddress else { return }
+        stepCount += 1
+        let lr = learningRate ?? options.learningRate
+        let o = options
+        let t = Double(stepCount)
+        let biasCorrection1 = 1 - pow(o.beta1, t)
+        let biasCorrection2 = 1 - pow(o.beta2, t)
+        let negStepSize = Float(-(lr / biasCorrection1))
+        let bc2Sqrt = Float(biasCorrection2.squareRoot())
+        let eps = Float(o.eps)
+        let decayFactor = Float(1 - lr * o.weightDecay)
+        let w1 = Float(1 - o.beta1), b2 = Float(o.beta2), w2 = Float(1 - o.beta2)
+        let W = VectorMath.width
+        for (range, decays) in segments {
+            let decay: Float = decays && o.weightDecay != 0 ? decayFactor : 1
+            let applyDecay = decay != 1
+            // One fused pass per chunk, 16 lanes at a time; every lane does exactly the scalar tail's
+            // arithmetic, so results do not depend on the chunking.
+            Parallel.forEachChunk(count: range.count) { _, chunk in
+                var i = range.lowerBound + chunk.lowerBound
+                let end = range.lowerBound + chunk.upperBound
+                while i + W <= end {
+                    var pv = VectorMath.load(p + i)
+                    if applyDecay { pv *= decay }
+                    let gv = VectorMath.load(g + i), m0 = VectorMath.load(mp + i), v0 = VectorMath.load(vp + i)
+                    let mv = m0 + w1 * (gv - m0)
+                    let vv = v0 * b2 + w2 * gv * gv
+                    VectorMath.store(mv, mp + i)
+                    VectorMath.store(vv, vp + i)
+                    let denom = vv.squareRoot() / bc2Sqrt + eps
+                    VectorMath.store(pv + negStepSize * mv / denom, p + i)
+                    i += W
+                }
+                while i < end {
+                    var pi = p[i]
+                    if applyDecay { pi *= decay }
+                    let gi = g[i]
+                    // torch lerp with weight < 0.5: m + w·(g − m)
+                    let mi = mp[i] + w1 * (gi - mp[i])
+                    let vi = vp[i] * b2 + w2 * gi * gi
+                    mp[i] = mi
+                    vp[i] = vi
+                    let denom = vi.squareRoot() / bc2Sqrt + eps
+                    p[i] = pi + negStepSize * mi / denom
+                    i += 1
+                }
+            }
+        }
+    }
+
+    /// Tensor names of the exported state.
+    public static let stepName = "step", firstMomentName = "exp_avg", secondMomentName = "exp_avg_sq"
+
+    /// The state (step, m, v) as a state dict: `step` (I64, [1]), `exp_avg` and `exp_avg_sq` (F32, [n]).
+    public func exportState() -> StateDict {
+        var dict = StateDict()
+        var step = Tensor(zeros: .i64, shape: [1])
+        step.withUnsafeMutableBytes { $0.storeBytes(of: Int64(stepCount).littleEndian, as: Int64.self) }
+        dict[Self.stepName] = step
+        dict[Self.firstMomentName] = Tensor(floats: UnsafeBufferPointer(m.buffer), shape: [parameterCount])
+        dict[Self.secondMomentName] = Tensor(floats: UnsafeBufferPointer(v.buffer), shape: [parameterCount])
+        return dict
+    }
+
+    /// Restores a state written by `exportState()` to resume training.
+    public func importState(_ dict: StateDict) throws(OptimizerStateError) {
+        guard let step = dict[Self.stepName] else { throw .missingTensor(name: Self.stepName) }
+        guard step.elementCount == 1 else { throw .wrongShape(name: Self.stepName, expected: [1], found: step.shape) }
+        var tensors: [Tensor] = []
+        for name in [Self.firstMomentName, Self.secondMomentName] {
+            guard let t = dict[name] else { throw .missingTensor(name: name) }
+            guard t.shape == Shape([parameterCount]), t.dtype.isFloatingPoint else {
+                throw .wrongShape(name: name, expected: [parameterCount], found: t.shape)
+            }
+            tensors.append(t)
+        }
+        let s = Int(step.floats()[0])
+        guard s >= 0 else { throw .invalidStep(s) }
+        tensors[0].copyFloats(into: m.buffer)
+        tensors[1].copyFloats(into: v.buffer)
+        stepCount = s
+    }
+
+    /// Clears m, v and the step count.
+    public func reset() {
+        m.zero(); v.zero(); stepCount = 0
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+import GPT2
+import Optimization
+import Tensors
+
+/// Hyper-parameters of a fine-tuning run.
+public struct TrainingOptions: Sendable, Equatable, Codable {
+    /// Learning-rate schedule shapes.
+    public enum Schedule: String, Sendable, Codable, CaseIterable { case constant, linear, cosine }
+
+    public var learningRate: Double = 5e-5
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.999
+    public var eps: Double = 1e-8
+    public var weightDecay: Double = 0
+    /// Exempt biases and LayerNorm weights from weight decay (transformers' Trainer does; torch's AdamW does not).
+    public var exemptBiasesAndNorms: Bool = false
+    public var schedule: Schedule = .constant
+    public var warmupSteps: Int = 0
+    /// Sequences per micro-batch.
+    public var batchSize: Int = 1
+    /// Micro-batches per optimizer step.
+    public var gradientAccumulation: Int = 1
+    /// Optimizer steps; when nil, `epochs` passes over the data.
+    public var steps: Int? = nil
+    public var epochs: Int = 1
+    /// Global gradient-norm clipping (nil: none).
+    public var clipNorm: Double? = nil
+    /// Shuffle the data each epoch (seeded).
+    public var shuffle: Bool = true
+    /// Seeds data order and dropout.
+    public var seed: UInt64 = 0
+    /// Evaluate on the eval data every this many steps (0: only at the end).
+    public var evalEvery: Int = 0
+
+    public init() {}
+}
+
+/// What happened in one optimizer step.
+public struct StepReport: Sendable, Equatable {
+    /// 1-based step number.
+    public var step: Int
+    public var totalSteps: Int
+    public var epoch: Int
+    /// Mean loss over the step's label tokens, computed before the update.
+    public var loss: Double
+    public var learningRate: Double
+    /// Global gradient L2 norm before clipping.
+    public var gradientNorm: Double
+    /// Real (non-padding) tokens processed per second in this step.
+    public var tokensPerSecond: Double
+    public var seconds: Double
+    /// Mean eval loss when this step evaluated.
+    public var evalLoss: Double?
+}
+
+/// Everything beyond the weights and optimizer moments that a resumed run needs to continue bit-identically.
+public struct TrainerProgress: Sendable, Equatable, Codable {
+    /// Optimizer steps done.
+    public var step: Int = 0
+    /// Epoch of the next micro-batch (0-based) and position inside it.
+    public var epoch: Int = 0
+    public var positionInEpoch: Int = 0
+    /// Losses of every step so far.
+    public var losses: [Double] = []
+    public var evalLosses: [EvalPoint] = []
+    /// Fingerprint of the training examples (resuming with other data is refused).
+    public var dataFingerprint: UInt64 = 0
+
+    public struct EvalPoint: Sendable, Equatable, Codable { public var step: Int; public var loss: Double }
+    public init() {}
+}
+
+/// Why training stopped early.
+public enum TrainingError: Error, Sendable, CustomStringConvertible, Equatable {
+    case noExamples
+    case nonFiniteLoss(step: Int, loss: Double)
+    case dataMismatch
+    case invalidOption(String)
+
+    public var description: String {
+        switch self {
+        case .noExamples: return "no training examples"
+        case let .nonFiniteLoss(s, l): return "step \(s): loss is \(l); stopped (the last saved checkpoint is kept)"
+        case .dataMismatch: return "the training data differs from the data of the run being resumed"
+        case let .invalidOption(m): return m
+        }
+    }
+}
+
+/// The fine-tuning loop: batches, forward, backward, clipping, AdamW, schedule, deterministic order and dropout.
+public final class Trainer {
+    public let model: GPT2Model
+    public let optimizer: AdamW
+    public let options: TrainingOptions
+    public let examples: [TrainingExample]
+    public let evalExamples: [TrainingExample]
+    public let padTokenID: Int32
+    public private(set) var progress: TrainerProgress
+
+    /// Optimizer steps in the whole run.
+    public let totalSteps: Int
+
+    public init(model: GPT2Model, examples: [TrainingExample], evalExamples: [TrainingExample] = [],
+                options: TrainingOptions, padTokenID: Int32) throws {
+        guard !examples.isEmpty else { throw TrainingError.noExamples }
+        guard options.batchSize > 0, options.gradientAccumulation > 0, options.epochs > 0 else {
+            throw TrainingError.invalidOption("batch size, gradient accumulation and epochs must be positive")
+        }
+        if let s = options.steps, s <= 0 { throw TrainingError.invalidOption("steps must be positive") }
+        self.model = model
+        self.examples = examples
+        self.evalExamples = evalExamples
+        self.options = options
+        self.padTokenID = padTokenID
+        let perEpoch = (examples.count + options.batchSize - 1) / options.batchSize
+        let stepsPerEpoch = max(1, (perEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation)
+        totalSteps = options.steps ?? stepsPerEpoch * options.epochs
+        let entries = model.layout.namedRanges
+        let mask = options.exemptBiasesAndNorms ? WeightDecayMask.exemptingBiasesAndNorms(entries) : .all
+        optimizer = AdamW(parameterCount: model.layout.totalCount,
+                          options: .init(learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
+                                         eps: options.eps, weightDecay: options.weightDecay),
+                          decayMask: mask)
+        progress = TrainerProgress()
+        progress.dataFingerprint = Self.fingerprint(examples)
+    }
+
+    /// Restores a saved run: progress and optimizer moments (the model must hold the saved weights).
+    public func restore(progress saved: TrainerProgress, optimizerState: StateDict) throws {
+        guard saved.dataFingerprint == progress.dataFingerprint else { throw TrainingError.dataMismatch }
+        try optimizer.importState(optimizerState)
+        progress = saved
+    }
+
+    /// The learning-rate schedule of this run.
+    public var schedule: LearningRateSchedule {
+        switch options.schedule {
+        case .constant: return options.warmupSteps > 0 ? .constantWithWarmup(warmupSteps: options.warmupSteps) : .constant
+        case .linear: return .linear(warmupSteps: options.warmupSteps, totalSteps: totalSteps)
+        case .cosine: return .cosine(warmupSteps: options.warmupSteps, totalSteps: totalSteps)
+        }
+    }
+
+    /// Whether every step has run.
+    public var isFinished: Bool { progress.step >= totalSteps }
+
+    /// Runs steps until the run is finished or `onStep` returns false.
+    public func run(onStep: (StepReport) throws -> Bool) throws {
+        while !isFinished {
+            let report = try step()
+            if try !onStep(report) { break }
+        }
+    }
+
+    /// Runs one optimizer step (`gradientAccumulation` micro-batches) and returns its report.
+    public func step() throws -> StepReport {
+        let start = DispatchTime.now().uptimeNanoseconds
+        model.zeroGradients()
+        let stepIndex = progress.step
+        let epochAtStart = progress.epoch
+        var lossSum = 0.0, labelTokens = 0, realTokens = 0
+        var microLosses: [(loss: Double, tokens: Int)] = []
+        for micro in 0..<options.gradientAccumulation {
+            let batch = nextBatch()
+            let seed = Self.mix(options.seed, UInt64(stepIndex), UInt64(micro))
+            let mask = batch.isUnpadded ? nil : batch.attentionMask
+            guard let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
+                                               attentionMask: mask, labels: batch.labels, training: true, dropoutSeed: seed,
+                                               computeAllLogits: false) else {
+                throw TrainingError.noExamples
+            }
+            let l = Double(loss)
+            guard l.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: l) }
+            model.backward()
+            let tokens = batch.labelTokenCount
+            microLosses.append((l, tokens))
+            lossSum += l
+            labelTokens += tokens
+            realTokens += batch.attentionMask.reduce(0) { $0 + Int($1) }
+        }
+        let grads = model.gradients.buffer
+        if options.gradientAccumulation > 1 {
+            scaleGradients(grads, by: Float(1.0 / Double(options.gradientAccumulation)))
+        }
+        let norm: Double
+        if let clip = options.clipNorm {
+            norm = clipGradientNorm(grads, maxNorm: clip)
+        } else {
+            norm = gradientNorm(UnsafeBufferPointer(grads))
+        }
+        guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: norm) }
+        let lr = schedule.learningRate(base: options.learningRate, step: stepIndex)
+        optimizer.step(parameters: model.parameters.storage.buffer, gradients: UnsafeBufferPointer(grads), learningRate: lr)
+        progress.step += 1
+        let loss = lossSum / Double(options.gradientAccumulation)
+        progress.losses.append(loss)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        var report = StepReport(step: progress.step, totalSteps: totalSteps, epoch: epochAtStart, loss: loss, learningRate: lr,
+                                gradientNorm: norm, tokensPerSecond: Double(realTokens) / max(seconds, 1e-9), seconds: seconds)
+        let evalNow = !evalExamples.isEmpty && ((options.evalEvery > 0 && progress.step % options.evalEvery == 0) || isFinished)
+        if evalNow {
+            let e = try evaluate(evalExamples)
+            progress.evalLosses.append(.init(step: progress.step, loss: e))
+            report.evalLoss = e
+        }
+        return report
+    }
+
+    /// Mean loss over every label token of `data` (no dropout, no gradient).
+    public func evaluate(_ data: [TrainingExample]) throws -> Double {
+        var total = 0.0, tokens = 0
+        var i = 0
+        while i < data.count {
+            let chunk = Array(data[i ..< min(i + options.batchSize, data.count)])
+            i += chunk.count
+            // Each example separately weighted by its label tokens: batch them, then weight the batch mean.
+            let batch = TrainingBatch(examples: chunk, padTokenID: padTokenID)
+            let n = batch.labelTokenCount
+            guard n > 0 else { continue }
+            let mask = batch.isUnpadded ? nil : batch.attentionMask
+            if let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
+                                            attentionMask: mask, labels: batch.labels, training: false, computeAllLogits: false) {
+                total += Double(loss) * Double(n)
+                tokens += n
+            }
+        }
+        return tokens > 0 ? total / Double(tokens) : .nan
+    }
+
+    private func nextBatch() -> TrainingBatch {
+        let order = Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle)
+        let start = progress.positionInEpoch
+        let end = min(start + options.batchSize, order.count)
+        let chunk = order[start ..< end].map { examples[$0] }
+        if end >= order.count {
+            progress.epoch += 1
+            progress.positionInEpoch = 0
+        } else {
+            progress.positionInEpoch = end
+        }
+        return TrainingBatch(examples: chunk, padTokenID: padTokenID)
+    }
+
+    /// The example order of `epoch`: identity, or a Fisher–Yates shuffle seeded by (seed, epoch).
+    static func order(count: Int, epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
+        var order = Array(0..<count)
+        guard shuffle, count > 1 else { return order }
+        var state = mix(seed, 0x5EED, UInt64(epoch))
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            state = splitMix(&state)
+            let j = Int(state % UInt64(i + 1))
+            order.swapAt(i, j)
+        }
+        return order
+    }
+
+    static func splitMix(_ state: inout UInt64) -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
+        var s = a
+        _ = splitMix(&s)
+        s ^= b &* 0xD6E8_FEB8_6659_FD93
+        _ = splitMix(&s)
+        s ^= c &* 0xA076_1D64_78BD_642F
+        return splitMix(&s)
+    }
+
+    /// FNV-1a over every example's ids and labels.
+    static func fingerprint(_ examples: [TrainingExample]) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func eat(_ v: Int32) {
+            for shift in stride(from: 0, to: 32, by: 8) {
+                h ^= UInt64(UInt32(bitPattern: v) >> UInt32(shift) & 0xFF)
+                h = h &* 0x100_0000_01B3
+            }
+        }
+        for e in examples {
+            eat(Int32(e.inputIDs.count))
+            e.inputIDs.forEach(eat)
+            e.labels.forEach(eat)
+        }
+        return h
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import GPT2Kit
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Write a randomly initialised GPT-2 model folder (default: the 124M gpt2 shape).",
+        discussion: "Useful for benchmarks and tests where the real weights are not at hand.")
+
+    @Option(help: "Output folder.") var out: String
+    @Option(name: .customLong("config"), help: "config.json to use (default: gpt2 124M: 50257 vocab, 1024 positions, 768, 12 layers, 12 heads).")
+    var configPath: String?
+    @Option(help: "Initialisation seed.") var seed: UInt64 = 0
+    @Option(help: "safetensors | pytorch | h5.") var format: ExportFormat = .safetensors
+    @Option(help: "Copy the tokenizer files of this folder into OUT.") var tokenizer: String?
+
+    func run() throws {
+        try reportingErrors {
+            var config = GPT2Config()
+            if let configPath {
+                config = try GPT2Config(jsonData: Data(contentsOf: URL(fileURLWithPath: configPath)), path: configPath)
+            }
+            let parameters = GPT2Parameters(config: config, seed: seed)
+            let files = tokenizer.map { t in ModelLocation.tokenizerFileNames.map { t + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) } } ?? []
+            let written = try ModelIO.writeFolder(parameters, to: out, format: format, tokenizerFiles: files)
+            for w in written { Console.out("wrote \(w)") }
+        }
+    }
+}
