@@ -6,8 +6,11 @@ no EOS stop. Prints the median ms per generated token over --repeats runs after 
 Tested with torch 2.13.0+cpu, transformers 4.57.6.
 """
 import argparse
+import os
 import statistics
 import time
+
+os.environ.setdefault("USE_TF", "0")  # transformers would otherwise import TensorFlow when it is installed
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
