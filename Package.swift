@@ -40,6 +40,8 @@ let package = Package(
                           path: "Benchmarks/CheckpointBenchmark"),
         .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
                           path: "Benchmarks/TrainingBenchmark"),
+        .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels"],
+                          path: "Benchmarks/GenerationBenchmark"),
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),

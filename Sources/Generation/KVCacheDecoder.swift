@@ -92,17 +92,17 @@ public final class KVCacheDecoder {
         for l in 0..<L {
             LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
                               weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
-            MatMul.forward(out: qkv, inp: ln.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
+            MatMul.forwardFewRows(out: qkv, inp: ln.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
             CachedAttention.forward(out: atty, qkv: qkv.readOnly, keyCache: cacheView(layer: l, kind: 0),
                                     valueCache: cacheView(layer: l, kind: 1), scratch: scratch,
                                     B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: model.attentionScale(layer: l))
-            MatMul.forward(out: proj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
+            MatMul.forwardFewRows(out: proj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
             Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
             LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
                               weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
-            MatMul.forward(out: fch, inp: ln.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
+            MatMul.forwardFewRows(out: fch, inp: ln.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
             model.activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
-            MatMul.forward(out: proj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
+            MatMul.forwardFewRows(out: proj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
             Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
         }
         // final layer norm and logits only for each row's last position
@@ -116,7 +116,7 @@ public final class KVCacheDecoder {
         LayerNorm.forward(out: lnLast, mean: W[ws.mean.lowerBound ..< ws.mean.lowerBound + B], rstd: W[ws.rstd.lowerBound ..< ws.rstd.lowerBound + B],
                           inp: last.readOnly, weight: w(.lnfWeight), bias: w(.lnfBias), N: B, C: C, eps: eps)
         let logits = W[ws.logits]
-        MatMul.forward(out: logits, inp: lnLast.readOnly, weight: w(.wte), bias: nil, N: B, C: C, OC: V, layout: .outputMajor)
+        MatMul.forwardFewRows(out: logits, inp: lnLast.readOnly, weight: w(.wte), bias: nil, N: B, C: C, OC: V, layout: .outputMajor)
         position += T
         return logits
     }

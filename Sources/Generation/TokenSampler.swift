@@ -92,7 +92,9 @@ public final class TokenSampler {
 
     /// `TopPLogitsWarper`: sort ascending, softmax, cumulative sum; every token whose cumulative probability
     /// is `<= 1 - topP` is removed, except the last `minTokensToKeep` of the sorted order. Equal scores sort
-    /// by ascending id. As in PyTorch the probabilities are Float, their running sum is accumulated in Double
+    /// by ascending id, which is `torch.sort`'s order for rows of up to 16 entries; for longer rows PyTorch's
+    /// unstable sort orders exact ties its own way, so a tie that straddles the cut can keep a different
+    /// member of the tie (the set's size is the same). As in PyTorch the probabilities are Float, their running sum is accumulated in Double
     /// and stored as Float, and the bound is the Double `1 - topP` rounded to Float.
     public func applyTopP(_ topP: Double, minTokensToKeep: Int = 1, to logits: UnsafeMutableBufferPointer<Float>) {
         let V = logits.count

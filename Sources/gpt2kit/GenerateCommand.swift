@@ -69,6 +69,12 @@ struct GenerateCommand: ParsableCommand {
         let promptIDs = textTokenizer.encode(prompt)
 
         let doSample = sample || (fileDefaults.doSample ?? false)
+        if !doSample {
+            // transformers warns the same way: these only shape sampling
+            for (flag, given) in [("--temperature", temperature != nil), ("--top-k", topK != nil), ("--top-p", topP != nil)] where given {
+                FileHandle.standardError.write(Data("warning: \(flag) has no effect without --sample (greedy decoding)\n".utf8))
+            }
+        }
         let strategy: DecodingStrategy = doSample
             ? .sampling(SamplingOptions(temperature: temperature ?? fileDefaults.temperature.map(Float.init) ?? 1,
                                         topK: topK ?? fileDefaults.topK ?? 50,
