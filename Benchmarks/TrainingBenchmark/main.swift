@@ -11,7 +11,7 @@ import Training
 
 struct Arguments {
     var batch = 1, seq = 9, steps = 5, warmup = 1, seed: UInt64 = 0
-    var json = false
+    var json = false, kernels = false
 
     static func parse(_ args: [String]) -> Result<Arguments, BenchmarkError> {
         var a = Arguments()
@@ -19,6 +19,7 @@ struct Arguments {
         while i < args.count {
             let flag = args[i]
             if flag == "--json" { a.json = true; i += 1; continue }
+            if flag == "--kernels" { a.kernels = true; i += 1; continue }
             guard i + 1 < args.count, let n = Int(args[i + 1]), n >= 0 else { return .failure(.usage("missing or bad value for \(flag)")) }
             switch flag {
             case "--batch": a.batch = n
@@ -39,7 +40,7 @@ enum BenchmarkError: Error, CustomStringConvertible {
     case usage(String)
     var description: String {
         switch self {
-        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--json]"
+        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--json] [--kernels]"
         }
     }
 }
@@ -107,11 +108,88 @@ func run(_ a: Arguments) throws {
     }
 }
 
+/// Times each kernel of one block and the head at the benchmark's shape (`--kernels`).
+func profileKernels(_ a: Arguments) {
+    let B = a.batch, T = a.seq, N = B * T, C = 768, NH = 12, F = 3072, V = 50257
+    func buffer(_ n: Int) -> FloatBuffer {
+        let b = FloatBuffer(count: n)
+        let p = b.buffer
+        for i in p.indices { p[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }
+        return b
+    }
+    let x = buffer(N * F), y = buffer(N * max(F, V)), w = buffer(V * C), dw = buffer(V * C), bias = buffer(F), qkv = buffer(N * 3 * C)
+    let att = buffer(B * NH * T * T), scratch = buffer(2 * T * T), lse = buffer(N), losses = buffer(N)
+    let targets = [Int32]((0..<N).map { Int32($0 % V) })
+    func time(_ name: String, flops: Double, _ body: () -> Void) {
+        body()
+        var samples: [Double] = []
+        for _ in 0..<a.steps { let t0 = now(); body(); samples.append(now() - t0) }
+        let ms = median(samples)
+        let rate = flops > 0 ? String(format: "%7.1f GFLOP/s", flops / ms / 1e6) : ""
+        print("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  ", ms) + rate)
+    }
+    print("kernels at N = \(N) (B \(B), T \(T)), median of \(a.steps)")
+    withExtendedLifetime((x, y, w, dw, bias, qkv, att, scratch, lse, losses)) {
+        let fN = Double(N)
+        time("matmul fwd c_attn (C→3C)", flops: 2 * fN * Double(C * 3 * C)) {
+            MatMul.forward(out: y.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: bias.buffer.readOnly, N: N, C: C, OC: 3 * C)
+        }
+        time("matmul bwd c_attn", flops: 4 * fN * Double(C * 3 * C)) {
+            MatMul.backward(dinp: y.buffer, dweight: dw.buffer, dbias: bias.buffer, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
+                            weight: w.buffer.readOnly, N: N, C: C, OC: 3 * C)
+        }
+        time("matmul fwd c_fc (C→4C)", flops: 2 * fN * Double(C * F)) {
+            MatMul.forward(out: y.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: bias.buffer.readOnly, N: N, C: C, OC: F)
+        }
+        time("matmul bwd c_fc", flops: 4 * fN * Double(C * F)) {
+            MatMul.backward(dinp: y.buffer, dweight: dw.buffer, dbias: bias.buffer, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
+                            weight: w.buffer.readOnly, N: N, C: C, OC: F)
+        }
+        time("lm head fwd (C→V)", flops: 2 * fN * Double(C * V)) {
+            MatMul.forward(out: y.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
+        }
+        time("lm head bwd", flops: 4 * fN * Double(C * V)) {
+            MatMul.backward(dinp: x.buffer, dweight: dw.buffer, dbias: nil, dout: y.buffer.readOnly, inp: x.buffer.readOnly,
+                            weight: w.buffer.readOnly, N: N, C: C, OC: V, layout: .outputMajor)
+        }
+        time("attention fwd (dropout 0.1)", flops: 0) {
+            Attention.forward(out: x.buffer, att: att.buffer, qkv: qkv.buffer.readOnly, keyMask: nil, scratch: scratch.buffer,
+                              B: B, T: T, C: C, NH: NH, scale: 0.125, dropout: 0.1, dropoutSeed: 1)
+        }
+        time("attention bwd (dropout 0.1)", flops: 0) {
+            Attention.backward(dqkv: y.buffer, dout: x.buffer.readOnly, qkv: qkv.buffer.readOnly, att: att.buffer.readOnly, keyMask: nil,
+                               scratch: scratch.buffer, B: B, T: T, C: C, NH: NH, scale: 0.125, dropout: 0.1, dropoutSeed: 1)
+        }
+        time("gelu fwd+bwd (N·4C)", flops: 0) {
+            Activation.geluNew.forward(out: y.buffer, inp: x.buffer.readOnly, N: N * F)
+            Activation.geluNew.backward(dinp: y.buffer, inp: x.buffer.readOnly, dout: x.buffer.readOnly, N: N * F)
+        }
+        time("layernorm fwd+bwd (N·C)", flops: 0) {
+            LayerNorm.forward(out: y.buffer, mean: lse.buffer, rstd: losses.buffer, inp: x.buffer.readOnly, weight: bias.buffer.readOnly,
+                              bias: bias.buffer.readOnly, N: N, C: C, eps: 1e-5)
+            LayerNorm.backward(dinp: y.buffer, dweight: dw.buffer, dbias: dw.buffer, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
+                               weight: bias.buffer.readOnly, mean: lse.buffer.readOnly, rstd: losses.buffer.readOnly, N: N, C: C)
+        }
+        time("dropout fwd+bwd (N·C)", flops: 0) {
+            Dropout.forward(out: y.buffer, inp: x.buffer.readOnly, N: N * C, p: 0.1, seed: 3)
+            Dropout.backward(dinp: y.buffer, dout: x.buffer.readOnly, N: N * C, p: 0.1, seed: 3)
+        }
+        targets.withUnsafeBufferPointer { tg in
+            time("cross-entropy fwd+bwd (N·V)", flops: 0) {
+                CrossEntropy.forward(losses: losses.buffer, logsumexp: lse.buffer, logits: w.buffer.readOnly, targets: tg, N: N, V: V)
+                CrossEntropy.backward(dlogits: dw.buffer, logits: w.buffer.readOnly, logsumexp: lse.buffer.readOnly, targets: tg,
+                                      dlossScale: 1 / Float(N), N: N, V: V)
+            }
+        }
+    }
+}
+
 switch Arguments.parse(Array(CommandLine.arguments.dropFirst())) {
 case let .failure(e):
     FileHandle.standardError.write(Data("\(e)\n".utf8))
     exit(2)
 case let .success(a):
+    if a.kernels { profileKernels(a); exit(0) }
     do { try run(a) } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         exit(1)

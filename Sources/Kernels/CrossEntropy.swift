@@ -6,7 +6,7 @@ import Darwin
 
 /// Softmax cross-entropy over the vocabulary for each position, ignoring targets equal to `ignoreIndex`.
 /// Rows are independent, so they are split over both cores; each row's sum is vectorised with a fixed
-/// lane order (Float lanes over 1024-float runs, runs added in Double), so results are deterministic.
+/// order (see `rowLogSumExp`), so results are deterministic.
 public enum CrossEntropy {
     /// The target value that contributes nothing (PyTorch's `ignore_index`).
     public static let ignoreIndex: Int32 = -100
@@ -42,25 +42,38 @@ public enum CrossEntropy {
         return (total, count)
     }
 
-    /// log Σ exp(row): max, then Σ exp(row − max).
+    /// log Σ exp(row): max (8 running maxima), then Σ exp(row − max): exps of 1024-float runs written
+    /// to a scratch run by a vectorised loop, summed over 16 lanes, runs accumulated in Double.
     @inline(__always)
     static func rowLogSumExp(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
-        let W = VectorMath.width
-        var maxVector = VectorMath.Vector(repeating: -.infinity)
+        var m = (-Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity,
+                 -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity)
         var i = 0
-        while i + W <= V { maxVector = pointwiseMax(maxVector, VectorMath.load(row + i)); i += W }
-        var maxv = maxVector.max()
-        while i < V { maxv = max(maxv, row[i]); i += 1 }
-        let shift = VectorMath.Vector(repeating: maxv)
-        var s = 0.0 // Double across runs: V can be 50257 terms
-        i = 0
-        while i + W <= V {
-            let end = min(V - (V - i) % W, i + 1024)
-            var acc = VectorMath.Vector(repeating: 0)
-            while i < end { acc += VectorMath.exp(VectorMath.load(row + i) - shift); i += W }
-            for lane in 0..<W { s += Double(acc[lane]) }
+        while i + 8 <= V {
+            m.0 = Swift.max(m.0, row[i]); m.1 = Swift.max(m.1, row[i + 1]); m.2 = Swift.max(m.2, row[i + 2]); m.3 = Swift.max(m.3, row[i + 3])
+            m.4 = Swift.max(m.4, row[i + 4]); m.5 = Swift.max(m.5, row[i + 5]); m.6 = Swift.max(m.6, row[i + 6]); m.7 = Swift.max(m.7, row[i + 7])
+            i += 8
         }
-        while i < V { s += Double(VectorMath.exp(row[i] - maxv)); i += 1 }
+        var maxv = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+        while i < V { maxv = Swift.max(maxv, row[i]); i += 1 }
+        let run = 1024, W = VectorMath.width
+        var s = 0.0 // Double across runs: V can be 50257 terms
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: run) { scratch in
+            guard let e = scratch.baseAddress else { return }
+            var start = 0
+            while start < V {
+                let n = Swift.min(run, V - start), src = row + start
+                for j in 0..<n { e[j] = VectorMath.exp(src[j] - maxv) }
+                var acc = VectorMath.Vector(repeating: 0)
+                var j = 0
+                while j + W <= n { acc += VectorMath.load(e + j); j += W }
+                var runSum = 0.0
+                for lane in 0..<W { runSum += Double(acc[lane]) }
+                while j < n { runSum += Double(e[j]); j += 1 }
+                s += runSum
+                start += n
+            }
+        }
         return maxv + Float(log(s))
     }
 
@@ -76,20 +89,12 @@ public enum CrossEntropy {
         requireCount(dlogits, N * V, "CrossEntropy.backward dlogits"); requireCount(logits, N * V, "CrossEntropy.backward logits")
         requireCount(logsumexp, N, "CrossEntropy.backward logsumexp"); requireCount(targets, N, "CrossEntropy.backward targets")
         let d = dlogits.ptr, x = logits.ptr, lse = logsumexp.ptr, tg = targets.ptr
-        let W = VectorMath.width
         Parallel.forEachChunk(count: N, minimumCount: 2, alignment: 1) { _, rows in
             for n in rows {
                 let target = tg[n]
                 if target == ignoreIndex { continue }
-                let row = x + n * V, drow = d + n * V
-                let r = VectorMath.Vector(repeating: lse[n])
-                var i = 0
-                while i + W <= V {
-                    let g = VectorMath.exp(VectorMath.load(row + i) - r) * dlossScale
-                    VectorMath.store(VectorMath.load(drow + i) + g, drow + i)
-                    i += W
-                }
-                while i < V { drow[i] += VectorMath.exp(row[i] - lse[n]) * dlossScale; i += 1 }
+                let row = x + n * V, drow = d + n * V, r = lse[n]
+                for i in 0..<V { drow[i] += VectorMath.exp(row[i] - r) * dlossScale }
                 drow[Int(target)] -= dlossScale
             }
         }

@@ -38,8 +38,13 @@ public final class FloatBuffer: @unchecked Sendable {
     /// A copy of the floats.
     public func toArray() -> [Float] { withBuffer { Array($0) } }
 
-    /// Sets every float to zero.
-    public func zero() { base.update(repeating: 0, count: count) }
+    /// Sets every float to zero (split over the cores for large buffers).
+    public func zero() {
+        let base = self.base
+        Parallel.forEachChunk(count: count, minimumCount: 1 << 20) { _, range in
+            (base + range.lowerBound).update(repeating: 0, count: range.count)
+        }
+    }
 }
 
 extension UnsafeMutableBufferPointer where Element == Float {

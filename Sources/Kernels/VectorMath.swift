@@ -5,44 +5,42 @@ import Glibc
 import Darwin
 #endif
 
-/// Vectorised element-wise math for the kernels' hot loops: `exp` on `SIMD16<Float>` (Cephes `expf`
-/// polynomial, ≤ 2 ulp on [-87, 88]) and unaligned vector loads/stores.
+/// Element-wise math written so LLVM vectorises the loops that call it: `exp` is the Cephes `expf`
+/// polynomial (≤ 2 ulp on [−87, 88]) with branch-free range reduction (no calls, no trapping
+/// conversions); a generic `SIMD` path would be scalarised by the standard library's generic
+/// `min`/`max`/`replacing`, so only plain `+ − ×` on `SIMD16` are used for the vector sums.
+// `@inlinable` on the tiny helpers: Optimization calls them in its hot loops (cross-module).
 package enum VectorMath {
     package typealias Vector = SIMD16<Float>
     package static let width = 16
 
-    /// e^x per lane. Inputs below −87.3 give ≈ 1e-38 instead of 0 (harmless in every softmax here);
-    /// inputs above 88.7 saturate at ≈ 2.5e38.
-    @inline(__always)
-    package static func exp(_ x: Vector) -> Vector {
-        let clamped = x.clamped(lowerBound: Vector(repeating: -87.3), upperBound: Vector(repeating: 88.7))
+    /// e^x. Inputs below −87.3 give ≈ 1e-38 instead of 0 (harmless in every softmax here); inputs
+    /// above 88.7 saturate at ≈ 2.5e38.
+    @inlinable @inline(__always)
+    package static func exp(_ x: Float) -> Float {
+        let clamped = Swift.min(Swift.max(x, -87.3), 88.7)
         // k = round(x / ln 2) with the 1.5·2²³ trick: the low mantissa bits of `shifted` hold k.
-        let magic = Vector(repeating: 12_582_912)
+        let magic: Float = 12_582_912
         let shifted = clamped * 1.442_695_04 + magic
         let k = shifted - magic
         let r = clamped - k * 0.693_359_375 + k * 2.121_944_4e-4
-        var p = Vector(repeating: 1.987_569_15e-4)
+        var p: Float = 1.987_569_15e-4
         p = p * r + 1.398_199_95e-3
         p = p * r + 8.333_451_9e-3
         p = p * r + 4.166_579_59e-2
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_12e-1
         let y = p * (r * r) + r + 1
-        let kBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
-        let scale = unsafeBitCast((kBits &+ 127) &<< 23, to: Vector.self)
-        return y * scale
+        let kBits = shifted.bitPattern &- 0x4B40_0000
+        return y * Float(bitPattern: (kBits &+ 127) &<< 23)
     }
 
-    /// e^x for one float, same polynomial as the vector form.
-    @inline(__always)
-    package static func exp(_ x: Float) -> Float { exp(Vector(repeating: x))[0] }
-
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func load(_ p: UnsafePointer<Float>) -> Vector {
         UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
     }

@@ -126,41 +126,59 @@ public final class AdamW {
         let eps = Float(o.eps)
         let decayFactor = Float(1 - lr * o.weightDecay)
         let w1 = Float(1 - o.beta1), b2 = Float(o.beta2), w2 = Float(1 - o.beta2)
-        let W = VectorMath.width
         for (range, decays) in segments {
             let decay: Float = decays && o.weightDecay != 0 ? decayFactor : 1
-            let applyDecay = decay != 1
-            // One fused pass per chunk, 16 lanes at a time; every lane does exactly the scalar tail's
-            // arithmetic, so results do not depend on the chunking.
+            // One fused pass per chunk; element-wise, so results do not depend on the chunking.
             Parallel.forEachChunk(count: range.count) { _, chunk in
-                var i = range.lowerBound + chunk.lowerBound
-                let end = range.lowerBound + chunk.upperBound
-                while i + W <= end {
-                    var pv = VectorMath.load(p + i)
-                    if applyDecay { pv *= decay }
-                    let gv = VectorMath.load(g + i), m0 = VectorMath.load(mp + i), v0 = VectorMath.load(vp + i)
-                    let mv = m0 + w1 * (gv - m0)
-                    let vv = v0 * b2 + w2 * gv * gv
-                    VectorMath.store(mv, mp + i)
-                    VectorMath.store(vv, vp + i)
-                    let denom = vv.squareRoot() / bc2Sqrt + eps
-                    VectorMath.store(pv + negStepSize * mv / denom, p + i)
-                    i += W
-                }
-                while i < end {
-                    var pi = p[i]
-                    if applyDecay { pi *= decay }
-                    let gi = g[i]
-                    // torch lerp with weight < 0.5: m + w·(g − m)
-                    let mi = mp[i] + w1 * (gi - mp[i])
-                    let vi = vp[i] * b2 + w2 * gi * gi
-                    mp[i] = mi
-                    vp[i] = vi
-                    let denom = vi.squareRoot() / bc2Sqrt + eps
-                    p[i] = pi + negStepSize * mi / denom
-                    i += 1
-                }
+                let start = range.lowerBound + chunk.lowerBound
+                Self.update(p: p + start, g: g + start, m: mp + start, v: vp + start, count: chunk.count,
+                            decay: decay, w1: w1, b2: b2, w2: w2, bc2Sqrt: bc2Sqrt, eps: eps, negStepSize: negStepSize)
             }
+        }
+    }
+
+    /// The fused update of `count` floats in 256-float blocks: moments (vectorised), square roots
+    /// (scalar: Glibc's `sqrtf` keeps `errno` semantics, which stops LLVM vectorising it), parameters
+    /// (vectorised). The block lives in L1, so memory is streamed once.
+    @inline(never)
+    private static func update(p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                               v: UnsafeMutablePointer<Float>, count: Int, decay: Float, w1: Float, b2: Float, w2: Float,
+                               bc2Sqrt: Float, eps: Float, negStepSize: Float) {
+        let block = 256
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { scratch in
+            guard let root = scratch.baseAddress else { return }
+            var start = 0
+            while start < count {
+                let n = min(block, count - start)
+                updateMoments(g: g + start, m: m + start, v: v + start, vOut: root, count: n, w1: w1, b2: b2, w2: w2)
+                for j in 0..<n { root[j] = root[j].squareRoot() }
+                updateParameters(p: p + start, m: m + start, root: root, count: n, decay: decay, bc2Sqrt: bc2Sqrt,
+                                 eps: eps, negStepSize: negStepSize)
+                start += n
+            }
+        }
+    }
+
+    /// m ← m + w1·(g − m) (torch's lerp for weight < 0.5), v ← β2·v + (1 − β2)·g²; vOut = v.
+    @inline(never)
+    private static func updateMoments(g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                                      vOut: UnsafeMutablePointer<Float>, count: Int, w1: Float, b2: Float, w2: Float) {
+        for i in 0..<count {
+            let gi = g[i], m0 = m[i]
+            let vi = v[i] * b2 + w2 * gi * gi
+            m[i] = m0 + w1 * (gi - m0)
+            v[i] = vi
+            vOut[i] = vi
+        }
+    }
+
+    /// p ← p·decay + negStepSize · m / (√v / √(1 − β2ᵗ) + ε), given root = √v.
+    @inline(never)
+    private static func updateParameters(p: UnsafeMutablePointer<Float>, m: UnsafePointer<Float>, root: UnsafePointer<Float>,
+                                         count: Int, decay: Float, bc2Sqrt: Float, eps: Float, negStepSize: Float) {
+        for i in 0..<count {
+            let denom = root[i] / bc2Sqrt + eps
+            p[i] = p[i] * decay + negStepSize * m[i] / denom
         }
     }
 

@@ -27,12 +27,13 @@ public func gradientNorm(_ gradients: UnsafeBufferPointer<Float>) -> Double {
 
 @inline(__always)
 private func sumOfSquares(_ x: UnsafePointer<Float>, _ count: Int) -> Double {
-    let W = VectorMath.width, run = 1024
+    let W = 16, run = 1024
+    let raw = UnsafeRawPointer(x)
     var total = 0.0, i = 0
     while i + W <= count {
         let end = min(count - (count - i) % W, i + run)
-        var acc = VectorMath.Vector(repeating: 0)
-        while i < end { let v = VectorMath.load(x + i); acc += v * v; i += W }
+        var acc = SIMD16<Float>(repeating: 0)
+        while i < end { let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self); acc += v * v; i += W }
         for lane in 0..<W { total += Double(acc[lane]) }
     }
     while i < count { let d = Double(x[i]); total += d * d; i += 1 }

@@ -76,4 +76,30 @@ import TestSupport
         let twice = model.gradients.toArray()
         for i in once.indices { #expect(abs(twice[i] - 2 * once[i]) <= 1e-6 * max(1, abs(once[i]))) }
     }
+
+    /// Scoring only the counted positions (training's path) gives the full path's loss and gradients.
+    @Test func scoredPositionsOnlyMatchesAllLogits() throws {
+        let model = try Self.randomModel(dropout: 0.2)
+        let ids: [Int32] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
+        let mask: [Int32] = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+        let labels: [Int32] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
+        var losses: [Float] = [], grads: [[Float]] = []
+        for all in [true, false] {
+            model.zeroGradients()
+            losses.append(try #require(try model.forward(inputIDs: ids, batchSize: 2, sequenceLength: 5, attentionMask: mask,
+                                                         labels: labels, training: true, dropoutSeed: 9, computeAllLogits: all)))
+            model.backward()
+            grads.append(model.gradients.toArray())
+        }
+        expectClose(Double(losses[1]), Double(losses[0]), rtol: 1e-6, "loss")
+        var worst = 0.0
+        for i in grads[0].indices { worst = max(worst, Double(abs(grads[1][i] - grads[0][i])) / (1e-7 + 1e-5 * Double(abs(grads[0][i])))) }
+        #expect(worst <= 1, "gradients differ by up to \(worst)× the tolerance (atol 1e-7, rtol 1e-5)")
+        // No scored position: NaN loss, backward adds nothing.
+        model.zeroGradients()
+        let none = try model.forward(inputIDs: [1, 2], batchSize: 1, sequenceLength: 2, labels: [1, -100], computeAllLogits: false)
+        #expect(none?.isNaN == true)
+        model.backward()
+        #expect(model.gradients.toArray().allSatisfy { $0 == 0 })
+    }
 }

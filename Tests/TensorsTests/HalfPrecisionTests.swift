@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Tensors
 
 @Suite struct HalfPrecisionTests {
@@ -11,9 +12,7 @@ import Testing
     }
 
     @Test func f16MatchesSwiftFloat16Rounding() {
-        var rng = SystemRandomNumberGenerator()
-        var g = SplitMix(seed: 42)
-        _ = rng
+        var g = SeededGenerator(state: 42)
         for _ in 0..<200_000 {
             let f = Float(bitPattern: UInt32(truncatingIfNeeded: g.next()))
             if f.isNaN { continue }
@@ -42,17 +41,5 @@ import Testing
         c.withUnsafeMutableBytes { $0.storeBytes(of: Float(9), as: Float.self) }
         #expect(t.floats()[0] == 1)
         #expect(c.floats()[0] == 9)
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

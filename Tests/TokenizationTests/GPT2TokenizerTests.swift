@@ -3,18 +3,6 @@ import Testing
 import TestSupport
 @testable import Tokenization
 
-/// SplitMix64, so random tests are reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A random string mixing ASCII, white space, contractions, marks, CJK, emoji and arbitrary scalars.
 func randomText(_ rng: inout SeededGenerator) -> String {
     let fragments = ["'s", "'ll", "'", " ", "  ", "\n", "\r\n", "\t", "\u{A0}", "\u{3000}", "\u{2028}", "\u{1C}",

@@ -98,6 +98,15 @@ struct TokenizerErrorTests {
         #expect(error == .tokenNotByteEncoded(file: "vocab.json", key: "a b"))
     }
 
+    @Test("a token longer than 1024 bytes names the key")
+    func tokenTooLong() {
+        var vocabulary = tinyVocabulary()
+        let long = String(repeating: "a", count: 1025)
+        vocabulary[long] = 260
+        let error = tokenizerError { _ = try tinyTokenizer(vocabulary: vocabulary) }
+        #expect(error == .invalidKey(file: "vocab.json", key: long, expected: "a token of at most 1024 bytes"))
+    }
+
     @Test("bad json is reported with the file name")
     func badJSON() {
         let error = tokenizerError {
