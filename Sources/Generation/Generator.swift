@@ -40,7 +40,10 @@ public final class Generator: IteratorProtocol, Sequence {
         for id in promptIDs where id < 0 || id >= config.vocabularySize {
             throw .tokenOutOfRange(id: id, vocabularySize: config.vocabularySize)
         }
-        if let pad = options.effectivePadTokenID, pad < 0 || pad >= config.vocabularySize {
+        // The pad id is fed back for finished rows, so it must be a real id whenever some EOS id can be
+        // produced; an EOS id outside the vocabulary (a config default on a small vocabulary) never is.
+        let canFinish = options.eosTokenIDs.contains { $0 >= 0 && $0 < config.vocabularySize }
+        if canFinish, let pad = options.effectivePadTokenID, pad < 0 || pad >= config.vocabularySize {
             throw .invalidOption(name: "pad token id", value: "\(pad)", expected: "an id in 0..<\(config.vocabularySize)")
         }
         let B = options.numReturnSequences

@@ -156,3 +156,15 @@ enum Tiny {
         #expect(full[0].count == 64)
     }
 }
+
+extension GeneratorTests {
+    @Test func padIDIsCheckedOnlyWhenARowCanFinish() throws {
+        let model = try Tiny.model()
+        // EOS outside the vocabulary can never be produced: no pad needed, decoding runs to the length
+        let out = try Generator(model: model, promptIDs: [1, 2], options: GenerationOptions(maxLength: 5, eosTokenIDs: [60000])).run()
+        #expect(out[0].count == 5)
+        #expect(throws: GenerationError.self) {
+            try Generator(model: model, promptIDs: [1, 2], options: GenerationOptions(eosTokenIDs: [3], padTokenID: 60000))
+        }
+    }
+}
