@@ -40,11 +40,20 @@ public enum StateDictError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case let .mismatch(missing, unexpected, wrongShapes, nonFloat):
+            // Long lists (a config for another model size mismatches every tensor) show the first few and a count.
+            let limit = 6
+            func list(_ names: [String]) -> String {
+                let shown = names.prefix(limit).map { "'\($0)'" }.joined(separator: ", ")
+                return names.count > limit ? shown + " and \(names.count - limit) more" : shown
+            }
             var parts: [String] = []
-            if !missing.isEmpty { parts.append("missing tensors: " + missing.map { "'\($0)'" }.joined(separator: ", ")) }
-            if !unexpected.isEmpty { parts.append("unexpected tensors: " + unexpected.map { "'\($0)'" }.joined(separator: ", ")) }
-            for m in wrongShapes { parts.append("tensor '\(m.name)': expected \(m.expected), found \(m.found)") }
-            if !nonFloat.isEmpty { parts.append("tensors that are not floating point: " + nonFloat.map { "'\($0)'" }.joined(separator: ", ")) }
+            if !missing.isEmpty { parts.append("\(missing.count) missing: " + list(missing)) }
+            if !unexpected.isEmpty { parts.append("\(unexpected.count) unexpected: " + list(unexpected)) }
+            // Model-wide tensors (embeddings, final LayerNorm) first: they name the size difference most plainly.
+            let ordered = wrongShapes.filter { !$0.name.contains("h.") } + wrongShapes.filter { $0.name.contains("h.") }
+            for m in ordered.prefix(limit) { parts.append("tensor '\(m.name)': expected \(m.expected), found \(m.found)") }
+            if wrongShapes.count > limit { parts.append("\(wrongShapes.count - limit) more tensors with other shapes") }
+            if !nonFloat.isEmpty { parts.append("not floating point: " + list(nonFloat)) }
             return "state dict does not match the GPT-2 parameter table: " + parts.joined(separator: "; ")
         case let .untiedOutputWeight(name, tiedTo):
             return "tensor '\(name)' differs from '\(tiedTo)', but GPT-2 ties them"
