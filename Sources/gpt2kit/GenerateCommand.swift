@@ -45,14 +45,7 @@ struct GenerateCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        do {
-            try generate()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
+        try reportingErrors { try generate() }
     }
 
     private func generate() throws {

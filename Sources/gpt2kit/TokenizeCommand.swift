@@ -4,7 +4,7 @@ import GPT2Kit
 
 /// Writes `error: <message>` to stderr and returns the failure exit code to throw.
 func reportFailure(_ error: any Error) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    Console.err("error: \(error)")
     return ExitCode.failure
 }
 
