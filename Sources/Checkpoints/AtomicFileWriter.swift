@@ -33,6 +33,10 @@ final class AtomicFileWriter {
         var template = ((dir.isEmpty ? "/" : dir) + "/." + base + ".tmp-XXXXXX").utf8CString
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw .system("cannot create a temporary file in '\(dir)'") }
+        // mkstemp creates 0600; give the file the mode a plain create would (0666 less the umask).
+        let mask = umask(0)
+        umask(mask)
+        fchmod(fd, 0o666 & ~mask)
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         buffer.reserveCapacity(1 << 20)

@@ -122,6 +122,7 @@ public enum ModelIO {
         let weights = folder + "/" + format.weightsFileName
         try writeWeights(parameters, to: weights, format: format, dtype: dtype)
         written.append(weights)
+        try removeOtherWeights(inFolder: folder, keeping: format.weightsFileName)
         var config = configOverride ?? parameters.config
         config.extraKeys["architectures"] = .array([.string(format == .h5 ? "TFGPT2LMHeadModel" : "GPT2LMHeadModel")])
         if dtype != .f32 || config.extraKeys["torch_dtype"] != nil || config.extraKeys["dtype"] != nil {
@@ -153,6 +154,26 @@ public enum ModelIO {
             written.append(target)
         }
         return written
+    }
+
+    /// Removes weights files of other formats (and sharded indexes with their shards) from `folder`, so that a
+    /// folder re-exported in another format is never loaded from its stale weights (loading prefers
+    /// safetensors over `.bin` over `.h5`). Called after the new weights file is in place.
+    static func removeOtherWeights(inFolder folder: String, keeping kept: String) throws {
+        let fm = FileManager.default
+        for kind in ModelLocation.WeightsKind.allCases where kind.fileName != kept {
+            let path = folder + "/" + kind.fileName
+            guard fm.fileExists(atPath: path) else { continue }
+            if kind == .safetensorsIndex || kind == .pytorchIndex {
+                let shards = Set(try ShardedCheckpoint.weightMap(indexPath: path).values)
+                for shard in shards where !shard.contains("/") && shard != kept {
+                    try? fm.removeItem(atPath: folder + "/" + shard)
+                }
+            }
+            do { try fm.removeItem(atPath: path) } catch {
+                throw ModelLoadError.cannotWrite(path: path, reason: "cannot remove stale weights: \(error.localizedDescription)")
+            }
+        }
     }
 
     /// Writes `data` to `path` through a temporary file and a rename.

@@ -18,6 +18,10 @@ public enum TrainingRun {
         /// The dropout override of the run, if any.
         public var dropout: Double?
         public var exportFormat: String
+        /// CRC-32 of the weights file and of `optimizer.safetensors` as this save wrote them: a resume refuses a
+        /// folder whose files do not match (a save interrupted between files).
+        public var weightsCRC32: UInt32?
+        public var optimizerCRC32: UInt32?
 
         public init(options: TrainingOptions, progress: TrainerProgress, totalSteps: Int, dropout: Double?, exportFormat: ExportFormat) {
             self.options = options
@@ -40,8 +44,10 @@ public enum TrainingRun {
             throw ModelLoadError.cannotWrite(path: stateFolder, reason: error.localizedDescription)
         }
         try SafetensorsWriter.write(trainer.optimizer.exportState(), to: stateFolder + "/optimizer.safetensors")
-        let saved = SavedState(options: trainer.options, progress: trainer.progress, totalSteps: trainer.totalSteps,
+        var saved = SavedState(options: trainer.options, progress: trainer.progress, totalSteps: trainer.totalSteps,
                                dropout: dropout, exportFormat: format)
+        saved.weightsCRC32 = try crc32(ofFile: folder + "/" + format.weightsFileName)
+        saved.optimizerCRC32 = try crc32(ofFile: stateFolder + "/optimizer.safetensors")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try ModelIO.writeAtomically(try encoder.encode(saved), to: stateFolder + "/trainer_state.json")
@@ -93,17 +99,39 @@ public enum TrainingRun {
     public static func readOptimizerState(folder: String) throws -> StateDict {
         try SafetensorsReader.read(path: folder + "/" + stateFolderName + "/optimizer.safetensors")
     }
+
+    /// Checks that the weights and optimizer files of `folder` are the ones its `trainer_state.json` was saved
+    /// with (states written before the checksums existed pass).
+    public static func verifyFiles(folder: String, state: SavedState) throws {
+        if let expected = state.weightsCRC32, let format = ExportFormat(rawValue: state.exportFormat) {
+            let path = folder + "/" + format.weightsFileName
+            guard try crc32(ofFile: path) == expected else { throw TrainingRunError.tornSave(path: path) }
+        }
+        if let expected = state.optimizerCRC32 {
+            let path = folder + "/" + stateFolderName + "/optimizer.safetensors"
+            guard try crc32(ofFile: path) == expected else { throw TrainingRunError.tornSave(path: path) }
+        }
+    }
+
+    /// CRC-32 of a whole file (memory-mapped).
+    static func crc32(ofFile path: String) throws -> UInt32 {
+        guard let storage = ByteStorage.mapFile(atPath: path) else { throw TrainingRunError.tornSave(path: path) }
+        return ZipArchive.crc32(of: storage.bytes)
+    }
 }
 
 /// Why a run could not be resumed.
 public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatable {
     case nothingToResume(path: String)
     case invalidState(path: String, reason: String)
+    case tornSave(path: String)
 
     public var description: String {
         switch self {
         case let .nothingToResume(p): return "\(p): no trainer_state/ and no checkpoint-N/ folder to resume from"
         case let .invalidState(p, r): return "\(p): unreadable trainer state: \(r)"
+        case let .tornSave(p):
+            return "\(p): does not match trainer_state.json (a save was interrupted); resume from the newest checkpoint-N/ instead"
         }
     }
 }

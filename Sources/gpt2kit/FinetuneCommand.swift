@@ -44,6 +44,7 @@ struct FinetuneCommand: ParsableCommand {
     private func train() throws {
         let resumeFolder = try resume.map(TrainingRun.resumableFolder)
         let saved = try resumeFolder.map { try TrainingRun.readState(folder: $0) }
+        if let saved, let resumeFolder { try TrainingRun.verifyFiles(folder: resumeFolder, state: saved) }
         guard let modelPath = resumeFolder ?? model else { throw ValidationError("give --model (or --resume)") }
         let location = try ModelLocation(path: modelPath, configPath: resumeFolder == nil ? modelOptions.configPath : nil)
         let originalConfig = try ModelIO.readConfig(location)

@@ -38,3 +38,42 @@ import TestSupport
         #expect(location.configPath == Fixtures.path("micro-gpt2") + "/config.json")
     }
 }
+
+@Suite struct RunFolderSafetyTests {
+    @Test func exportingInAnotherFormatRemovesTheStaleWeights() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let parameters = try ModelIO.loadParameters(try ModelLocation(path: Fixtures.path("micro-gpt2")))
+        try ModelIO.writeFolder(parameters, to: dir, format: .safetensors)
+        try ModelIO.writeFolder(parameters, to: dir, format: .pytorch)
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+        #expect(names.contains("pytorch_model.bin"))
+        #expect(!names.contains("model.safetensors"))
+        #expect(try ModelLocation(path: dir).weightsKind == .pytorch)
+        let attributes = try FileManager.default.attributesOfItem(atPath: dir + "/pytorch_model.bin")
+        let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0
+        #expect(mode & 0o044 != 0, "weights readable by group/others like a plain create (mode \(String(mode, radix: 8)))")
+    }
+
+    @Test func aTornSaveIsRefusedOnResume() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let location = try ModelLocation(path: Fixtures.path("tiny-gpt2"))
+        let model = try GPT2Model(parameters: try ModelIO.loadParameters(location))
+        var options = TrainingOptions()
+        options.steps = 2
+        let trainer = try Trainer(model: model, examples: [TrainingExample(contextIDs: [1, 2, 3], labelIDs: [4, 5])],
+                                  options: options, padTokenID: 50256)
+        _ = try trainer.step()
+        try TrainingRun.save(trainer, to: dir, format: .safetensors, config: model.config, dropout: nil,
+                             tokenizerFiles: [], generationConfigPath: nil)
+        let state = try TrainingRun.readState(folder: dir)
+        try TrainingRun.verifyFiles(folder: dir, state: state)
+        // A later save that crashed after replacing the weights but before its trainer_state.json:
+        _ = try trainer.step()
+        try ModelIO.writeWeights(model.parameters, to: dir + "/model.safetensors", format: .safetensors)
+        #expect(throws: TrainingRunError.tornSave(path: dir + "/model.safetensors")) {
+            try TrainingRun.verifyFiles(folder: dir, state: state)
+        }
+    }
+}
