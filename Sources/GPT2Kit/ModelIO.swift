@@ -68,11 +68,30 @@ public enum ModelIO {
         var tokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: folder))
         // added_tokens.json (as the slow tokenizer's save_pretrained writes it): {"[PAD]": 50257, ...}
         let addedPath = folder + "/added_tokens.json"
-        if !fm.fileExists(atPath: folder + "/tokenizer.json"), fm.fileExists(atPath: addedPath),
-           let data = fm.contents(atPath: addedPath),
-           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Int] {
-            let ordered = object.sorted { $0.value < $1.value }.map(\.key).filter { tokenizer.tokenID(for: $0) == nil }
-            if !ordered.isEmpty { _ = try tokenizer.addTokens(ordered) }
+        if !fm.fileExists(atPath: folder + "/tokenizer.json"), fm.fileExists(atPath: addedPath) {
+            guard let data = fm.contents(atPath: addedPath),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw TokenizerError.invalidJSON(file: addedPath, reason: "not a JSON object of token → id")
+            }
+            var pairs: [(token: String, id: Int)] = []
+            for (token, value) in object {
+                guard let number = value as? NSNumber, String(cString: number.objCType) != "c",
+                      number.doubleValue.rounded() == number.doubleValue, number.doubleValue >= 0, number.doubleValue < 1e9 else {
+                    throw TokenizerError.invalidKey(file: addedPath, key: token, expected: "a token id")
+                }
+                pairs.append((token, number.intValue))
+            }
+            for (token, id) in pairs.sorted(by: { $0.id < $1.id }) {
+                if let existing = tokenizer.tokenID(for: token) {
+                    guard existing == id else { throw TokenizerError.invalidKey(file: addedPath, key: token, expected: "id \(existing), as in the vocabulary") }
+                    continue
+                }
+                // Added tokens take the next free ids; the file must agree, or the ids would silently shift.
+                guard id == tokenizer.vocabularySize else {
+                    throw TokenizerError.invalidKey(file: addedPath, key: token, expected: "the next free id \(tokenizer.vocabularySize)")
+                }
+                _ = try tokenizer.addTokens([token])
+            }
         }
         return tokenizer
     }

@@ -19,7 +19,8 @@ enum TokenizerFiles {
 
     /// A non-negative integer from a JSON number (not a fraction).
     static func integer(_ value: Any) -> Int? {
-        guard let number = value as? NSNumber else { return nil }
+        // JSON true/false also arrive as NSNumber (objCType "c"); they are not ids.
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
         let double = number.doubleValue
         guard double >= 0, double < Double(Int32.max), double.rounded() == double else { return nil }
         return Int(double)

@@ -80,7 +80,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var tokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: self.tokenizer))
+            var tokenizer = try ModelIO.loadTokenizer(folder: self.tokenizer)
             if !addToken.isEmpty { try tokenizer.addTokens(addToken) }
             let input: String
             if !text.isEmpty {
@@ -164,7 +164,7 @@ struct DetokenizeCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var tokenizer = try GPT2Tokenizer(folder: URL(fileURLWithPath: self.tokenizer))
+            var tokenizer = try ModelIO.loadTokenizer(folder: self.tokenizer)
             if !addToken.isEmpty { try tokenizer.addTokens(addToken) }
             let input = ids.isEmpty
                 ? try GPT2Tokenizer.text(fromUTF8: FileHandle.standardInput.readDataToEndOfFile())

@@ -77,3 +77,33 @@ import TestSupport
         }
     }
 }
+
+@Suite struct AddedTokensFileTests {
+    private func folder(addedTokens: String) throws -> String {
+        let dir = try Fixtures.temporaryDirectory()
+        for name in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(atPath: Fixtures.path("gpt2-tokenizer/" + name), toPath: dir + "/" + name)
+        }
+        try Data(addedTokens.utf8).write(to: URL(fileURLWithPath: dir + "/added_tokens.json"))
+        return dir
+    }
+
+    @Test func addedTokensTakeTheirIDs() throws {
+        let dir = try folder(addedTokens: #"{"[PAD]": 50257}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tokenizer = try ModelIO.loadTokenizer(folder: dir)
+        #expect(tokenizer.encode("[PAD] hi") == [50257, 23105])
+    }
+
+    @Test(arguments: [#"{"[PAD]": 50300}"#, #"{"[PAD]": true}"#, "not json", #"["[PAD]"]"#])
+    func malformedOrShiftedFilesAreErrorsNamingTheFile(content: String) throws {
+        let dir = try folder(addedTokens: content)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            _ = try ModelIO.loadTokenizer(folder: dir)
+            Issue.record("accepted added_tokens.json \(content)")
+        } catch {
+            #expect("\(error)".contains(dir + "/added_tokens.json"), "\(error)")
+        }
+    }
+}
