@@ -73,6 +73,34 @@ public struct GPT2Config: Sendable, Equatable {
         return a
     }
 
+    /// The most blocks a config may declare (gpt2-xl has 48).
+    public static let maximumLayerCount = 10_000
+    /// The most parameters a config may describe: 2³⁴ floats (64 GiB), far above gpt2-xl's 1.5e9.
+    public static let maximumParameterCount = 1 << 34
+
+    /// The number of floats in the parameter layout, computed with overflow checks; nil on overflow.
+    /// Mirrors `GPT2ParameterLayout` (wte, wpe, 12 tensors per block, ln_f).
+    public var checkedParameterCount: Int? {
+        func mul(_ a: Int, _ b: Int) -> Int? {
+            let r = a.multipliedReportingOverflow(by: b); return r.overflow ? nil : r.partialValue
+        }
+        func add(_ xs: Int?...) -> Int? {
+            var total = 0
+            for x in xs {
+                guard let x else { return nil }
+                let r = total.addingReportingOverflow(x)
+                if r.overflow { return nil }
+                total = r.partialValue
+            }
+            return total
+        }
+        let C = embeddingSize
+        guard let F = innerSize ?? mul(4, C), let C3 = mul(3, C), let CC = mul(C, C) else { return nil }
+        // ln_1, ln_2 (2C each), c_attn (C·3C + 3C), attn c_proj (C·C + C), c_fc (C·F + F), mlp c_proj (F·C + C)
+        guard let perLayer = add(mul(4, C), mul(C, C3), C3, CC, C, mul(C, F), F, mul(F, C), C) else { return nil }
+        return add(mul(vocabularySize, C), mul(maxPositions, C), mul(layerCount, perLayer), mul(2, C))
+    }
+
     /// Checks sizes and probabilities; the error names the offending key.
     public func validate(path: String? = nil) throws(ConfigError) {
         func positive(_ v: Int, _ key: String) throws(ConfigError) {
@@ -89,6 +117,13 @@ public struct GPT2Config: Sendable, Equatable {
         }
         if vocabularySize > Int(Int32.max) {
             throw .invalidValue(key: "vocab_size", value: String(vocabularySize), reason: "does not fit 32-bit token ids", path: path)
+        }
+        if layerCount > Self.maximumLayerCount {
+            throw .invalidValue(key: "n_layer", value: String(layerCount), reason: "is more than the supported \(Self.maximumLayerCount)", path: path)
+        }
+        let parameterCount = checkedParameterCount
+        if parameterCount.map({ $0 > Self.maximumParameterCount }) ?? true {
+            throw .tooManyParameters(count: parameterCount, limit: Self.maximumParameterCount, path: path)
         }
         for (key, p) in [("resid_pdrop", residualDropout), ("embd_pdrop", embeddingDropout), ("attn_pdrop", attentionDropout)] {
             if !(p >= 0 && p < 1) { throw .invalidValue(key: key, value: String(p), reason: "must lie in [0, 1)", path: path) }

@@ -8,6 +8,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case wrongType(key: String, expected: String, found: String, path: String?)
     /// A known key holds a value outside its domain.
     case invalidValue(key: String, value: String, reason: String, path: String?)
+    /// The sizes describe more parameters than `GPT2Config.maximumParameterCount` (nil: the count overflows Int).
+    case tooManyParameters(count: Int?, limit: Int, path: String?)
 
     public var description: String {
         func at(_ p: String?) -> String { p.map { " in '\($0)'" } ?? "" }
@@ -15,6 +17,9 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .invalidJSON(path, reason): return "config\(at(path)): \(reason)"
         case let .wrongType(key, expected, found, path): return "config key '\(key)'\(at(path)): expected \(expected), found \(found)"
         case let .invalidValue(key, value, reason, path): return "config key '\(key)'\(at(path)): \(value) \(reason)"
+        case let .tooManyParameters(count, limit, path):
+            let n = count.map { "\($0) parameters" } ?? "a parameter count that overflows a 64-bit integer"
+            return "config\(at(path)): the sizes describe \(n), more than the supported \(limit)"
         }
     }
 }

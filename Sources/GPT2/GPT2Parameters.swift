@@ -74,17 +74,19 @@ public final class GPT2Parameters: @unchecked Sendable {
     /// shape, and only the tied `lm_head.weight` (which must equal `wte`) and the buffers in
     /// `ignoredBlockBuffers` may be extra. All problems are reported together in one `StateDictError`.
     public convenience init(config: GPT2Config, stateDict: StateDict) throws(StateDictError) {
-        self.init(config: config)
-        let format = Self.detectFormat(of: stateDict)
+        // Every name and shape is checked before the parameter buffer is allocated, so a config far larger
+        // than the weights fails here instead of allocating its size.
+        let layout = GPT2ParameterLayout(config: config)
+        let format = GPT2Parameters.detectFormat(of: stateDict)
         // source key → entry index
         var wanted: [String: Int] = [:]
         for (i, e) in layout.entries.enumerated() {
-            for k in Self.sourceKeys(for: e, format: format).keys { wanted[k] = i }
+            for k in GPT2Parameters.sourceKeys(for: e, format: format).keys { wanted[k] = i }
         }
         var ignored: Set<String> = []
         if format != .tensorFlow {
             let prefix = format == .huggingFace ? "transformer." : ""
-            for l in 0..<config.layerCount { for b in Self.ignoredBlockBuffers { ignored.insert("\(prefix)h.\(l).\(b)") } }
+            for l in 0..<config.layerCount { for b in GPT2Parameters.ignoredBlockBuffers { ignored.insert("\(prefix)h.\(l).\(b)") } }
         }
         var found = [String?](repeating: nil, count: layout.entries.count)
         var unexpected: [String] = [], wrongShapes: [StateDictError.ShapeMismatch] = [], nonFloat: [String] = []
@@ -104,31 +106,32 @@ public final class GPT2Parameters: @unchecked Sendable {
                 index = wanted[name]
             }
             guard let i = index else {
-                if format != .tensorFlow, name == Self.outputWeightName { outputWeight = tensor; continue }
+                if format != .tensorFlow, name == GPT2Parameters.outputWeightName { outputWeight = tensor; continue }
                 if ignored.contains(name) { continue }
                 unexpected.append(name)
                 continue
             }
             if let previous = found[i] { unexpected.append(previous == name ? name : "\(name) (duplicate of '\(previous)')"); continue }
             found[i] = name
-            let expectedShape = Self.sourceKeys(for: layout.entries[i], format: format).shape
+            let expectedShape = GPT2Parameters.sourceKeys(for: layout.entries[i], format: format).shape
             if tensor.shape != expectedShape { wrongShapes.append(.init(name: name, expected: expectedShape, found: tensor.shape)) }
             if !tensor.dtype.isFloatingPoint { nonFloat.append(name) }
         }
         var missing: [String] = []
         for (i, e) in layout.entries.enumerated() where found[i] == nil {
-            missing.append(Self.sourceKeys(for: e, format: format).keys[0])
+            missing.append(GPT2Parameters.sourceKeys(for: e, format: format).keys[0])
         }
-        let wteName = Self.sourceKeys(for: layout.entries[0], format: format).keys[0]
+        let wteName = GPT2Parameters.sourceKeys(for: layout.entries[0], format: format).keys[0]
         if let outputWeight {
             if outputWeight.shape != layout.entries[0].shape {
-                wrongShapes.append(.init(name: Self.outputWeightName, expected: layout.entries[0].shape, found: outputWeight.shape))
+                wrongShapes.append(.init(name: GPT2Parameters.outputWeightName, expected: layout.entries[0].shape, found: outputWeight.shape))
             }
-            if !outputWeight.dtype.isFloatingPoint { nonFloat.append(Self.outputWeightName) }
+            if !outputWeight.dtype.isFloatingPoint { nonFloat.append(GPT2Parameters.outputWeightName) }
         }
         if !missing.isEmpty || !unexpected.isEmpty || !wrongShapes.isEmpty || !nonFloat.isEmpty {
             throw .mismatch(missing: missing, unexpected: unexpected, wrongShapes: wrongShapes, nonFloat: nonFloat)
         }
+        self.init(config: config)
         for (i, e) in layout.entries.enumerated() {
             guard let name = found[i], let tensor = stateDict[name] else { continue }
             tensor.copyFloats(into: storage[e.range])
@@ -140,7 +143,7 @@ public final class GPT2Parameters: @unchecked Sendable {
                 let converted = outputWeight.floats()
                 var equal = true
                 for i in 0..<converted.count where converted[i] != wte[i] { equal = false; break }
-                if !equal { throw .untiedOutputWeight(name: Self.outputWeightName, tiedTo: wteName) }
+                if !equal { throw .untiedOutputWeight(name: GPT2Parameters.outputWeightName, tiedTo: wteName) }
             }
         }
     }

@@ -12,6 +12,10 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
     case lengthExceedsContext(maxLength: Int, contextLength: Int)
     /// The requested total length leaves no room for a new token.
     case maxLengthNotAbovePrompt(maxLength: Int, promptLength: Int)
+    /// `max_new_tokens` does not fit the positions left after the prompt.
+    case newTokensExceedContext(maxNewTokens: Int, promptLength: Int, contextLength: Int)
+    /// The batch's key/value cache or work buffers would hold more floats than `limit` (nil: the count overflows).
+    case batchTooLarge(what: String, floats: Int?, limit: Int)
 
     public var description: String {
         switch self {
@@ -21,6 +25,11 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case let .promptTooLong(p, n): return "prompt has \(p) tokens, more than the model's \(n) positions"
         case let .lengthExceedsContext(m, n):
             return "max length \(m) (prompt + new tokens) passes the model's \(n) positions; lower --max-length or --max-new-tokens"
+        case let .newTokensExceedContext(m, p, n):
+            return "max new tokens \(m) plus the \(p)-token prompt passes the model's \(n) positions; at most \(n - p) new tokens fit"
+        case let .batchTooLarge(what, floats, limit):
+            let size = floats.map { "\($0) floats" } ?? "a float count that overflows a 64-bit integer"
+            return "\(what) would need \(size), more than the supported \(limit); lower --num-return-sequences"
         case let .maxLengthNotAbovePrompt(m, p):
             return "max length \(m) counts the prompt, which already has \(p) tokens; raise --max-length or use --max-new-tokens"
         }

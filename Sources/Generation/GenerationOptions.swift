@@ -39,7 +39,12 @@ public struct GenerationOptions: Sendable, Equatable {
         let total: Int
         if let maxNewTokens {
             guard maxNewTokens >= 1 else { throw .invalidOption(name: "max-new-tokens", value: "\(maxNewTokens)", expected: "an integer >= 1") }
-            total = promptLength + maxNewTokens
+            // max_new_tokens comes from files and flags: Int.max must not trap on the addition.
+            let (sum, overflow) = promptLength.addingReportingOverflow(maxNewTokens)
+            guard !overflow else {
+                throw .newTokensExceedContext(maxNewTokens: maxNewTokens, promptLength: promptLength, contextLength: contextLength)
+            }
+            total = sum
         } else {
             guard maxLength > promptLength else { throw .maxLengthNotAbovePrompt(maxLength: maxLength, promptLength: promptLength) }
             total = maxLength
@@ -50,10 +55,14 @@ public struct GenerationOptions: Sendable, Equatable {
         return total
     }
 
+    /// The most sequences decoded together (each keeps its own key/value cache).
+    public static let maximumNumReturnSequences = 4096
+
     /// Checks the counts and the sampling options.
     public func validated() throws(GenerationError) -> GenerationOptions {
-        guard numReturnSequences >= 1 else {
-            throw .invalidOption(name: "num-return-sequences", value: "\(numReturnSequences)", expected: "an integer >= 1")
+        guard numReturnSequences >= 1, numReturnSequences <= Self.maximumNumReturnSequences else {
+            throw .invalidOption(name: "num-return-sequences", value: "\(numReturnSequences)",
+                                 expected: "an integer in 1...\(Self.maximumNumReturnSequences)")
         }
         if case let .sampling(options) = strategy { _ = try options.validated() }
         return self

@@ -23,11 +23,32 @@ public final class KVCacheDecoder {
 
     private let C: Int, NH: Int, L: Int, V: Int, F: Int, hs: Int
 
-    /// A decoder for `batchSize` rows of up to `capacity` positions.
+    /// The most floats one buffer (the cache, a work buffer) may hold: 2³³ (32 GiB).
+    public static let maximumBufferFloats = 1 << 33
+
+    /// A decoder for `batchSize` rows of up to `capacity` positions. Throws when a buffer would exceed
+    /// `maximumBufferFloats`.
     public init(model: GPT2Model, batchSize: Int, capacity: Int) throws(GenerationError) {
         let config = model.config
         guard batchSize >= 1 else { throw .invalidOption(name: "batch size", value: "\(batchSize)", expected: "an integer >= 1") }
         guard capacity >= 1, capacity <= config.maxPositions else { throw .lengthExceedsContext(maxLength: capacity, contextLength: config.maxPositions) }
+        // Sizes come from the caller's batch size: check every buffer's float count before allocating.
+        func product(_ xs: Int...) -> Int? {
+            var p = 1
+            for x in xs {
+                let r = p.multipliedReportingOverflow(by: x)
+                if r.overflow { return nil }
+                p = r.partialValue
+            }
+            return p
+        }
+        let limit = Self.maximumBufferFloats
+        let inner = config.feedForwardSize
+        for (what, count) in [("key/value cache", product(config.layerCount, 2, batchSize, capacity, config.embeddingSize)),
+                              ("hidden-state work buffer", product(batchSize, capacity, max(inner, 3 * config.embeddingSize))),
+                              ("logits buffer", product(batchSize, config.vocabularySize))] {
+            if count.map({ $0 > limit }) ?? true { throw .batchTooLarge(what: what, floats: count, limit: limit) }
+        }
         self.model = model
         self.batchSize = batchSize
         self.capacity = capacity

@@ -208,8 +208,11 @@ public final class AdamW {
             }
             tensors.append(t)
         }
-        let s = Int(step.floats()[0])
-        guard s >= 0 else { throw .invalidStep(s) }
+        // A NaN, negative or out-of-range step in the file must not trap in the conversion.
+        let stored = step.floats()[0]
+        guard stored.isFinite, stored >= 0, stored < 9e15, let s = Int(exactly: stored.rounded(.towardZero)) else {
+            throw .invalidStep(stored.isFinite && abs(stored) < 9e15 ? Int(stored) : -1)
+        }
         tensors[0].copyFloats(into: m.buffer)
         tensors[1].copyFloats(into: v.buffer)
         stepCount = s

@@ -34,6 +34,31 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     public var evalEvery: Int = 0
 
     public init() {}
+
+    /// The most micro-batches one optimizer step may accumulate.
+    public static let maximumGradientAccumulation = 1 << 20
+
+    /// Checks every option as `torch.optim.AdamW` and the loop need them; the error names the option.
+    /// New runs and resumed runs (whose options come from `trainer_state.json`) both pass through here.
+    public func validate() throws(TrainingError) {
+        func fail(_ flag: String, _ value: Any, _ rule: String) -> TrainingError {
+            .invalidOption("option '--\(flag)': \(value) \(rule)")
+        }
+        if !(learningRate.isFinite && learningRate >= 0) { throw fail("lr", learningRate, "is not a finite number >= 0") }
+        if !(eps.isFinite && eps >= 0) { throw fail("eps", eps, "is not a finite number >= 0") }
+        if !(beta1 >= 0 && beta1 < 1) { throw fail("beta1", beta1, "is not in [0, 1)") }
+        if !(beta2 >= 0 && beta2 < 1) { throw fail("beta2", beta2, "is not in [0, 1)") }
+        if !(weightDecay.isFinite && weightDecay >= 0) { throw fail("weight-decay", weightDecay, "is not a finite number >= 0") }
+        if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw fail("clip", clipNorm, "is not a finite number > 0") }
+        if warmupSteps < 0 { throw fail("warmup", warmupSteps, "is negative") }
+        if batchSize < 1 { throw fail("batch-size", batchSize, "is not an integer >= 1") }
+        if !(1...Self.maximumGradientAccumulation).contains(gradientAccumulation) {
+            throw fail("grad-accum", gradientAccumulation, "is not an integer in 1...\(Self.maximumGradientAccumulation)")
+        }
+        if epochs < 1 { throw fail("epochs", epochs, "is not an integer >= 1") }
+        if let steps, steps < 1 { throw fail("steps", steps, "is not an integer >= 1") }
+        if evalEvery < 0 { throw fail("eval-every", evalEvery, "is negative") }
+    }
 }
 
 /// What happened in one optimizer step.
@@ -104,18 +129,25 @@ public final class Trainer {
     public init(model: GPT2Model, examples: [TrainingExample], evalExamples: [TrainingExample] = [],
                 options: TrainingOptions, padTokenID: Int32) throws {
         guard !examples.isEmpty else { throw TrainingError.noExamples }
-        guard options.batchSize > 0, options.gradientAccumulation > 0, options.epochs > 0 else {
-            throw TrainingError.invalidOption("batch size, gradient accumulation and epochs must be positive")
+        try options.validate()
+        // A batch never holds more than every example (so --batch-size Int.max cannot overflow an index).
+        let batch = min(options.batchSize, examples.count)
+        let perEpoch = (examples.count + batch - 1) / batch
+        let stepsPerEpoch = max(1, (perEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation)
+        if let steps = options.steps {
+            totalSteps = steps
+        } else {
+            let (product, overflow) = stepsPerEpoch.multipliedReportingOverflow(by: options.epochs)
+            guard !overflow else {
+                throw TrainingError.invalidOption("option '--epochs': \(options.epochs) epochs of \(stepsPerEpoch) steps overflow the step count")
+            }
+            totalSteps = product
         }
-        if let s = options.steps, s <= 0 { throw TrainingError.invalidOption("steps must be positive") }
         self.model = model
         self.examples = examples
         self.evalExamples = evalExamples
         self.options = options
         self.padTokenID = padTokenID
-        let perEpoch = (examples.count + options.batchSize - 1) / options.batchSize
-        let stepsPerEpoch = max(1, (perEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation)
-        totalSteps = options.steps ?? stepsPerEpoch * options.epochs
         let entries = model.layout.namedRanges
         let mask = options.exemptBiasesAndNorms ? WeightDecayMask.exemptingBiasesAndNorms(entries) : .all
         optimizer = AdamW(parameterCount: model.layout.totalCount,
@@ -129,7 +161,14 @@ public final class Trainer {
     /// Restores a saved run: progress and optimizer moments (the model must hold the saved weights).
     public func restore(progress saved: TrainerProgress, optimizerState: StateDict) throws {
         guard saved.dataFingerprint == progress.dataFingerprint else { throw TrainingError.dataMismatch }
+        guard saved.step >= 0, saved.epoch >= 0, (0 ..< examples.count).contains(saved.positionInEpoch) else {
+            throw TrainingError.invalidOption("trainer state: step \(saved.step), epoch \(saved.epoch), position \(saved.positionInEpoch) "
+                                              + "do not describe a run over \(examples.count) examples")
+        }
         try optimizer.importState(optimizerState)
+        guard optimizer.stepCount == saved.step else {
+            throw TrainingError.invalidOption("trainer state: step \(saved.step) differs from the optimizer state's step \(optimizer.stepCount)")
+        }
         progress = saved
     }
 
@@ -209,10 +248,16 @@ public final class Trainer {
 
     /// Mean loss over every label token of `data` (no dropout, no gradient).
     public func evaluate(_ data: [TrainingExample]) throws -> Double {
+        try Self.evaluate(model: model, data: data, batchSize: options.batchSize, padTokenID: padTokenID)
+    }
+
+    /// Mean loss over every label token of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
+    public static func evaluate(model: GPT2Model, data: [TrainingExample], batchSize: Int, padTokenID: Int32) throws -> Double {
+        guard batchSize >= 1 else { throw TrainingError.invalidOption("option '--batch-size': \(batchSize) is not an integer >= 1") }
         var total = 0.0, tokens = 0
         var i = 0
         while i < data.count {
-            let chunk = Array(data[i ..< min(i + options.batchSize, data.count)])
+            let chunk = Array(data[i ..< i + min(batchSize, data.count - i)])
             i += chunk.count
             // Each example separately weighted by its label tokens: batch them, then weight the batch mean.
             let batch = TrainingBatch(examples: chunk, padTokenID: padTokenID)
@@ -231,7 +276,7 @@ public final class Trainer {
     private func nextBatch() -> TrainingBatch {
         let order = Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle)
         let start = progress.positionInEpoch
-        let end = min(start + options.batchSize, order.count)
+        let end = start + min(options.batchSize, order.count - start)
         let chunk = order[start ..< end].map { examples[$0] }
         if end >= order.count {
             progress.epoch += 1

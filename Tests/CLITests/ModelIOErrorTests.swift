@@ -19,6 +19,25 @@ import TestSupport
         }
     }
 
+    @Test func hugeConfigsAgainstMicroWeightsFailWithoutAllocating() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let weights = Fixtures.path("micro-gpt2/model.safetensors")
+        for (json, isConfigError) in [(#"{"n_embd": 3000000000, "n_head": 1, "vocab_size": 2000000000}"#, true),
+                                      (#"{"n_embd": 30000, "n_head": 1, "n_layer": 100}"#, true),
+                                      (#"{"n_layer": 1000000000}"#, true),
+                                      (#"{"n_embd": 4096, "n_head": 1, "n_layer": 48}"#, false)] {
+            let config = folder + "/config.json"
+            try Data(json.utf8).write(to: URL(fileURLWithPath: config))
+            do {
+                _ = try ModelIO.loadParameters(try ModelLocation(path: weights, configPath: config))
+                Issue.record("\(json) loaded")
+            } catch {
+                if isConfigError { #expect(error is ConfigError, "\(error)") } else { #expect(error is ModelLoadError, "\(error)") }
+            }
+        }
+    }
+
     @Test func missingPathsAndFoldersWithoutWeightsAreNamed() throws {
         #expect(throws: ModelLocationError.notFound(path: "/nonexistent/gpt2")) { try ModelLocation(path: "/nonexistent/gpt2") }
         let empty = try Fixtures.temporaryDirectory()

@@ -141,9 +141,47 @@ import TestSupport
         } catch {
             switch error {
             case let .wrongType(k, _, _, _), let .invalidValue(k, _, _, _): #expect(k == key, "\(error)")
-            case .invalidJSON: Issue.record("\(error)")
+            case .invalidJSON, .tooManyParameters: Issue.record("\(error)")
             }
         }
+    }
+
+    @Test func absurdSizesAreRefusedBeforeAnyLayoutIsBuilt() throws {
+        func config(_ json: String) throws(ConfigError) -> GPT2Config { try GPT2Config(jsonData: Data(json.utf8)) }
+        // 3e9 · 9e9 overflows Int: formerly "Fatal error: shape … overflows" in the layout.
+        #expect(throws: ConfigError.tooManyParameters(count: nil, limit: GPT2Config.maximumParameterCount, path: nil)) {
+            try config(#"{"n_embd": 3000000000, "n_head": 1, "vocab_size": 2000000000}"#)
+        }
+        // 1.08e12 floats (4.3 TB) fits Int but not the limit.
+        do {
+            _ = try config(#"{"n_embd": 30000, "n_head": 1, "n_layer": 100}"#)
+            Issue.record("4.3 TB config accepted")
+        } catch {
+            guard case let .tooManyParameters(count, _, _) = error else { Issue.record("\(error)"); return }
+            #expect((count ?? 0) > GPT2Config.maximumParameterCount)
+            #expect("\(error)".contains("more than the supported"))
+        }
+        // 12e9 layout entries: formerly hung.
+        #expect(throws: ConfigError.invalidValue(key: "n_layer", value: "1000000000", reason: "is more than the supported 10000", path: nil)) {
+            try config(#"{"n_layer": 1000000000}"#)
+        }
+        // An n_inner whose products overflow.
+        #expect(throws: ConfigError.self) { try config(#"{"n_inner": 4611686018427387904}"#) }
+    }
+
+    @Test func checkedParameterCountMatchesTheLayout() throws {
+        for c in [GPT2Config(), try Golden.config("micro-gpt2"), GPT2Config(vocabularySize: 7, maxPositions: 5, embeddingSize: 6, layerCount: 3, headCount: 2, innerSize: 10)] {
+            #expect(c.checkedParameterCount == GPT2ParameterLayout(config: c).totalCount)
+        }
+        #expect(GPT2Config().checkedParameterCount == 124_439_808)
+    }
+
+    @Test func largeValidConfigFailsOnNamesBeforeAllocating() throws {
+        // ≈ 9.7e9 floats (39 GB): valid, but the micro weights must be refused before the buffer is allocated.
+        let config = GPT2Config(vocabularySize: 50257, maxPositions: 1024, embeddingSize: 4096, layerCount: 48, headCount: 1)
+        try config.validate()
+        let dict = try SafetensorsReader.read(path: Fixtures.path("micro-gpt2/model.safetensors"))
+        #expect(throws: StateDictError.self) { try GPT2Parameters(config: config, stateDict: dict) }
     }
 
     @Test func notAnObject() {

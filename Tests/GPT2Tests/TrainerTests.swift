@@ -226,6 +226,79 @@ import TestSupport
         #expect(mine == theirs, "logits of the reloaded \(format) export differ")
     }
 
+    /// Options as torch.optim.AdamW and the loop validate them: each refusal names its flag.
+    @Test func invalidOptionsAreRefusedByName() throws {
+        let g = try Golden.tiny()
+        let examples = try #require(g["examples"] as? [[String: Any]]).map(Self.example)
+        let model = try Golden.model("tiny-gpt2")
+        let cases: [(String, (inout TrainingOptions) -> Void)] = [
+            ("--lr", { $0.learningRate = .nan }), ("--lr", { $0.learningRate = -1 }), ("--lr", { $0.learningRate = .infinity }),
+            ("--eps", { $0.eps = .nan }), ("--beta1", { $0.beta1 = 1 }), ("--beta2", { $0.beta2 = -0.1 }),
+            ("--weight-decay", { $0.weightDecay = .infinity }), ("--clip", { $0.clipNorm = 0 }), ("--clip", { $0.clipNorm = .nan }),
+            ("--warmup", { $0.warmupSteps = -1 }), ("--batch-size", { $0.batchSize = 0 }), ("--grad-accum", { $0.gradientAccumulation = 0 }),
+            ("--grad-accum", { $0.gradientAccumulation = Int.max }), ("--epochs", { $0.epochs = 0 }), ("--steps", { $0.steps = 0 }),
+            ("--eval-every", { $0.evalEvery = -1 }),
+            // 9e18 epochs of one step each still fit; of two steps they overflow (formerly SIGILL).
+            ("--epochs", { $0.epochs = 9_000_000_000_000_000_000; $0.batchSize = 1 }),
+        ]
+        for (flag, change) in cases {
+            var options = TrainingOptions()
+            change(&options)
+            do {
+                _ = try Trainer(model: model, examples: examples, options: options, padTokenID: Self.pad)
+                Issue.record("\(flag) accepted: \(options)")
+            } catch let error as TrainingError {
+                #expect("\(error)".contains(flag), "\(error)")
+            }
+        }
+    }
+
+    /// `--batch-size Int.max` is clamped to the examples instead of overflowing an index.
+    @Test func hugeBatchSizeIsClampedToTheExamples() throws {
+        let g = try Golden.tiny()
+        let examples = try #require(g["examples"] as? [[String: Any]]).map(Self.example)
+        var options = try Self.options(g, "finetune_seed")
+        options.steps = nil; options.epochs = 2; options.batchSize = Int.max
+        let trainer = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, evalExamples: examples, options: options,
+                                  padTokenID: Self.pad)
+        #expect(trainer.totalSteps == 2)
+        try trainer.run { _ in true }
+        #expect(trainer.progress.step == 2 && trainer.progress.epoch == 2)
+        #expect(try Trainer.evaluate(model: trainer.model, data: examples, batchSize: Int.max, padTokenID: Self.pad).isFinite)
+    }
+
+    /// A trainer_state.json that does not describe this run is refused before it is used.
+    @Test func restoreRefusesInconsistentProgress() throws {
+        let g = try Golden.tiny()
+        let examples = try #require(g["examples"] as? [[String: Any]]).map(Self.example)
+        var options = try Self.options(g, "finetune_seed")
+        options.steps = 4
+        let trainer = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, options: options, padTokenID: Self.pad)
+        try trainer.run { $0.step < 2 }
+        let state = trainer.optimizer.exportState()
+        let good = trainer.progress
+        #expect(good.step == 2)
+        let changes: [(inout TrainerProgress) -> Void] = [{ $0.positionInEpoch = 2 }, { $0.positionInEpoch = -1 }, { $0.epoch = -1 },
+                                                           { $0.step = -3 }, { $0.step = 3 }]
+        for change in changes {
+            var bad = good
+            change(&bad)
+            let fresh = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, options: options, padTokenID: Self.pad)
+            do {
+                try fresh.restore(progress: bad, optimizerState: state)
+                Issue.record("progress \(bad) accepted")
+            } catch {
+                #expect(error is TrainingError, "\(error)")
+            }
+        }
+        let fresh = try Trainer(model: try Golden.model("tiny-gpt2"), examples: examples, options: options, padTokenID: Self.pad)
+        try fresh.restore(progress: good, optimizerState: state)
+        // A NaN step in the optimizer state is refused, not trapped on.
+        var poisoned = state
+        poisoned[AdamW.stepName] = Tensor(floats: [.nan], shape: [1])
+        #expect(throws: OptimizerStateError.self) { try fresh.optimizer.importState(poisoned) }
+    }
+
     @Test func hugeLearningRateStopsWithNonFiniteLoss() throws {
         let g = try Golden.tiny()
         let ex = try #require((g["examples"] as? [[String: Any]])?.first)

@@ -148,6 +148,19 @@ enum Tiny {
         #expect(throws: GenerationError.lengthExceedsContext(maxLength: 66, contextLength: 64)) {
             try Generator(model: model, promptIDs: [1, 2, 3, 4, 5, 6], options: GenerationOptions(maxNewTokens: 60))
         }
+        #expect(throws: GenerationError.newTokensExceedContext(maxNewTokens: Int.max, promptLength: 6, contextLength: 64)) {
+            try Generator(model: model, promptIDs: [1, 2, 3, 4, 5, 6], options: GenerationOptions(maxNewTokens: Int.max))
+        }
+        #expect(throws: GenerationError.self) {
+            try Generator(model: model, promptIDs: [1], options: GenerationOptions(numReturnSequences: 100_000_000_000))
+        }
+        // A batch far past any real use: the decoder refuses its buffers instead of trapping or allocating.
+        do {
+            _ = try KVCacheDecoder(model: model, batchSize: Int.max / 2, capacity: 64)
+            Issue.record("Int.max / 2 rows accepted")
+        } catch {
+            guard case .batchTooLarge = error else { Issue.record("\(error)"); return }
+        }
         #expect(throws: GenerationError.tokenOutOfRange(id: 50257, vocabularySize: 50257)) {
             try Generator(model: model, promptIDs: [50257], options: GenerationOptions())
         }

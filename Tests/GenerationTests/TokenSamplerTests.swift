@@ -153,6 +153,13 @@ func kept(_ row: [Float]) -> [Int] { row.indices.filter { row[$0] > -.infinity }
         }
         #expect(throws: GenerationError.emptyPrompt) { try GenerationOptions().resolvedMaxLength(promptLength: 0, contextLength: 64) }
         #expect(throws: GenerationError.self) { try GenerationOptions(numReturnSequences: 0).validated() }
+        // max_new_tokens = Int.max (generation_config.json or --max-new-tokens) used to trap on the addition.
+        #expect(throws: GenerationError.newTokensExceedContext(maxNewTokens: Int.max, promptLength: 6, contextLength: 64)) {
+            try GenerationOptions(maxNewTokens: Int.max).resolvedMaxLength(promptLength: 6, contextLength: 64)
+        }
+        #expect(throws: GenerationError.invalidOption(name: "num-return-sequences", value: "100000000000", expected: "an integer in 1...4096")) {
+            try GenerationOptions(numReturnSequences: 100_000_000_000).validated()
+        }
     }
 
     @Test func padFallsBackToEOS() {
