@@ -233,21 +233,6 @@ public enum TorchCheckpointReader {
 
     // MARK: Legacy format
 
-    /// Every persistent id reachable from `value`, in pickle order (depth-bounded, so cycles terminate).
-    static func collectPersistentIDs(_ value: PickleValue, into out: inout [PickleValue], depth: Int, path: String) throws(TorchArchiveError) {
-        guard depth <= Unpickler.maximumNesting else {
-            throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
-        }
-        switch value {
-        case let .persistent(pid): out.append(pid)
-        case let .tuple(items): for v in items { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        case let .list(l): for v in l.items { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        case let .dict(d): for e in d.entries { try collectPersistentIDs(e.value, into: &out, depth: depth + 1, path: path) }
-        case let .object(o): for v in o.arguments { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        default: break
-        }
-    }
-
     static func readLegacy(_ file: ByteStorage, path: String) throws(TorchArchiveError) -> StateDict {
         let bytes = file.bytes
         var (_, offset) = try Unpickler.load(bytes, at: 0, path: path)                 // magic number
@@ -259,11 +244,11 @@ public enum TorchCheckpointReader {
                 if case .bool(false) = v { throw .unsupportedByteOrder(path: path, byteOrder: "big") }
             }
         }
-        let (top, afterMain) = try Unpickler.load(bytes, at: afterInfo, path: path)
-        // Collect every storage the main pickle references (its dtype and element count) before reading data.
-        var declared: [String: (dtype: DType, count: Int)] = [:]
+        // Every storage the main pickle references (its dtype and element count), collected as the unpickler
+        // executes BINPERSID, never by walking the value graph (memo sharing makes that exponential).
         var pids: [PickleValue] = []
-        try collectPersistentIDs(top, into: &pids, depth: 0, path: path)
+        let (top, afterMain) = try Unpickler.load(bytes, at: afterInfo, path: path, persistentIDs: &pids)
+        var declared: [String: (dtype: DType, count: Int)] = [:]
         for pid in pids {
             let id = try storageID(pid, path: path)
             if let d = declared[id.key], d.dtype != id.dtype || d.count != id.elementCount {
