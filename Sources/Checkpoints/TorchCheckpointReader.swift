@@ -49,6 +49,13 @@ public enum TorchCheckpointReader {
         return Storage(key: storage.key, dtype: storage.dtype, elementCount: storage.elementCount, bytes: copy, byteOffset: 0)
     }
 
+    /// Bytes that materialised (non-contiguous) copies may take across one file: no more than the distinct
+    /// storage bytes the file holds, so many strided views of one storage cannot multiply it.
+    final class CopyBudget {
+        var limit = 0
+        var used = 0
+    }
+
     static func dtype(ofStorageType value: PickleValue, path: String) throws(TorchArchiveError) -> DType {
         guard case let .global(module, name) = value else {
             throw .unexpectedObject(path: path, reason: "storage type is not a global")
@@ -90,7 +97,7 @@ public enum TorchCheckpointReader {
     }
 
     /// Turns the unpickled top-level object into a state dict, resolving persistent ids through `storage`.
-    static func stateDict(from top: PickleValue, path: String,
+    static func stateDict(from top: PickleValue, path: String, budget: CopyBudget,
                           storage: (PickleValue) throws(TorchArchiveError) -> Storage) throws(TorchArchiveError) -> StateDict {
         guard case var .dict(dict) = top else { throw .unexpectedObject(path: path, reason: "top-level object is not a dict") }
         // A {'state_dict': {...}} or {'model': {...}} wrapper around the tensors is unwrapped.
@@ -99,12 +106,12 @@ public enum TorchCheckpointReader {
         for (key, value) in dict.entries {
             guard let name = key.string else { throw .unexpectedObject(path: path, reason: "state dict key is not a string") }
             guard !out.contains(name) else { throw .unexpectedObject(path: path, reason: "tensor '\(name)' appears twice") }
-            out[name] = try tensor(value, name: name, path: path, storage: storage)
+            out[name] = try tensor(value, name: name, path: path, budget: budget, storage: storage)
         }
         return out
     }
 
-    static func tensor(_ value: PickleValue, name: String, path: String,
+    static func tensor(_ value: PickleValue, name: String, path: String, budget: CopyBudget,
                        storage: (PickleValue) throws(TorchArchiveError) -> Storage) throws(TorchArchiveError) -> Tensor {
         guard case let .object(o) = value, o.module == "torch._utils" else {
             throw .unexpectedObject(path: path, reason: "value of '\(name)' is not a tensor")
@@ -112,7 +119,7 @@ public enum TorchCheckpointReader {
         switch o.name {
         case "_rebuild_parameter", "_rebuild_parameter_with_state":
             guard let data = o.arguments.first else { throw .unexpectedObject(path: path, reason: "parameter '\(name)' has no data") }
-            return try tensor(data, name: name, path: path, storage: storage)
+            return try tensor(data, name: name, path: path, budget: budget, storage: storage)
         case "_rebuild_tensor_v2":
             let a = o.arguments
             guard a.count >= 4, case let .persistent(pid) = a[0], let offset = a[1].int,
@@ -125,7 +132,8 @@ public enum TorchCheckpointReader {
             guard dims.count == strides.count, offset >= 0 else {
                 throw .invalidTensorGeometry(path: path, tensor: name, reason: "size has \(dims.count) dimensions, stride \(strides.count)")
             }
-            return try view(of: try storage(pid), name: name, shape: Shape(dims), strides: strides, offset: offset, path: path)
+            return try view(of: try storage(pid), name: name, shape: Shape(dims), strides: strides, offset: offset,
+                            path: path, budget: budget)
         default:
             throw .unexpectedObject(path: path, reason: "value of '\(name)' is torch._utils.\(o.name), not a tensor")
         }
@@ -133,7 +141,7 @@ public enum TorchCheckpointReader {
 
     /// A tensor over `storage`: a view when the layout is contiguous, else a materialised row-major copy.
     static func view(of storage: Storage, name: String, shape: Shape, strides: [Int], offset: Int,
-                     path: String) throws(TorchArchiveError) -> Tensor {
+                     path: String, budget: CopyBudget) throws(TorchArchiveError) -> Tensor {
         guard let count = shape.checkedElementCount else {
             throw .invalidTensorGeometry(path: path, tensor: name, reason: "size \(shape) overflows")
         }
@@ -163,6 +171,13 @@ public enum TorchCheckpointReader {
             throw .invalidTensorGeometry(path: path, tensor: name,
                                          reason: "strides \(strides) expand \(storage.elementCount) stored elements to \(count)")
         }
+        // count ≤ elementCount, whose byte size was checked against the file.
+        let bytes = count * size
+        guard bytes <= budget.limit - budget.used else {
+            throw .invalidTensorGeometry(path: path, tensor: name,
+                                         reason: "non-contiguous copies would take \(budget.used + bytes) bytes, more than the \(budget.limit) bytes of distinct storages in the file")
+        }
+        budget.used += bytes
         return materialised(storage, shape: shape, strides: strides, offset: offset)
     }
 
@@ -211,7 +226,8 @@ public enum TorchCheckpointReader {
             Result { () throws(TorchArchiveError) in try Unpickler.load(raw, path: path).value }
         }.get()
         var cache: [String: Storage] = [:]
-        return try stateDict(from: top, path: path) { (pid) throws(TorchArchiveError) -> Storage in
+        let budget = CopyBudget()
+        return try stateDict(from: top, path: path, budget: budget) { (pid) throws(TorchArchiveError) -> Storage in
             let id = try storageID(pid, path: path)
             if let s = cache[id.key] {
                 guard s.dtype == id.dtype, s.elementCount == id.elementCount else {
@@ -227,6 +243,7 @@ public enum TorchCheckpointReader {
             }
             let s = aligned(Storage(key: id.key, dtype: id.dtype, elementCount: id.elementCount, bytes: contents.storage, byteOffset: contents.byteOffset))
             cache[id.key] = s
+            budget.limit += expected
             return s
         }
     }
@@ -280,7 +297,9 @@ public enum TorchCheckpointReader {
         for (key, _) in declared where storages[key] == nil {
             throw .missingEntry(path: path, entry: "storage '\(key)'")
         }
-        return try stateDict(from: top, path: path) { (pid) throws(TorchArchiveError) -> Storage in
+        let budget = CopyBudget()
+        budget.limit = storages.values.reduce(0) { $0 + $1.elementCount * $1.dtype.byteSize }
+        return try stateDict(from: top, path: path, budget: budget) { (pid) throws(TorchArchiveError) -> Storage in
             let id = try storageID(pid, path: path)
             guard var s = storages[id.key] else { throw .missingEntry(path: path, entry: "storage '\(id.key)'") }
             if let v = id.view {

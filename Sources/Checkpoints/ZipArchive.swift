@@ -221,6 +221,9 @@ public struct ZipArchive: Sendable {
         }
         var entries: [Entry] = []
         entries.reserveCapacity(entryCount)
+        // Entries may share compressed bytes, so the ratio bound also holds for their total.
+        let (totalBound, boundOverflow) = size.multipliedReportingOverflow(by: maximumCompressionRatio)
+        var declaredTotal = 0
         var p = cdOffset
         let cdEnd = cdOffset + cdSize
         for _ in 0 ..< entryCount {
@@ -279,6 +282,11 @@ public struct ZipArchive: Sendable {
                 }
             default: break // reported when the contents are asked for
             }
+            let (total, totalOverflow) = declaredTotal.addingReportingOverflow(uncompressed)
+            guard !totalOverflow, boundOverflow || total <= totalBound else {
+                throw .invalidZip(path: path, reason: "entries declare more than \(maximumCompressionRatio) × the file's \(size) bytes in total (at '\(name)')")
+            }
+            declaredTotal = total
             entries.append(Entry(name: name, method: method, crc32: crc, compressedSize: compressed,
                                  uncompressedSize: uncompressed, localHeaderOffset: localOffset, dataOffset: dataOffset))
             p = recordEnd

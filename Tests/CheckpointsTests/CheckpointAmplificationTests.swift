@@ -50,3 +50,62 @@ extension CheckpointRefusalTests {
         #expect(shared.elements?.count == 2)
     }
 }
+
+extension CheckpointRefusalTests {
+    @Test func stridedViewsCannotMultiplyOneStorage() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Transposed 32 × 32 views of one 4 KiB storage: each fits its storage, two copy twice it.
+        func pickle(_ names: [String]) -> [UInt8] {
+            var p = PickleBuilder()
+            p.bytes += [0x80, 0x02, 0x7D, 0x28]
+            for name in names {
+                p.string(name)
+                p.global("torch._utils", "_rebuild_tensor_v2")
+                p.bytes += [0x28, 0x28]
+                p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(1024)
+                p.bytes += [0x74, 0x51]
+                p.int(0); p.tuple([32, 32]); p.tuple([1, 32]); p.bytes.append(0x89)
+                p.bytes += [0x74, 0x52]
+            }
+            p.bytes += [0x75, 0x2E]
+            return p.bytes
+        }
+        let storage = [("0", (0 ..< 1024).flatMap { i in withUnsafeBytes(of: Float(i)) { Array($0) } })]
+        let path = try archive("views.bin", pickle: pickle(["a", "b"]), data: storage)
+        #expect(throws: TorchArchiveError.invalidTensorGeometry(path: path, tensor: "b",
+            reason: "non-contiguous copies would take 8192 bytes, more than the 4096 bytes of distinct storages in the file")) {
+            try TorchCheckpointReader.read(path: path)
+        }
+        // One transposed view is still materialised.
+        let single = try archive("view.bin", pickle: pickle(["a"]), data: storage)
+        let a = try #require(try TorchCheckpointReader.read(path: single)["a"])
+        #expect(a.shape == Shape([32, 32]))
+        #expect(a.floats()[1] == 32)
+    }
+
+    @Test func zipEntriesSharingCompressedBytesAreBoundedInTotal() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+        func le32(_ v: Int) -> [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        // One deflated local entry of 4 KiB declaring 1000 × that, and 50 central-directory records all pointing at it:
+        // each passes the per-entry ratio, together they declare 200 MB from a 7 KB file.
+        let compressed = 4096, declared = 1000 * compressed, count = 50
+        var bytes: [UInt8] = le32(0x0403_4B50) + le16(20) + le16(0) + le16(8) + le16(0) + le16(0) + le32(0)
+            + le32(compressed) + le32(declared) + le16(1) + le16(0) + Array("a".utf8)
+        bytes += [UInt8](repeating: 0, count: compressed)
+        let cdOffset = bytes.count
+        for i in 0 ..< count {
+            let name = Array("e\(i)".utf8)
+            bytes += le32(0x0201_4B50) + le16(20) + le16(20) + le16(0) + le16(8) + le16(0) + le16(0) + le32(0)
+                + le32(compressed) + le32(declared) + le16(name.count) + le16(0) + le16(0) + le16(0) + le16(0) + le32(0) + le32(0) + name
+        }
+        let cdSize = bytes.count - cdOffset
+        bytes += le32(0x0605_4B50) + le16(0) + le16(0) + le16(count) + le16(count) + le32(cdSize) + le32(cdOffset) + le16(0)
+        let path = dir + "/shared.zip"
+        try CheckpointFixtures.write(bytes, to: path)
+        let result = Result { () throws(TorchArchiveError) in try ZipArchive(path: path) }
+        guard case let .failure(.invalidZip(p, reason)) = result else { Issue.record("accepted: \(result)"); return }
+        #expect(p == path)
+        #expect(reason.hasPrefix("entries declare more than 1100 × the file's \(bytes.count) bytes in total"), "\(reason)")
+    }
+}
