@@ -49,6 +49,9 @@ public enum TorchCheckpointReader {
         return Storage(key: storage.key, dtype: storage.dtype, elementCount: storage.elementCount, bytes: copy, byteOffset: 0)
     }
 
+    /// Most dimensions a tensor may have (torch itself allows 64).
+    static let maximumRank = 64
+
     /// Bytes that materialised (non-contiguous) copies may take across one file: no more than the distinct
     /// storage bytes the file holds, so many strided views of one storage cannot multiply it.
     final class CopyBudget {
@@ -125,6 +128,10 @@ public enum TorchCheckpointReader {
             guard a.count >= 4, case let .persistent(pid) = a[0], let offset = a[1].int,
                   let size = a[2].elements, let stride = a[3].elements else {
                 throw .unexpectedObject(path: path, reason: "tensor '\(name)': malformed _rebuild_tensor_v2 arguments")
+            }
+            // A memoised size list can be shared by every entry, so its length is bounded before it is walked.
+            guard size.count <= maximumRank, stride.count <= maximumRank else {
+                throw .invalidTensorGeometry(path: path, tensor: name, reason: "\(max(size.count, stride.count)) dimensions, more than \(maximumRank)")
             }
             var dims: [Int] = [], strides: [Int] = []
             for d in size { guard let v = d.int, v >= 0 else { throw .invalidTensorGeometry(path: path, tensor: name, reason: "invalid size \(size)") }; dims.append(v) }

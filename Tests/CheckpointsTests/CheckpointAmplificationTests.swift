@@ -76,6 +76,20 @@ extension CheckpointRefusalTests {
             reason: "non-contiguous copies would take 8192 bytes, more than the 4096 bytes of distinct storages in the file")) {
             try TorchCheckpointReader.read(path: path)
         }
+        // A size of 65 dimensions (a shared memoised list could make every entry walk a huge one).
+        var deep = PickleBuilder()
+        deep.bytes += [0x80, 0x02, 0x7D, 0x28]
+        deep.string("w")
+        deep.global("torch._utils", "_rebuild_tensor_v2")
+        deep.bytes += [0x28, 0x28]
+        deep.string("storage"); deep.global("torch", "FloatStorage"); deep.string("0"); deep.string("cpu"); deep.int(1024)
+        deep.bytes += [0x74, 0x51]
+        deep.int(0); deep.tuple(Array(repeating: 1, count: 65)); deep.tuple(Array(repeating: 1, count: 65)); deep.bytes.append(0x89)
+        deep.bytes += [0x74, 0x52, 0x75, 0x2E]
+        let rank = try archive("rank.bin", pickle: deep.bytes, data: storage)
+        #expect(throws: TorchArchiveError.invalidTensorGeometry(path: rank, tensor: "w", reason: "65 dimensions, more than 64")) {
+            try TorchCheckpointReader.read(path: rank)
+        }
         // One transposed view is still materialised.
         let single = try archive("view.bin", pickle: pickle(["a"]), data: storage)
         let a = try #require(try TorchCheckpointReader.read(path: single)["a"])
