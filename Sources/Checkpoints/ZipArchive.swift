@@ -6,7 +6,8 @@ import Tensors
 /// central directory and local headers, every offset and size checked against the file before use.
 ///
 /// Stored entries (method 0) are returned as views of the mapping; deflated entries (method 8) are
-/// inflated into owned storage, no larger than their declared size.
+/// inflated into owned storage, no larger than their declared size. Declared sizes are bounded per entry
+/// and in total (`maximumCompressionRatio` × the file), since entries may share compressed bytes.
 public struct ZipArchive: Sendable {
     /// One central-directory record after validation.
     public struct Entry: Sendable, Equatable {
