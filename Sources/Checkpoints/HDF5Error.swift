@@ -26,6 +26,9 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupportedStorage(path: String, dataset: String, reason: String)
     /// A dataset claims more bytes than the file can hold.
     case sizeExceedsFile(path: String, dataset: String, byteCount: Int, fileSize: Int)
+    /// The weights read so far, up to and including `dataset`, total more bytes than the file can back (for
+    /// example one dataset hard-linked under many weight names).
+    case totalSizeExceedsFile(path: String, dataset: String, totalBytes: Int, limit: Int)
     /// The same weight name appears twice.
     case duplicateWeight(path: String, name: String)
     /// A libhdf5 call failed while reading `object`.
@@ -59,6 +62,8 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): dataset '\(dataset)': \(reason)"
         case let .sizeExceedsFile(path, dataset, byteCount, fileSize):
             return "\(path): dataset '\(dataset)': claims \(byteCount) bytes, more than the file's \(fileSize)"
+        case let .totalSizeExceedsFile(path, dataset, total, limit):
+            return "\(path): dataset '\(dataset)': weights total \(total) bytes with it, more than the \(limit) bytes the file can hold"
         case let .duplicateWeight(path, name):
             return "\(path): weight '\(name)' appears twice"
         case let .readFailed(path, object, detail):
@@ -78,7 +83,7 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
         case let .cannotOpen(path, _), let .notHDF5(path), let .missingAttribute(path, _, _),
              let .invalidAttribute(path, _, _, _), let .missingGroup(path, _), let .missingDataset(path, _),
              let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _), let .unsupportedStorage(path, _, _),
-             let .sizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
+             let .sizeExceedsFile(path, _, _, _), let .totalSizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
              let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _):
             return path
         }

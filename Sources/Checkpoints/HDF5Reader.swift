@@ -42,6 +42,10 @@ private struct Reader {
     let path: String
     let fileSize: Int
     var seenNames: Set<String> = []
+    /// Bytes of the unfiltered and filtered datasets read so far: datasets may be hard-linked under many
+    /// names (or share file space), so the bound on what the file can back holds for the total, not each one.
+    var unfilteredBytes = 0
+    var filteredBytes = 0
 
     init(path: String, fileSize: Int) {
         self.path = path
@@ -121,7 +125,7 @@ private struct Reader {
         return true
     }
 
-    private func dataset(_ group: hid_t, _ name: String, object: String) throws(HDF5Error) -> Tensor {
+    private mutating func dataset(_ group: hid_t, _ name: String, object: String) throws(HDF5Error) -> Tensor {
         let dataset = H5Dopen2(group, name, H5.defaultPropertyList)
         guard dataset >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Dclose(dataset) }
@@ -222,7 +226,7 @@ private struct Reader {
     }
 
     /// Refuses a dataset whose logical size the file cannot back, before anything is allocated.
-    private func checkSize(_ dataset: hid_t, byteCount: Int, object: String) throws(HDF5Error) {
+    private mutating func checkSize(_ dataset: hid_t, byteCount: Int, object: String) throws(HDF5Error) {
         let plist = H5Dget_create_plist(dataset)
         guard plist >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Pclose(plist) }
@@ -242,6 +246,11 @@ private struct Reader {
             guard byteCount <= fileSize else {
                 throw .sizeExceedsFile(path: path, dataset: object, byteCount: byteCount, fileSize: fileSize)
             }
+            let (total, overflow) = unfilteredBytes.addingReportingOverflow(byteCount)
+            guard !overflow, total <= fileSize else {
+                throw .totalSizeExceedsFile(path: path, dataset: object, totalBytes: overflow ? Int.max : total, limit: fileSize)
+            }
+            unfilteredBytes = total
         } else {
             // Compressed: deflate expands at most ~1032:1, so bound the logical size by the stored size.
             let stored = Int(clamping: H5Dget_storage_size(dataset))
@@ -249,6 +258,12 @@ private struct Reader {
             guard stored <= fileSize, overflow || byteCount <= limit else {
                 throw .sizeExceedsFile(path: path, dataset: object, byteCount: byteCount, fileSize: fileSize)
             }
+            let (fileLimit, limitOverflow) = fileSize.multipliedReportingOverflow(by: 1100)
+            let (total, totalOverflow) = filteredBytes.addingReportingOverflow(byteCount)
+            guard !totalOverflow, limitOverflow || total <= fileLimit else {
+                throw .totalSizeExceedsFile(path: path, dataset: object, totalBytes: totalOverflow ? Int.max : total, limit: fileLimit)
+            }
+            filteredBytes = total
         }
     }
 
@@ -372,7 +387,11 @@ private struct Reader {
         let memoryType = H5Tcopy(type)
         guard memoryType >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Tclose(memoryType) }
-        var bytes = [UInt8](repeating: 0, count: count * size)
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow, byteCount <= fileSize else {
+            throw .readFailed(path: path, object: object, detail: "\(count) strings of \(size) bytes exceed the file's \(fileSize) bytes")
+        }
+        var bytes = [UInt8](repeating: 0, count: byteCount)
         let status = bytes.withUnsafeMutableBytes { buffer in H5Aread(attribute, memoryType, buffer.baseAddress) }
         guard status >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         return (0..<count).map { index in

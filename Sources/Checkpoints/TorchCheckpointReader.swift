@@ -49,6 +49,16 @@ public enum TorchCheckpointReader {
         return Storage(key: storage.key, dtype: storage.dtype, elementCount: storage.elementCount, bytes: copy, byteOffset: 0)
     }
 
+    /// Most dimensions a tensor may have (torch itself allows 64).
+    static let maximumRank = 64
+
+    /// Bytes that materialised (non-contiguous) copies may take across one file: no more than the distinct
+    /// storage bytes the file holds, so many strided views of one storage cannot multiply it.
+    final class CopyBudget {
+        var limit = 0
+        var used = 0
+    }
+
     static func dtype(ofStorageType value: PickleValue, path: String) throws(TorchArchiveError) -> DType {
         guard case let .global(module, name) = value else {
             throw .unexpectedObject(path: path, reason: "storage type is not a global")
@@ -90,7 +100,7 @@ public enum TorchCheckpointReader {
     }
 
     /// Turns the unpickled top-level object into a state dict, resolving persistent ids through `storage`.
-    static func stateDict(from top: PickleValue, path: String,
+    static func stateDict(from top: PickleValue, path: String, budget: CopyBudget,
                           storage: (PickleValue) throws(TorchArchiveError) -> Storage) throws(TorchArchiveError) -> StateDict {
         guard case var .dict(dict) = top else { throw .unexpectedObject(path: path, reason: "top-level object is not a dict") }
         // A {'state_dict': {...}} or {'model': {...}} wrapper around the tensors is unwrapped.
@@ -99,12 +109,12 @@ public enum TorchCheckpointReader {
         for (key, value) in dict.entries {
             guard let name = key.string else { throw .unexpectedObject(path: path, reason: "state dict key is not a string") }
             guard !out.contains(name) else { throw .unexpectedObject(path: path, reason: "tensor '\(name)' appears twice") }
-            out[name] = try tensor(value, name: name, path: path, storage: storage)
+            out[name] = try tensor(value, name: name, path: path, budget: budget, storage: storage)
         }
         return out
     }
 
-    static func tensor(_ value: PickleValue, name: String, path: String,
+    static func tensor(_ value: PickleValue, name: String, path: String, budget: CopyBudget,
                        storage: (PickleValue) throws(TorchArchiveError) -> Storage) throws(TorchArchiveError) -> Tensor {
         guard case let .object(o) = value, o.module == "torch._utils" else {
             throw .unexpectedObject(path: path, reason: "value of '\(name)' is not a tensor")
@@ -112,12 +122,16 @@ public enum TorchCheckpointReader {
         switch o.name {
         case "_rebuild_parameter", "_rebuild_parameter_with_state":
             guard let data = o.arguments.first else { throw .unexpectedObject(path: path, reason: "parameter '\(name)' has no data") }
-            return try tensor(data, name: name, path: path, storage: storage)
+            return try tensor(data, name: name, path: path, budget: budget, storage: storage)
         case "_rebuild_tensor_v2":
             let a = o.arguments
             guard a.count >= 4, case let .persistent(pid) = a[0], let offset = a[1].int,
                   let size = a[2].elements, let stride = a[3].elements else {
                 throw .unexpectedObject(path: path, reason: "tensor '\(name)': malformed _rebuild_tensor_v2 arguments")
+            }
+            // A memoised size list can be shared by every entry, so its length is bounded before it is walked.
+            guard size.count <= maximumRank, stride.count <= maximumRank else {
+                throw .invalidTensorGeometry(path: path, tensor: name, reason: "\(max(size.count, stride.count)) dimensions, more than \(maximumRank)")
             }
             var dims: [Int] = [], strides: [Int] = []
             for d in size { guard let v = d.int, v >= 0 else { throw .invalidTensorGeometry(path: path, tensor: name, reason: "invalid size \(size)") }; dims.append(v) }
@@ -125,7 +139,8 @@ public enum TorchCheckpointReader {
             guard dims.count == strides.count, offset >= 0 else {
                 throw .invalidTensorGeometry(path: path, tensor: name, reason: "size has \(dims.count) dimensions, stride \(strides.count)")
             }
-            return try view(of: try storage(pid), name: name, shape: Shape(dims), strides: strides, offset: offset, path: path)
+            return try view(of: try storage(pid), name: name, shape: Shape(dims), strides: strides, offset: offset,
+                            path: path, budget: budget)
         default:
             throw .unexpectedObject(path: path, reason: "value of '\(name)' is torch._utils.\(o.name), not a tensor")
         }
@@ -133,7 +148,7 @@ public enum TorchCheckpointReader {
 
     /// A tensor over `storage`: a view when the layout is contiguous, else a materialised row-major copy.
     static func view(of storage: Storage, name: String, shape: Shape, strides: [Int], offset: Int,
-                     path: String) throws(TorchArchiveError) -> Tensor {
+                     path: String, budget: CopyBudget) throws(TorchArchiveError) -> Tensor {
         guard let count = shape.checkedElementCount else {
             throw .invalidTensorGeometry(path: path, tensor: name, reason: "size \(shape) overflows")
         }
@@ -163,6 +178,13 @@ public enum TorchCheckpointReader {
             throw .invalidTensorGeometry(path: path, tensor: name,
                                          reason: "strides \(strides) expand \(storage.elementCount) stored elements to \(count)")
         }
+        // count ≤ elementCount, whose byte size was checked against the file.
+        let bytes = count * size
+        guard bytes <= budget.limit - budget.used else {
+            throw .invalidTensorGeometry(path: path, tensor: name,
+                                         reason: "non-contiguous copies would take \(budget.used + bytes) bytes, more than the \(budget.limit) bytes of distinct storages in the file")
+        }
+        budget.used += bytes
         return materialised(storage, shape: shape, strides: strides, offset: offset)
     }
 
@@ -211,7 +233,8 @@ public enum TorchCheckpointReader {
             Result { () throws(TorchArchiveError) in try Unpickler.load(raw, path: path).value }
         }.get()
         var cache: [String: Storage] = [:]
-        return try stateDict(from: top, path: path) { (pid) throws(TorchArchiveError) -> Storage in
+        let budget = CopyBudget()
+        return try stateDict(from: top, path: path, budget: budget) { (pid) throws(TorchArchiveError) -> Storage in
             let id = try storageID(pid, path: path)
             if let s = cache[id.key] {
                 guard s.dtype == id.dtype, s.elementCount == id.elementCount else {
@@ -227,26 +250,12 @@ public enum TorchCheckpointReader {
             }
             let s = aligned(Storage(key: id.key, dtype: id.dtype, elementCount: id.elementCount, bytes: contents.storage, byteOffset: contents.byteOffset))
             cache[id.key] = s
+            budget.limit += expected
             return s
         }
     }
 
     // MARK: Legacy format
-
-    /// Every persistent id reachable from `value`, in pickle order (depth-bounded, so cycles terminate).
-    static func collectPersistentIDs(_ value: PickleValue, into out: inout [PickleValue], depth: Int, path: String) throws(TorchArchiveError) {
-        guard depth <= Unpickler.maximumNesting else {
-            throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
-        }
-        switch value {
-        case let .persistent(pid): out.append(pid)
-        case let .tuple(items): for v in items { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        case let .list(l): for v in l.items { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        case let .dict(d): for e in d.entries { try collectPersistentIDs(e.value, into: &out, depth: depth + 1, path: path) }
-        case let .object(o): for v in o.arguments { try collectPersistentIDs(v, into: &out, depth: depth + 1, path: path) }
-        default: break
-        }
-    }
 
     static func readLegacy(_ file: ByteStorage, path: String) throws(TorchArchiveError) -> StateDict {
         let bytes = file.bytes
@@ -259,11 +268,11 @@ public enum TorchCheckpointReader {
                 if case .bool(false) = v { throw .unsupportedByteOrder(path: path, byteOrder: "big") }
             }
         }
-        let (top, afterMain) = try Unpickler.load(bytes, at: afterInfo, path: path)
-        // Collect every storage the main pickle references (its dtype and element count) before reading data.
-        var declared: [String: (dtype: DType, count: Int)] = [:]
+        // Every storage the main pickle references (its dtype and element count), collected as the unpickler
+        // executes BINPERSID, never by walking the value graph (memo sharing makes that exponential).
         var pids: [PickleValue] = []
-        try collectPersistentIDs(top, into: &pids, depth: 0, path: path)
+        let (top, afterMain) = try Unpickler.load(bytes, at: afterInfo, path: path, persistentIDs: &pids)
+        var declared: [String: (dtype: DType, count: Int)] = [:]
         for pid in pids {
             let id = try storageID(pid, path: path)
             if let d = declared[id.key], d.dtype != id.dtype || d.count != id.elementCount {
@@ -295,7 +304,9 @@ public enum TorchCheckpointReader {
         for (key, _) in declared where storages[key] == nil {
             throw .missingEntry(path: path, entry: "storage '\(key)'")
         }
-        return try stateDict(from: top, path: path) { (pid) throws(TorchArchiveError) -> Storage in
+        let budget = CopyBudget()
+        budget.limit = storages.values.reduce(0) { $0 + $1.elementCount * $1.dtype.byteSize }
+        return try stateDict(from: top, path: path, budget: budget) { (pid) throws(TorchArchiveError) -> Storage in
             let id = try storageID(pid, path: path)
             guard var s = storages[id.key] else { throw .missingEntry(path: path, entry: "storage '\(id.key)'") }
             if let v = id.view {

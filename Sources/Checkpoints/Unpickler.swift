@@ -36,6 +36,10 @@ public indirect enum PickleValue: @unchecked Sendable {
 /// A pickled list.
 public final class PickleList {
     public var items: [PickleValue]
+    /// Nesting depth, kept on the object so that a memoised reference sees later mutations.
+    var depth = 0
+    /// Set once the list is stored inside another value; it may not change afterwards.
+    var contained = false
     init(_ items: [PickleValue] = []) { self.items = items }
 }
 
@@ -44,6 +48,8 @@ public final class PickleDict {
     public var entries: [(key: PickleValue, value: PickleValue)] = []
     /// State set by `BUILD` (for example an `OrderedDict`'s `_metadata`), kept but not interpreted.
     public var state: PickleValue?
+    var depth = 0
+    var contained = false
     init() {}
 }
 
@@ -53,6 +59,8 @@ public final class PickleObject {
     public let name: String
     public let arguments: [PickleValue]
     public var state: PickleValue?
+    var depth = 0
+    var contained = false
     init(module: String, name: String, arguments: [PickleValue]) {
         self.module = module; self.name = name; self.arguments = arguments
     }
@@ -64,6 +72,11 @@ public final class PickleObject {
 /// `forbiddenGlobal` naming it. Nothing is ever called: `REDUCE` records the call as a `PickleObject`, except
 /// `collections.OrderedDict()`, which becomes an empty dict. Lengths are checked against the bytes left,
 /// and the memo, stack and nesting depth are bounded.
+///
+/// Lists, dicts and objects may be filled only while they are not yet stored in another value (pickle fills a
+/// container before storing it), so the value graph is acyclic and every container's depth is exact: a memo
+/// reference cannot smuggle in nesting beyond `maximumNesting`. Persistent ids are collected as
+/// `BINPERSID`/`PERSID` execute, so callers never walk the (possibly heavily shared) value graph.
 public struct Unpickler {
     /// Globals that torch state dicts use, as `module.name`.
     public static let torchAllowList: Set<String> = {
@@ -89,9 +102,28 @@ public struct Unpickler {
     /// Unpickles one pickle starting at `offset` of `bytes` and returns it with the offset just past `STOP`.
     public static func load(_ bytes: UnsafeRawBufferPointer, at offset: Int = 0, path: String,
                             allowedGlobals: Set<String> = torchAllowList) throws(TorchArchiveError) -> (value: PickleValue, end: Int) {
+        var ids: [PickleValue] = []
+        return try load(bytes, at: offset, path: path, allowedGlobals: allowedGlobals, persistentIDs: &ids)
+    }
+
+    /// As `load`, also appending every persistent id to `persistentIDs` in the order the pickle executes them.
+    public static func load(_ bytes: UnsafeRawBufferPointer, at offset: Int = 0, path: String,
+                            allowedGlobals: Set<String> = torchAllowList,
+                            persistentIDs: inout [PickleValue]) throws(TorchArchiveError) -> (value: PickleValue, end: Int) {
         var machine = Machine(bytes: bytes, position: offset, path: path, allowed: allowedGlobals)
         let value = try machine.run()
+        persistentIDs += machine.persistentIDs
         return (value, machine.position)
+    }
+
+    /// The depth of a stack or memo entry: a container's current depth is kept on the object.
+    static func depth(of e: (value: PickleValue, depth: Int)) -> Int {
+        switch e.value {
+        case let .list(l): return l.depth
+        case let .dict(d): return d.depth
+        case let .object(o): return o.depth
+        default: return e.depth
+        }
     }
 
     private struct Machine {
@@ -104,6 +136,7 @@ public struct Unpickler {
         var marks: [Int] = []
         var memo: [Int: (value: PickleValue, depth: Int)] = [:]
         var opcodeOffset = 0
+        var persistentIDs: [PickleValue] = []
 
         init(bytes: UnsafeRawBufferPointer, position: Int, path: String, allowed: Set<String>) {
             self.bytes = bytes; self.position = position; self.path = path; self.allowed = allowed
@@ -146,6 +179,31 @@ public struct Unpickler {
             return s
         }
 
+        /// Marks `items` as stored inside `parent` (nil for a tuple or persistent id); refuses a container stored in itself.
+        func contain(_ items: [(value: PickleValue, depth: Int)], in parent: AnyObject?) throws(TorchArchiveError) {
+            for item in items {
+                let child: AnyObject
+                switch item.value {
+                case let .list(l): l.contained = true; child = l
+                case let .dict(d): d.contained = true; child = d
+                case let .object(o): o.contained = true; child = o
+                default: continue
+                }
+                if let parent, parent === child { throw fail("a container is stored inside itself") }
+            }
+        }
+        func checkMutable(_ contained: Bool, _ what: String) throws(TorchArchiveError) {
+            guard !contained else { throw fail("\(what) is changed after being stored in another value") }
+        }
+        func checkNesting(_ depth: Int) throws(TorchArchiveError) {
+            guard depth <= Unpickler.maximumNesting else {
+                throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
+            }
+        }
+        func childDepth(_ items: [(value: PickleValue, depth: Int)]) -> Int {
+            1 + (items.map { Unpickler.depth(of: $0) }.max() ?? 0)
+        }
+
         mutating func push(_ v: PickleValue, depth: Int = 0) throws(TorchArchiveError) {
             guard stack.count < Unpickler.maximumStackDepth else {
                 throw .pickleLimitExceeded(path: path, what: "stack depth", limit: Unpickler.maximumStackDepth)
@@ -170,7 +228,8 @@ public struct Unpickler {
             return Array(stack.suffix(n))
         }
         mutating func pushTuple(_ items: [(value: PickleValue, depth: Int)]) throws(TorchArchiveError) {
-            try push(.tuple(items.map(\.value)), depth: 1 + (items.map(\.depth).max() ?? 0))
+            try contain(items, in: nil)
+            try push(.tuple(items.map(\.value)), depth: childDepth(items))
         }
         mutating func global(_ module: String, _ name: String) throws(TorchArchiveError) {
             guard allowed.contains(module + "." + name) else {
@@ -187,29 +246,28 @@ public struct Unpickler {
         }
         mutating func fetch(_ index: Int) throws(TorchArchiveError) {
             guard let v = memo[index] else { throw fail("memo key \(index) is not defined") }
-            try push(v.value, depth: v.depth)
+            try push(v.value, depth: Unpickler.depth(of: v))
         }
         mutating func setItems(_ items: [(value: PickleValue, depth: Int)]) throws(TorchArchiveError) {
             guard items.count % 2 == 0 else { throw fail("odd number of items for a dict") }
             guard let top = stack.last, case let .dict(d) = top.value else { throw fail("SETITEMS on a non-dict") }
-            var depth = top.depth
+            try checkMutable(d.contained, "a dict")
+            let depth = max(d.depth, items.isEmpty ? 0 : childDepth(items))
+            try checkNesting(depth)
+            try contain(items, in: d)
             for i in stride(from: 0, to: items.count, by: 2) {
                 d.entries.append((items[i].value, items[i + 1].value))
-                depth = max(depth, 1 + max(items[i].depth, items[i + 1].depth))
             }
-            guard depth <= Unpickler.maximumNesting else {
-                throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
-            }
-            stack[stack.count - 1].depth = depth
+            d.depth = depth
         }
         mutating func append(_ items: [(value: PickleValue, depth: Int)]) throws(TorchArchiveError) {
             guard let top = stack.last, case let .list(l) = top.value else { throw fail("APPEND on a non-list") }
+            try checkMutable(l.contained, "a list")
+            let depth = max(l.depth, items.isEmpty ? 0 : childDepth(items))
+            try checkNesting(depth)
+            try contain(items, in: l)
             l.items += items.map(\.value)
-            let depth = max(top.depth, 1 + (items.map(\.depth).max() ?? 0))
-            guard depth <= Unpickler.maximumNesting else {
-                throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
-            }
-            stack[stack.count - 1].depth = depth
+            l.depth = depth
         }
         mutating func reduce(_ callable: PickleValue, _ args: (value: PickleValue, depth: Int)) throws(TorchArchiveError) {
             guard case let .global(module, name) = callable else { throw fail("call of a non-global") }
@@ -218,7 +276,10 @@ public struct Unpickler {
                 guard arguments.isEmpty else { throw fail("OrderedDict with arguments") }
                 try push(.dict(PickleDict()))
             } else {
-                try push(.object(PickleObject(module: module, name: name, arguments: arguments)), depth: args.depth + 1)
+                let o = PickleObject(module: module, name: name, arguments: arguments)
+                o.depth = Unpickler.depth(of: args) + 1
+                try checkNesting(o.depth)
+                try push(.object(o), depth: o.depth)
             }
         }
 
@@ -275,7 +336,9 @@ public struct Unpickler {
                 case 0x74: try pushTuple(try popMark())                   // TUPLE
                 case 0x6C:                                                // LIST
                     let items = try popMark()
-                    try push(.list(PickleList(items.map(\.value))), depth: 1 + (items.map(\.depth).max() ?? 0))
+                    let l = PickleList()
+                    try push(.list(l))
+                    try append(items)
                 case 0x64:                                                // DICT
                     let items = try popMark()
                     try push(.dict(PickleDict()))
@@ -302,16 +365,19 @@ public struct Unpickler {
                 case 0x62:                                                // BUILD
                     let state = try pop()
                     guard let top = stack.last, stack.count > (marks.last ?? 0) else { throw fail("BUILD on an empty stack") }
+                    let depth = max(Unpickler.depth(of: top), childDepth([state]))
+                    try checkNesting(depth)
                     switch top.value {
-                    case let .object(o): o.state = state.value
-                    case let .dict(d): d.state = state.value
+                    case let .object(o):
+                        try checkMutable(o.contained, "an object")
+                        try contain([state], in: o)
+                        o.state = state.value; o.depth = depth
+                    case let .dict(d):
+                        try checkMutable(d.contained, "a dict")
+                        try contain([state], in: d)
+                        d.state = state.value; d.depth = depth
                     default: throw fail("BUILD on a value that has no state")
                     }
-                    let depth = max(top.depth, state.depth + 1)
-                    guard depth <= Unpickler.maximumNesting else {
-                        throw .pickleLimitExceeded(path: path, what: "nesting depth", limit: Unpickler.maximumNesting)
-                    }
-                    stack[stack.count - 1].depth = depth
                 case 0x71: try memoize(try u8())                          // BINPUT
                 case 0x72: try memoize(Int(try le(4)))                    // LONG_BINPUT
                 case 0x94: try memoize(memo.count)                        // MEMOIZE
@@ -325,8 +391,13 @@ public struct Unpickler {
                     try fetch(i)
                 case 0x51:                                                // BINPERSID
                     let pid = try pop()
-                    try push(.persistent(pid.value), depth: pid.depth + 1)
-                case 0x50: try push(.persistent(.string(try line())), depth: 1) // PERSID
+                    try contain([pid], in: nil)
+                    try push(.persistent(pid.value), depth: childDepth([pid]))
+                    persistentIDs.append(pid.value)
+                case 0x50:                                                // PERSID
+                    let pid = PickleValue.string(try line())
+                    try push(.persistent(pid), depth: 1)
+                    persistentIDs.append(pid)
                 case 0x30: _ = try pop()                                  // POP
                 case 0x31: _ = try popMark()                              // POP_MARK
                 case 0x32:                                                // DUP

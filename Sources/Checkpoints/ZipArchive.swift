@@ -6,7 +6,8 @@ import Tensors
 /// central directory and local headers, every offset and size checked against the file before use.
 ///
 /// Stored entries (method 0) are returned as views of the mapping; deflated entries (method 8) are
-/// inflated into owned storage, no larger than their declared size.
+/// inflated into owned storage, no larger than their declared size. Declared sizes are bounded per entry
+/// and in total (`maximumCompressionRatio` × the file), since entries may share compressed bytes.
 public struct ZipArchive: Sendable {
     /// One central-directory record after validation.
     public struct Entry: Sendable, Equatable {
@@ -221,6 +222,9 @@ public struct ZipArchive: Sendable {
         }
         var entries: [Entry] = []
         entries.reserveCapacity(entryCount)
+        // Entries may share compressed bytes, so the ratio bound also holds for their total.
+        let (totalBound, boundOverflow) = size.multipliedReportingOverflow(by: maximumCompressionRatio)
+        var declaredTotal = 0
         var p = cdOffset
         let cdEnd = cdOffset + cdSize
         for _ in 0 ..< entryCount {
@@ -279,6 +283,11 @@ public struct ZipArchive: Sendable {
                 }
             default: break // reported when the contents are asked for
             }
+            let (total, totalOverflow) = declaredTotal.addingReportingOverflow(uncompressed)
+            guard !totalOverflow, boundOverflow || total <= totalBound else {
+                throw .invalidZip(path: path, reason: "entries declare more than \(maximumCompressionRatio) × the file's \(size) bytes in total (at '\(name)')")
+            }
+            declaredTotal = total
             entries.append(Entry(name: name, method: method, crc32: crc, compressedSize: compressed,
                                  uncompressedSize: uncompressed, localHeaderOffset: localOffset, dataOffset: dataOffset))
             p = recordEnd
