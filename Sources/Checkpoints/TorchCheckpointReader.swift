@@ -52,11 +52,15 @@ public enum TorchCheckpointReader {
     /// Most dimensions a tensor may have (torch itself allows 64).
     static let maximumRank = 64
 
-    /// Bytes that materialised (non-contiguous) copies may take across one file: no more than the distinct
-    /// storage bytes the file holds, so many strided views of one storage cannot multiply it.
+    /// Bytes that materialised (non-contiguous) copies may take across one file: at most `copyFactor` times the
+    /// distinct storage bytes the file holds, so a few legitimate strided views load but thousands of views of
+    /// one storage cannot multiply it.
     final class CopyBudget {
+        static let copyFactor = 4
+        /// Distinct storage bytes of the file.
         var limit = 0
         var used = 0
+        var allowance: Int { limit > Int.max / Self.copyFactor ? Int.max : limit * Self.copyFactor }
     }
 
     static func dtype(ofStorageType value: PickleValue, path: String) throws(TorchArchiveError) -> DType {
@@ -180,9 +184,9 @@ public enum TorchCheckpointReader {
         }
         // count ≤ elementCount, whose byte size was checked against the file.
         let bytes = count * size
-        guard bytes <= budget.limit - budget.used else {
+        guard bytes <= budget.allowance - budget.used else {
             throw .invalidTensorGeometry(path: path, tensor: name,
-                                         reason: "non-contiguous copies would take \(budget.used + bytes) bytes, more than the \(budget.limit) bytes of distinct storages in the file")
+                                         reason: "non-contiguous copies would take \(budget.used + bytes) bytes, more than \(CopyBudget.copyFactor)× the \(budget.limit) bytes of distinct storages in the file")
         }
         budget.used += bytes
         return materialised(storage, shape: shape, strides: strides, offset: offset)
