@@ -236,9 +236,10 @@ public final class GPT2Model {
 
     // MARK: - Backward
 
-    /// Accumulates d(mean loss)/d(parameters) of the last forward into `gradients` (the tied wte receives
-    /// both the embedding's and the output layer's share). Precondition: the last forward had labels.
-    public func backward() {
+    /// Accumulates d(lossScale · mean loss)/d(parameters) of the last forward into `gradients` (the tied wte
+    /// receives both the embedding's and the output layer's share). `lossScale` weights micro-batches in
+    /// gradient accumulation (its label tokens over the whole step's). Precondition: the last forward had labels.
+    public func backward(lossScale: Float = 1) {
         precondition(hasTargets, "backward() needs a forward with labels")
         guard let tb = table, let A = acts else { return }
         if gradActs == nil { gradActs = FloatBuffer(count: tb.gradCount) }
@@ -267,7 +268,7 @@ public final class GPT2Model {
             let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + N * V] // (N, V)
             dlogits.update(repeating: 0)
             CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp), targets: targets,
-                                  dlossScale: 1 / Float(targetCount), N: N, V: V)
+                                  dlossScale: lossScale / Float(targetCount), N: N, V: V)
             MatMul.backward(dinp: dlnf, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnf), weight: w(.wte),
                             N: N, C: C, OC: V, layout: .outputMajor)
         } else {
@@ -276,7 +277,7 @@ public final class GPT2Model {
             let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + M * V] // (M, V)
             dlogits.update(repeating: 0)
             CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp),
-                                  targets: UnsafeBufferPointer(start: ids + 3 * N, count: M), dlossScale: 1 / Float(targetCount), N: M, V: V)
+                                  targets: UnsafeBufferPointer(start: ids + 3 * N, count: M), dlossScale: lossScale / Float(targetCount), N: M, V: V)
             let dgathered = zeroed(.dtemp) // (M, C) in a (N, C) buffer
             MatMul.backward(dinp: dgathered, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnfScored), weight: w(.wte),
                             N: M, C: C, OC: V, layout: .outputMajor)

@@ -198,10 +198,14 @@ public final class Trainer {
         model.zeroGradients()
         let stepIndex = progress.step
         let epochAtStart = progress.epoch
-        var lossSum = 0.0, labelTokens = 0, realTokens = 0
-        var microLosses: [(loss: Double, tokens: Int)] = []
-        for micro in 0..<options.gradientAccumulation {
-            let batch = nextBatch()
+        // Token-weighted accumulation (transformers' Trainer since 4.46): each micro-batch's mean loss is weighted
+        // by its share of the step's label tokens, so accumulating equals one large batch.
+        let batches = (0..<options.gradientAccumulation).map { _ in nextBatch() }
+        let labelCounts = batches.map(\.labelTokenCount)
+        let labelTokens = labelCounts.reduce(0, +)
+        guard labelTokens > 0 else { throw TrainingError.noExamples }
+        var weightedLoss = 0.0, realTokens = 0
+        for (micro, batch) in batches.enumerated() where labelCounts[micro] > 0 {
             let seed = Self.mix(options.seed, UInt64(stepIndex), UInt64(micro))
             let mask = batch.isUnpadded ? nil : batch.attentionMask
             guard let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
@@ -211,17 +215,12 @@ public final class Trainer {
             }
             let l = Double(loss)
             guard l.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: l) }
-            model.backward()
-            let tokens = batch.labelTokenCount
-            microLosses.append((l, tokens))
-            lossSum += l
-            labelTokens += tokens
+            let weight = batches.count == 1 ? 1.0 : Double(labelCounts[micro]) / Double(labelTokens)
+            model.backward(lossScale: Float(weight))
+            weightedLoss += l * weight
             realTokens += batch.attentionMask.reduce(0) { $0 + Int($1) }
         }
         let grads = model.gradients.buffer
-        if options.gradientAccumulation > 1 {
-            scaleGradients(grads, by: Float(1.0 / Double(options.gradientAccumulation)))
-        }
         let norm: Double
         if let clip = options.clipNorm {
             norm = clipGradientNorm(grads, maxNorm: clip)
@@ -232,7 +231,7 @@ public final class Trainer {
         let lr = schedule.learningRate(base: options.learningRate, step: stepIndex)
         optimizer.step(parameters: model.parameters.storage.buffer, gradients: UnsafeBufferPointer(grads), learningRate: lr)
         progress.step += 1
-        let loss = lossSum / Double(options.gradientAccumulation)
+        let loss = weightedLoss
         progress.losses.append(loss)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var report = StepReport(step: progress.step, totalSteps: totalSteps, epoch: epochAtStart, loss: loss, learningRate: lr,

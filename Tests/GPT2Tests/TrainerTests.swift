@@ -81,9 +81,9 @@ import TestSupport
         expectAllClose(trainer.progress.losses, losses, rtol: 1e-4, "batch 5-step losses")
     }
 
-    /// One step of batch 2 × accumulation 1 against batch 1 × accumulation 2. Accumulation averages the
-    /// micro-batch means, so it equals the batch's token mean only when every micro-batch has the same number
-    /// of label tokens; the second half checks that it is the mean of means otherwise.
+    /// One step of batch 2 × accumulation 1 against batch 1 × accumulation 2. Accumulation weights each
+    /// micro-batch by its label tokens (transformers' Trainer since 4.46), so it equals the batch's token mean
+    /// whether or not the micro-batches hold the same number of label tokens.
     @Test func gradientAccumulationMatchesBatching() throws {
         let g = try Golden.tiny()
         let ex = try #require((g["examples"] as? [[String: Any]])?.first)
@@ -102,7 +102,7 @@ import TestSupport
         expectClose(r2.loss, r1.loss, rtol: 1e-6, "accumulated loss vs batch loss")
         expectClose(r2.gradientNorm, r1.gradientNorm, rtol: 1e-5, "gradient norm")
         let g1 = t1.model.gradients.buffer.map(Double.init), g2 = t2.model.gradients.buffer.map(Double.init)
-        // gradients are left in place after the step (averaged over micro-batches)
+        // gradients are left in place after the step (token-weighted over micro-batches)
         // Float32 rounding only: measured max |diff| 8.9e-8 with max |g| 0.91 (about one ulp of the largest
         // gradient), hence atol 2e-7; where terms cancel the relative error reaches 1.5e-5.
         expectAllClose(g2, g1, rtol: 1e-5, atol: 2e-7, "averaged gradients")
@@ -111,16 +111,24 @@ import TestSupport
         // (STYLE). Measured max |diff| 1.4e-6.
         expectAllClose(p2, p1, rtol: 1e-4, atol: 1e-5, "parameters after one step")
 
-        // Unequal label counts (3 and 1): accumulation reports the mean of the two example means, the batch the token mean.
+        // Unequal label counts (3 and 1): accumulation still reports the token mean, like the batch, and the
+        // mean of the example means would differ.
         let second = try #require((g["examples"] as? [[String: Any]])?.dropFirst().first)
         let c = try Self.example(second)
         #expect(a.labelTokenCount != c.labelTokenCount)
+        let la = try Golden.double(ex["loss"]), lc = try Golden.double(second["loss"])
+        let na = Double(a.labelTokenCount), nc = Double(c.labelTokenCount)
+        let tokenMean = (la * na + lc * nc) / (na + nc)
+        let meanOfMeans = (la + lc) / 2
+        #expect(abs(tokenMean - meanOfMeans) > 1e-3 * abs(meanOfMeans), "with unequal label counts the two means differ")
         let t3 = try Trainer(model: try Golden.model("tiny-gpt2"), examples: [a, c], options: accumulated, padTokenID: Self.pad)
-        let meanOfMeans = (try Golden.double(ex["loss"]) + (try Golden.double(second["loss"]))) / 2
-        expectClose(try t3.step().loss, meanOfMeans, rtol: 1e-5, "accumulated loss = mean of example means")
         let t4 = try Trainer(model: try Golden.model("tiny-gpt2"), examples: [a, c], options: batched, padTokenID: Self.pad)
-        let tokenMean = try t4.step().loss
-        #expect(abs(tokenMean - meanOfMeans) > 1e-3 * abs(meanOfMeans), "with unequal label counts the two losses differ")
+        let r3 = try t3.step(), r4 = try t4.step()
+        expectClose(r3.loss, tokenMean, rtol: 1e-5, "accumulated loss = token mean of the examples")
+        expectClose(r4.loss, tokenMean, rtol: 1e-5, "batch loss = token mean of the examples")
+        expectClose(r3.gradientNorm, r4.gradientNorm, rtol: 1e-5, "accumulated vs batch gradient norm, unequal label counts")
+        expectAllClose(t3.model.gradients.buffer.map(Double.init), t4.model.gradients.buffer.map(Double.init),
+                       rtol: 1e-5, atol: 2e-7, "accumulated vs batch gradients, unequal label counts")
     }
 
     /// A tiny-gpt2 model whose config carries the dropout override (as `finetune --dropout` builds it).
