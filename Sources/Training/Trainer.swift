@@ -122,6 +122,8 @@ public final class Trainer {
     public let evalExamples: [TrainingExample]
     public let padTokenID: Int32
     public private(set) var progress: TrainerProgress
+    /// The example order of `progress.epoch`, computed once per epoch.
+    private var epochOrder: (epoch: Int, order: [Int])?
 
     /// Optimizer steps in the whole run.
     public let totalSteps: Int
@@ -273,7 +275,10 @@ public final class Trainer {
     }
 
     private func nextBatch() -> TrainingBatch {
-        let order = Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle)
+        if epochOrder?.epoch != progress.epoch {
+            epochOrder = (progress.epoch, Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle))
+        }
+        let order = epochOrder?.order ?? []
         let start = progress.positionInEpoch
         let end = start + min(options.batchSize, order.count - start)
         let chunk = order[start ..< end].map { examples[$0] }
