@@ -27,9 +27,30 @@ indirect enum HeaderJSON {
         return v
     }
 
-    private struct Parser {
+    /// A cursor over JSON text; `value` builds a tree, the other methods let a schema-aware reader stream.
+    struct Parser {
         let bytes: UnsafeRawBufferPointer
         var i = 0
+
+        /// Parses `[int, int, …]` straight into an array (nil when an element is not an integer); others throw.
+        mutating func integerArray() throws(ParseError) -> [Int]? {
+            try expect(UInt8(ascii: "["))
+            var out: [Int] = []
+            var allIntegers = true
+            skipSpace()
+            if peek(UInt8(ascii: "]")) { i += 1; return out }
+            while true {
+                skipSpace()
+                if case let .integer(v) = try number() { out.append(v) } else { allIntegers = false }
+                skipSpace()
+                if peek(UInt8(ascii: ",")) { i += 1; continue }
+                try expect(UInt8(ascii: "]"))
+                return allIntegers ? out : nil
+            }
+        }
+
+        /// Whether the next byte is `c`.
+        func peek(_ c: UInt8) -> Bool { i < bytes.count && bytes[i] == c }
 
         mutating func skipSpace() {
             while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
@@ -146,12 +167,14 @@ indirect enum HeaderJSON {
         mutating func string() throws(ParseError) -> String {
             try expect(UInt8(ascii: "\""))
             let start = i
-            // Fast path: no escapes.
-            while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20 { i += 1 }
+            // Fast path: no escapes. `high` collects the top bits to tell pure ASCII (valid UTF-8 as it is).
+            var high: UInt8 = 0
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20 { high |= bytes[i]; i += 1 }
             guard i < bytes.count else { throw fail("unterminated string") }
             if bytes[i] == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start ..< i])
                 i += 1
+                if high < 0x80 { return String(decoding: raw, as: UTF8.self) }
                 guard let s = String(validating: raw, as: UTF8.self) else { throw ParseError(reason: "string is not UTF-8", offset: start) }
                 return s
             }

@@ -50,72 +50,106 @@ public enum SafetensorsReader {
         guard headerSize >= 2, bytes[8] == UInt8(ascii: "{") else {
             throw .invalidHeader(path: path, reason: "header does not start with '{'")
         }
-        let parsed: HeaderJSON
-        do { parsed = try HeaderJSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerSize])) } catch {
-            throw .invalidHeader(path: path, reason: "header is not valid JSON (\(error.reason) at byte \(error.offset))")
-        }
-        guard case let .object(members) = parsed else {
-            throw .invalidHeader(path: path, reason: "header is not a JSON object")
-        }
+        // Stream the header against its schema (no intermediate JSON tree): { name: {dtype, shape, data_offsets}, "__metadata__": {k: v} }.
         let dataOffset = 8 + headerSize
         let dataSize = bytes.count - dataOffset
         var metadata: [String: String] = [:]
         var entries: [Entry] = []
-        entries.reserveCapacity(members.count)
+        entries.reserveCapacity(headerSize / 96)
         var seen = Set<String>()
-        for member in members {
-            let name = member.key, value = member.value
-            guard seen.insert(name).inserted else { throw .invalidHeader(path: path, reason: "duplicate key '\(name)'") }
-            if name == "__metadata__" {
-                guard case let .object(m) = value else {
-                    throw .invalidHeader(path: path, reason: "__metadata__ is not an object")
-                }
-                for item in m {
-                    let k = item.key
-                    guard case let .string(s) = item.value else {
-                        throw .invalidHeader(path: path, reason: "__metadata__ value of '\(k)' is not a string")
+        var p = HeaderJSON.Parser(bytes: UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerSize]))
+        func syntax(_ e: HeaderJSON.ParseError) -> SafetensorsError {
+            .invalidHeader(path: path, reason: "header is not valid JSON (\(e.reason) at byte \(e.offset))")
+        }
+        do {
+            p.skipSpace()
+            try p.expect(UInt8(ascii: "{"))
+            p.skipSpace()
+            var first = true
+            while true {
+                p.skipSpace()
+                if p.peek(UInt8(ascii: "}")) { p.i += 1; break }
+                if !first { try p.expect(UInt8(ascii: ",")); p.skipSpace() }
+                first = false
+                let name = try p.string()
+                p.skipSpace()
+                try p.expect(UInt8(ascii: ":"))
+                p.skipSpace()
+                guard seen.insert(name).inserted else { throw SafetensorsError.invalidHeader(path: path, reason: "duplicate key '\(name)'") }
+                if name == "__metadata__" {
+                    guard case let .object(m) = try p.value(depth: 1) else {
+                        throw SafetensorsError.invalidHeader(path: path, reason: "__metadata__ is not an object")
                     }
-                    metadata[k] = s
+                    for item in m {
+                        guard case let .string(v) = item.value else {
+                            throw SafetensorsError.invalidHeader(path: path, reason: "__metadata__ value of '\(item.key)' is not a string")
+                        }
+                        metadata[item.key] = v
+                    }
+                    continue
                 }
-                continue
-            }
-            guard case let .object(fields) = value else {
-                throw .invalidHeader(path: path, reason: "entry '\(name)' is not an object")
-            }
-            func field(_ key: String) -> HeaderJSON? { fields.first { $0.key == key }?.value }
-            guard case let .string(dtypeName)? = field("dtype") else {
-                throw .invalidHeader(path: path, reason: "entry '\(name)' has no dtype")
-            }
-            guard let dtype = DType(rawValue: dtypeName) else {
-                throw .unknownDType(path: path, tensor: name, dtype: dtypeName)
-            }
-            guard case let .array(shapeValues)? = field("shape") else {
-                throw .invalidHeader(path: path, reason: "entry '\(name)' has no shape")
-            }
-            var dims: [Int] = []
-            dims.reserveCapacity(shapeValues.count)
-            for d in shapeValues {
-                guard case let .integer(dim) = d, dim >= 0 else {
-                    throw .invalidShape(path: path, tensor: name, shape: "[" + shapeValues.map(Self.brief).joined(separator: ", ") + "]")
+                guard p.peek(UInt8(ascii: "{")) else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' is not an object") }
+                p.i += 1
+                var dtypeName: String?, dims: [Int]?, offsets: [Int]?
+                var firstField = true
+                while true {
+                    p.skipSpace()
+                    if p.peek(UInt8(ascii: "}")) { p.i += 1; break }
+                    if !firstField { try p.expect(UInt8(ascii: ",")); p.skipSpace() }
+                    firstField = false
+                    let key = try p.string()
+                    p.skipSpace()
+                    try p.expect(UInt8(ascii: ":"))
+                    p.skipSpace()
+                    switch key {
+                    case "dtype":
+                        guard p.peek(UInt8(ascii: "\"")) else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no dtype") }
+                        dtypeName = try p.string()
+                    case "shape":
+                        let start = p.i
+                        guard p.peek(UInt8(ascii: "[")) else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no shape") }
+                        guard let ints = try p.integerArray(), ints.allSatisfy({ $0 >= 0 }) else {
+                            let text = String(decoding: UnsafeRawBufferPointer(rebasing: p.bytes[start ..< p.i]), as: UTF8.self)
+                            throw SafetensorsError.invalidShape(path: path, tensor: name, shape: text.replacingOccurrences(of: ",", with: ", "))
+                        }
+                        dims = ints
+                    case "data_offsets":
+                        guard p.peek(UInt8(ascii: "[")), let ints = try p.integerArray(), ints.count == 2 else {
+                            throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no valid data_offsets")
+                        }
+                        offsets = ints
+                    default:
+                        _ = try p.value(depth: 2) // unknown fields are ignored, as the reference library does
+                    }
                 }
-                dims.append(dim)
+                guard let dtypeName else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no dtype") }
+                guard let dtype = DType(rawValue: dtypeName) else {
+                    throw SafetensorsError.unknownDType(path: path, tensor: name, dtype: dtypeName)
+                }
+                guard let dims else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no shape") }
+                guard let offsets else { throw SafetensorsError.invalidHeader(path: path, reason: "entry '\(name)' has no valid data_offsets") }
+                let shape = Shape(dims)
+                let begin = offsets[0], end = offsets[1]
+                guard begin >= 0, end >= begin, end <= dataSize else {
+                    throw SafetensorsError.offsetsOutOfRange(path: path, tensor: name, begin: begin, end: end, dataSize: dataSize)
+                }
+                guard let count = shape.checkedElementCount,
+                      case let (bytesNeeded, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize), !overflow else {
+                    throw SafetensorsError.invalidShape(path: path, tensor: name, shape: shape.description)
+                }
+                guard bytesNeeded == end - begin else {
+                    throw SafetensorsError.byteCountMismatch(path: path, tensor: name, expected: bytesNeeded, found: end - begin)
+                }
+                entries.append(Entry(name: name, dtype: dtype, shape: shape, dataRange: begin ..< end))
             }
-            let shape = Shape(dims)
-            guard case let .array(offsets)? = field("data_offsets"), offsets.count == 2,
-                  case let .integer(begin) = offsets[0], case let .integer(end) = offsets[1] else {
-                throw .invalidHeader(path: path, reason: "entry '\(name)' has no valid data_offsets")
-            }
-            guard begin >= 0, end >= begin, end <= dataSize else {
-                throw .offsetsOutOfRange(path: path, tensor: name, begin: begin, end: end, dataSize: dataSize)
-            }
-            guard let count = shape.checkedElementCount,
-                  case let (bytesNeeded, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize), !overflow else {
-                throw .invalidShape(path: path, tensor: name, shape: shape.description)
-            }
-            guard bytesNeeded == end - begin else {
-                throw .byteCountMismatch(path: path, tensor: name, expected: bytesNeeded, found: end - begin)
-            }
-            entries.append(Entry(name: name, dtype: dtype, shape: shape, dataRange: begin ..< end))
+            p.skipSpace()
+            guard p.i == p.bytes.count else { throw HeaderJSON.ParseError(reason: "trailing characters", offset: p.i) }
+        } catch let e as HeaderJSON.ParseError {
+            throw syntax(e)
+        } catch let e as SafetensorsError {
+            throw e
+        } catch {
+            throw .invalidHeader(path: path, reason: "\(error)")
         }
         // Order by offset (ties by name so empty tensors sort stably), then require the ranges to tile the data section.
         entries.sort { ($0.dataRange.lowerBound, $0.dataRange.upperBound, $0.name) < ($1.dataRange.lowerBound, $1.dataRange.upperBound, $1.name) }

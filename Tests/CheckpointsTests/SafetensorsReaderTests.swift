@@ -66,6 +66,33 @@ import TestSupport
         #expect(throws: SafetensorsError.self) { try parse(file(header: "{\"a\":", data: [])) }
     }
 
+    @Test func headerSyntaxEdgeCases() throws {
+        // Unknown fields are ignored (as the reference library does), escapes and non-ASCII names decode,
+        // white space after the opening brace (the spec requires the header to start with '{') is accepted.
+        let h = try parse(file(header: "{ \"a\\u00e9\\n\" : { \"extra\": [1, {\"x\": null}], \"shape\" : [ 1 ] , \"dtype\":\"F32\", \"data_offsets\": [0, 4] },"
+                                + " \"ü\": {\"dtype\": \"U8\", \"shape\": [], \"data_offsets\": [4, 5]}, \"__metadata__\": {\"k\": \"v\"} } ",
+                                data: [0, 0, 0, 0, 7]))
+        #expect(h.entries.map(\.name) == ["a\u{e9}\n", "ü"])
+        #expect(h.entries[1].shape == Shape([]))
+        #expect(h.metadata == ["k": "v"])
+        // Invalid UTF-8 in a name, a fractional dimension, a duplicate key, trailing garbage: refused.
+        var bad = file(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [1])
+        bad[10] = 0xFF
+        #expect(throws: SafetensorsError.self) { try parse(bad) }
+        #expect(throws: SafetensorsError.invalidShape(path: "x.safetensors", tensor: "a", shape: "[1.5]")) {
+            try parse(file(header: #"{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}"#, data: [1]))
+        }
+        #expect(throws: SafetensorsError.invalidHeader(path: "x.safetensors", reason: "duplicate key 'a'")) {
+            try parse(file(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [1]))
+        }
+        #expect(throws: SafetensorsError.self) {
+            try parse(file(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}x"#, data: [1]))
+        }
+        #expect(throws: SafetensorsError.invalidHeader(path: "x.safetensors", reason: "entry 'a' has no valid data_offsets")) {
+            try parse(file(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}}"#, data: [1]))
+        }
+    }
+
     @Test func truncatedFileIsRefused() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
