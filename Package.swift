@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "Tensors"),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"]),
         .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib"]),
-        .target(name: "Tokenization"),
+        .target(name: "Tokenization", dependencies: ["Tensors"]),
         .target(name: "GPT2", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Optimization", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Training", dependencies: ["GPT2", "Optimization", "Tensors"]),

@@ -7,8 +7,9 @@ private let posixWrite = Darwin.write
 #endif
 
 /// Why an atomic write failed; callers wrap it in their module's error.
-struct FileWriteFailure: Error {
-    var reason: String
+public struct FileWriteFailure: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
     static func system(_ what: String) -> FileWriteFailure {
         FileWriteFailure(reason: "\(what): \(String(cString: strerror(errno)))")
     }
@@ -16,16 +17,21 @@ struct FileWriteFailure: Error {
 
 /// Writes a file through a temporary sibling, then fsyncs and renames it over the destination, so a
 /// crash leaves either the old file or the complete new one. Small writes are buffered.
-final class AtomicFileWriter {
-    let path: String
-    private(set) var temporaryPath: String
+///
+/// This is GPT2Kit's one atomic writer: every file the library writes goes through it (the HDF5 writer
+/// names its libhdf5 temporary the same way). Temporaries are named `.NAME.tmp-XXXXXX` beside the
+/// destination; `AtomicFileWriter.isTemporaryName` recognises them so a later run can remove what a killed
+/// one left behind.
+public final class AtomicFileWriter {
+    public let path: String
+    public private(set) var temporaryPath: String
     private var fd: Int32
     private var buffer: [UInt8] = []
     /// Bytes written so far (including buffered ones).
-    private(set) var offset = 0
+    public private(set) var offset = 0
     private var isFinished = false
 
-    init(path: String) throws(FileWriteFailure) {
+    public init(path: String) throws(FileWriteFailure) {
         self.path = path
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[..<$0]) } ?? "."
@@ -44,13 +50,13 @@ final class AtomicFileWriter {
 
     deinit { if !isFinished { abandon() } }
 
-    func write(_ bytes: [UInt8]) throws(FileWriteFailure) {
+    public func write(_ bytes: [UInt8]) throws(FileWriteFailure) {
         buffer += bytes
         offset += bytes.count
         if buffer.count >= 1 << 20 { try flush() }
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
         if bytes.count < 1 << 16 {
             buffer.append(contentsOf: bytes)
             offset += bytes.count
@@ -82,7 +88,7 @@ final class AtomicFileWriter {
     }
 
     /// Flushes, fsyncs, renames over `path` and fsyncs the folder.
-    func commit() throws(FileWriteFailure) {
+    public func commit() throws(FileWriteFailure) {
         try flush()
         guard fsync(fd) == 0 else { throw .system("cannot fsync '\(temporaryPath)'") }
         guard close(fd) == 0 else { fd = -1; throw .system("cannot close '\(temporaryPath)'") }
@@ -96,9 +102,22 @@ final class AtomicFileWriter {
     }
 
     /// Removes the temporary file; the destination is untouched.
-    func abandon() {
+    public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
         unlink(temporaryPath)
         isFinished = true
+    }
+
+    /// Writes `bytes` to `path` atomically.
+    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws(FileWriteFailure) {
+        let writer = try AtomicFileWriter(path: path)
+        try writer.write(bytes)
+        try writer.commit()
+    }
+
+    /// Whether a directory entry name is a temporary file of an atomic write (ours, the HDF5 writer's, or
+    /// Foundation's `Data.write(options: .atomic)`, which earlier versions used).
+    public static func isTemporaryName(_ name: String) -> Bool {
+        (name.hasPrefix(".") && name.contains(".tmp-")) || name.hasPrefix(".dat.nosync")
     }
 }

@@ -7,11 +7,14 @@ public enum CheckpointFormat: String, Sendable, CaseIterable {
 
     /// Identifies the file at `path` from its magic bytes (not its name).
     public static func detect(path: String) throws -> CheckpointFormat {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw CheckpointError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        let fd: Int32
+        do { fd = try InputFile.openRegular(path).descriptor } catch {
+            throw CheckpointError.cannotOpen(path: path, reason: error.reason)
         }
-        defer { try? handle.close() }
-        let head = [UInt8]((try? handle.read(upToCount: 16)) ?? Data())
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 16)
+        let n = head.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 16) }
+        head = Array(head.prefix(max(n, 0)))
         guard let format = detect(head) else { throw CheckpointError.unrecognizedFormat(path: path) }
         return format
     }

@@ -26,9 +26,8 @@ public enum SafetensorsReader {
 
     /// Maps `path` and returns its tensors (views into the mapping, no copy) in header order.
     public static func read(path: String) throws(SafetensorsError) -> StateDict {
-        guard let storage = ByteStorage.mapFile(atPath: path) else {
-            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
+        let storage: ByteStorage
+        do { storage = try ByteStorage.mapRegularFile(atPath: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
         let header = try parseHeader(storage.bytes, path: path)
         var dict = StateDict()
         dict.metadata = header.metadata

@@ -24,8 +24,8 @@ public enum ShardedCheckpoint {
     /// Parses an index and returns its weight map (tensor name → shard file name), validated for shape only.
     public static func weightMap(indexPath: String) throws -> [String: String] {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: indexPath)) } catch {
-            throw CheckpointError.cannotOpen(path: indexPath, reason: "\(error.localizedDescription)")
+        do { data = Data(try InputFile.readBytes(indexPath, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
+            throw CheckpointError.cannotOpen(path: indexPath, reason: error.reason)
         }
         guard let object = try? JSONSerialization.jsonObject(with: data), let top = object as? [String: Any] else {
             throw CheckpointError.invalidIndex(path: indexPath, reason: "not a JSON object")
@@ -43,27 +43,33 @@ public enum ShardedCheckpoint {
         return map
     }
 
-    /// Reads the shards listed by the index at `indexPath` (shard names are relative to its folder).
-    public static func read(indexPath: String) throws -> StateDict {
+    /// The full path of `shard`, a name from the index at `indexPath`, after checking that it names an existing
+    /// regular file inside the index's folder: relative, no empty, `.` or `..` component, and no symlink
+    /// leading out of the folder. Readers and the stale-weights cleanup both go through this check, so a
+    /// crafted index can neither read nor remove anything outside its folder.
+    public static func shardPath(indexPath: String, shard: String) throws -> String {
         let folder = (indexPath as NSString).deletingLastPathComponent
         let root = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.resolvingSymlinksInPath().path
+        let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
+        guard !shard.isEmpty, !shard.hasPrefix("/"), !parts.contains(".."), !parts.contains("."), !parts.contains(""),
+              !shard.utf8.contains(0) else {
+            throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard)
+        }
+        let full = URL(fileURLWithPath: root + "/" + shard).standardizedFileURL.resolvingSymlinksInPath().path
+        guard full.hasPrefix(root == "/" ? "/" : root + "/"), full != root else {
+            throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard)
+        }
+        guard InputFile.isRegularFile(full) else { throw CheckpointError.missingShard(path: indexPath, shard: shard) }
+        return full
+    }
+
+    /// Reads the shards listed by the index at `indexPath` (shard names are relative to its folder).
+    public static func read(indexPath: String) throws -> StateDict {
         let map = try weightMap(indexPath: indexPath)
         let shards = Set(map.values).sorted()
         // Validate every shard path before reading any.
         var shardPaths: [String: String] = [:]
-        for shard in shards {
-            let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
-            guard !shard.isEmpty, !shard.hasPrefix("/"), !parts.contains(".."), !parts.contains("") else {
-                throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard)
-            }
-            let full = URL(fileURLWithPath: root + "/" + shard).standardizedFileURL.resolvingSymlinksInPath().path
-            guard full.hasPrefix(root + "/") else { throw CheckpointError.shardOutsideFolder(path: indexPath, shard: shard) }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                throw CheckpointError.missingShard(path: indexPath, shard: shard)
-            }
-            shardPaths[shard] = full
-        }
+        for shard in shards { shardPaths[shard] = try shardPath(indexPath: indexPath, shard: shard) }
         var out = StateDict()
         var owner: [String: String] = [:]
         for shard in shards {

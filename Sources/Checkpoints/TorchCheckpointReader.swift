@@ -13,9 +13,8 @@ public enum TorchCheckpointReader {
 
     /// Reads the checkpoint at `path` into a state dict with the names stored in the file.
     public static func read(path: String) throws(TorchArchiveError) -> StateDict {
-        guard let storage = ByteStorage.mapFile(atPath: path) else {
-            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
+        let storage: ByteStorage
+        do { storage = try ByteStorage.mapRegularFile(atPath: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
         let bytes = storage.bytes
         if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return try readZip(storage, path: path) }
         if bytes.starts(with: legacyMagic) { return try readLegacy(storage, path: path) }

@@ -48,9 +48,8 @@ public struct ZipArchive: Sendable {
 
     /// Maps and parses the archive at `path`.
     public init(path: String) throws(TorchArchiveError) {
-        guard let storage = ByteStorage.mapFile(atPath: path) else {
-            throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
+        let storage: ByteStorage
+        do { storage = try ByteStorage.mapRegularFile(atPath: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
         try self.init(storage: storage, path: path)
     }
 

@@ -73,6 +73,24 @@ public final class GPT2Parameters: @unchecked Sendable {
     /// Names are matched through the mapping table: every parameter must be present exactly once with its
     /// shape, and only the tied `lm_head.weight` (which must equal `wte`) and the buffers in
     /// `ignoredBlockBuffers` may be extra. All problems are reported together in one `StateDictError`.
+    /// The entry a TensorFlow weight name stands for, whatever scope precedes it: the shortest suffix that starts
+    /// at a `transformer/` component and is a wanted key. Only the last `longestKey` bytes can hold such a
+    /// suffix, so the work is bounded whatever the name's length (a crafted header may hold megabyte names).
+    static func tensorFlowEntry(named name: String, wanted: [String: Int], longestKey: Int) -> Int? {
+        let bytes = Array(name.utf8)
+        let marker = Array("transformer/".utf8)
+        var start = bytes.count - marker.count
+        let lowest = max(0, bytes.count - longestKey)
+        while start >= lowest {
+            if start == 0 || bytes[start - 1] == UInt8(ascii: "/"), bytes[start...].starts(with: marker),
+               let i = wanted[String(decoding: bytes[start...], as: UTF8.self)] {
+                return i
+            }
+            start -= 1
+        }
+        return nil
+    }
+
     public convenience init(config: GPT2Config, stateDict: StateDict) throws(StateDictError) {
         // Every name and shape is checked before the parameter buffer is allocated, so a config far larger
         // than the weights fails here instead of allocating its size.
@@ -83,6 +101,7 @@ public final class GPT2Parameters: @unchecked Sendable {
         for (i, e) in layout.entries.enumerated() {
             for k in GPT2Parameters.sourceKeys(for: e, format: format).keys { wanted[k] = i }
         }
+        let longestWantedKey = wanted.keys.map(\.utf8.count).max() ?? 0
         var ignored: Set<String> = []
         if format != .tensorFlow {
             let prefix = format == .huggingFace ? "transformer." : ""
@@ -94,14 +113,7 @@ public final class GPT2Parameters: @unchecked Sendable {
         for (name, tensor) in stateDict {
             var index: Int?
             if format == .tensorFlow {
-                // strip any scope: match the longest suffix that starts at "transformer/"
-                var search = name.startIndex ..< name.endIndex
-                while let r = name.range(of: "transformer/", options: .backwards, range: search) {
-                    if r.lowerBound == name.startIndex || name[name.index(before: r.lowerBound)] == "/" {
-                        if let i = wanted[String(name[r.lowerBound...])] { index = i; break }
-                    }
-                    search = name.startIndex ..< r.lowerBound
-                }
+                index = GPT2Parameters.tensorFlowEntry(named: name, wanted: wanted, longestKey: longestWantedKey)
             } else {
                 index = wanted[name]
             }

@@ -59,7 +59,7 @@ public struct GenerationConfigFile: Sendable, Equatable {
 
     /// Reads the file at `path`.
     public init(path: String) throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let data = Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes))
         try self.init(jsonData: data, path: path)
     }
 }

@@ -37,8 +37,8 @@ public enum ModelIO {
     public static func readConfig(_ location: ModelLocation) throws -> GPT2Config {
         guard let path = location.configPath else { throw ModelLocationError.noConfig(weights: location.weightsPath) }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ConfigError.invalidJSON(path: path, reason: "cannot read the file")
+        do { data = Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
+            throw ConfigError.invalidJSON(path: path, reason: error.reason)
         }
         return try GPT2Config(jsonData: data, path: path)
     }
@@ -69,8 +69,11 @@ public enum ModelIO {
         // added_tokens.json (as the slow tokenizer's save_pretrained writes it): {"[PAD]": 50257, ...}
         let addedPath = folder + "/added_tokens.json"
         if !fm.fileExists(atPath: folder + "/tokenizer.json"), fm.fileExists(atPath: addedPath) {
-            guard let data = fm.contents(atPath: addedPath),
-                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            let data: Data
+            do { data = Data(try InputFile.readBytes(addedPath, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
+                throw TokenizerError.unreadableFile(path: addedPath, reason: error.reason)
+            }
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw TokenizerError.invalidJSON(file: addedPath, reason: "not a JSON object of token → id")
             }
             var pairs: [(token: String, id: Int)] = []
@@ -153,9 +156,9 @@ public enum ModelIO {
         try writeAtomically(try config.jsonData(), to: configPath)
         written.append(configPath)
         let generationPath = folder + "/generation_config.json"
-        if let generationConfigPath, let data = fm.contents(atPath: generationConfigPath) {
+        if let generationConfigPath, let data = try? InputFile.readBytes(generationConfigPath, maximumBytes: InputLimits.maximumConfigBytes) {
             if URL(fileURLWithPath: generationConfigPath).standardized != URL(fileURLWithPath: generationPath).standardized {
-                try writeAtomically(data, to: generationPath)
+                try writeAtomically(Data(data), to: generationPath)
             }
         } else {
             var g: [String: Any] = ["_from_model_config": true]
@@ -168,8 +171,11 @@ public enum ModelIO {
         for source in tokenizerFiles {
             let target = folder + "/" + (source as NSString).lastPathComponent
             if URL(fileURLWithPath: source).standardized == URL(fileURLWithPath: target).standardized { continue }
-            guard let data = fm.contents(atPath: source) else { throw ModelLoadError.cannotWrite(path: target, reason: "cannot read \(source)") }
-            try writeAtomically(data, to: target)
+            let data: [UInt8]
+            do { data = try InputFile.readBytes(source, maximumBytes: InputLimits.maximumTokenizerFileBytes) } catch {
+                throw ModelLoadError.cannotWrite(path: target, reason: "cannot read \(error)")
+            }
+            try writeAtomically(Data(data), to: target)
             written.append(target)
         }
         return written
@@ -178,28 +184,43 @@ public enum ModelIO {
     /// Removes weights files of other formats (and sharded indexes with their shards) from `folder`, so that a
     /// folder re-exported in another format is never loaded from its stale weights (loading prefers
     /// safetensors over `.bin` over `.h5`). Called after the new weights file is in place.
+    ///
+    /// Nothing outside `folder` is ever removed: shard names from an index pass the same check as when reading
+    /// (`ShardedCheckpoint.shardPath`; a name that fails it is left alone), only the shard's own directory
+    /// entry is unlinked (a symlink, not its target), and folders are never removed.
     static func removeOtherWeights(inFolder folder: String, keeping kept: String) throws {
-        let fm = FileManager.default
         for kind in ModelLocation.WeightsKind.allCases where kind.fileName != kept {
             let path = folder + "/" + kind.fileName
-            guard fm.fileExists(atPath: path) else { continue }
-            if kind == .safetensorsIndex || kind == .pytorchIndex {
-                let shards = Set(try ShardedCheckpoint.weightMap(indexPath: path).values)
-                for shard in shards where !shard.contains("/") && shard != kept {
-                    try? fm.removeItem(atPath: folder + "/" + shard)
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if kind == .safetensorsIndex || kind == .pytorchIndex, let map = try? ShardedCheckpoint.weightMap(indexPath: path) {
+                for shard in Set(map.values) where shard != kept {
+                    guard (try? ShardedCheckpoint.shardPath(indexPath: path, shard: shard)) != nil else { continue }
+                    _ = try? removeFileEntry(folder + "/" + shard)
                 }
             }
-            do { try fm.removeItem(atPath: path) } catch {
-                throw ModelLoadError.cannotWrite(path: path, reason: "cannot remove stale weights: \(error.localizedDescription)")
-            }
+            try removeFileEntry(path)
         }
     }
 
-    /// Writes `data` to `path` through a temporary file and a rename.
-    public static func writeAtomically(_ data: Data, to path: String) throws {
-        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw ModelLoadError.cannotWrite(path: path, reason: error.localizedDescription)
+    /// Unlinks one file or symlink; refuses a folder (never recursive).
+    static func removeFileEntry(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard (st.st_mode & S_IFMT) != S_IFDIR else {
+            throw ModelLoadError.cannotWrite(path: path, reason: "cannot remove stale weights: it is a folder")
         }
+        guard unlink(path) == 0 else {
+            throw ModelLoadError.cannotWrite(path: path, reason: "cannot remove stale weights: " + String(cString: strerror(errno)))
+        }
+    }
+
+    /// Writes `data` to `path` through a temporary file, fsync and a rename (`AtomicFileWriter`).
+    public static func writeAtomically(_ data: Data, to path: String) throws {
+        let failure: FileWriteFailure? = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> FileWriteFailure? in
+            do throws(FileWriteFailure) { try AtomicFileWriter.write(raw, to: path); return nil } catch { return error }
+        }
+        if let failure { throw ModelLoadError.cannotWrite(path: path, reason: failure.reason) }
     }
 }
 

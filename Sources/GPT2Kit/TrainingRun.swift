@@ -89,7 +89,13 @@ public enum TrainingRun {
     /// Reads `folder/trainer_state/trainer_state.json`.
     public static func readState(folder: String) throws -> SavedState {
         let path = folder + "/" + stateFolderName + "/trainer_state.json"
-        guard let data = FileManager.default.contents(atPath: path) else { throw TrainingRunError.nothingToResume(path: folder) }
+        guard InputFile.isRegularFile(path) || FileManager.default.fileExists(atPath: path) else {
+            throw TrainingRunError.nothingToResume(path: folder)
+        }
+        let data: Data
+        do { data = Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
+            throw TrainingRunError.invalidState(path: path, reason: error.reason)
+        }
         do { return try JSONDecoder().decode(SavedState.self, from: data) } catch {
             throw TrainingRunError.invalidState(path: path, reason: "\(error)")
         }

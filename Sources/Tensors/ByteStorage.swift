@@ -50,17 +50,20 @@ public final class ByteStorage: @unchecked Sendable {
         self.mappedLength = length
     }
 
-    /// Maps a whole file read-only. Returns nil and sets `errno` when the file cannot be opened or mapped.
+    /// Maps a whole file read-only. Returns nil and sets `errno` when the file cannot be opened or mapped
+    /// (a FIFO, device or folder is refused without blocking; see `InputFile`).
     public static func mapFile(atPath path: String) -> ByteStorage? {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
+        try? mapRegularFile(atPath: path)
+    }
+
+    /// Maps a whole regular file read-only, or throws why not.
+    public static func mapRegularFile(atPath path: String) throws(InputFileError) -> ByteStorage {
+        let (fd, size) = try InputFile.openRegular(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { errno = EISDIR; return nil }
-        let size = Int(st.st_size)
         if size == 0 { return ByteStorage(mapped: nil, length: 0) }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw InputFileError(path: path, reason: "cannot map: " + InputFile.systemReason())
+        }
         return ByteStorage(mapped: UnsafeRawPointer(p), length: size)
     }
 

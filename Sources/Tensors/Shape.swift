@@ -28,12 +28,16 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
     }
 
     /// Row-major strides in elements.
+    ///
+    /// For a shape with elements every stride is at most the element count, so nothing overflows. An empty
+    /// shape (a zero dimension) may have other dimensions whose product overflows; its strides are never used
+    /// to address memory, and they wrap (as PyTorch's do) instead of trapping on input.
     public var contiguousStrides: [Int] {
         var strides = [Int](repeating: 1, count: dims.count)
         var acc = 1
         for i in stride(from: dims.count - 1, through: 0, by: -1) {
             strides[i] = acc
-            acc *= dims[i]
+            acc = acc &* dims[i]
         }
         return strides
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// GPT-2's byte-level BPE tokenizer, identical to the reference (transformers' `GPT2Tokenizer`,
 /// tiktoken's `gpt2`) on every input.
@@ -16,10 +17,13 @@ public struct GPT2Tokenizer: Sendable {
     public static let endOfText = "<|endoftext|>"
 
     let model: BPEModel
-    /// Tokens matched in the text before BPE, longest first.
-    private var specialTokens: [SpecialToken] = []
-    /// `specialFirstBytes[b]` is true when some special token starts with byte `b`.
-    private var specialFirstBytes = [Bool](repeating: false, count: 256)
+    /// Tokens matched in the text before BPE (`<|endoftext|>` and added tokens), by their bytes.
+    private var specialTokens: [[UInt8]: Int] = [:]
+    /// The same tokens as a byte trie: the longest one starting at a text position is found in time bounded
+    /// by `maximumAddedTokenBytes`, whatever the number of tokens.
+    private var specialTrie = SpecialTokenTrie()
+    /// Whether some special token contains a newline (the parallel encoder then cannot cut at newlines).
+    private var specialContainsNewline = false
     /// Bytes of added tokens whose ids lie past the BPE vocabulary.
     private var addedTokenBytes: [Int: [UInt8]] = [:]
     private let caches = CachePool()
@@ -29,10 +33,8 @@ public struct GPT2Tokenizer: Sendable {
     /// The number of ids: the BPE vocabulary plus added tokens (50257 for GPT-2).
     public private(set) var vocabularySize: Int
 
-    struct SpecialToken: Sendable {
-        var bytes: [UInt8]
-        var id: Int
-    }
+    /// The longest added token accepted, in bytes.
+    public static let maximumAddedTokenBytes = 1024
 
     // MARK: Loading
 
@@ -94,6 +96,10 @@ public struct GPT2Tokenizer: Sendable {
         registerSpecial(bytes: endOfText, id: eos)
         for (index, token) in added.enumerated() {
             let bytes = Array(token.content.utf8)
+            guard !bytes.isEmpty, bytes.count <= Self.maximumAddedTokenBytes else {
+                throw .invalidKey(file: name, key: "added_tokens[\(index)].content",
+                                  expected: "a token of 1 to \(Self.maximumAddedTokenBytes) bytes")
+            }
             if token.id < model.count {
                 guard model.bytes(of: token.id) == bytes else {
                     throw .invalidKey(file: name, key: "added_tokens[\(index)].id",
@@ -113,20 +119,16 @@ public struct GPT2Tokenizer: Sendable {
 
     private static func read(_ url: URL) throws -> Data {
         do {
-            return try Data(contentsOf: url)
+            return Data(try InputFile.readBytes(url.path, maximumBytes: InputLimits.maximumTokenizerFileBytes))
         } catch {
-            throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
+            throw TokenizerError.unreadableFile(path: url.path, reason: error.reason)
         }
     }
 
     private mutating func registerSpecial(bytes: [UInt8], id: Int) {
-        if let index = specialTokens.firstIndex(where: { $0.bytes == bytes }) {
-            specialTokens[index].id = id
-            return
-        }
-        specialTokens.append(SpecialToken(bytes: bytes, id: id))
-        specialTokens.sort { $0.bytes.count > $1.bytes.count }
-        specialFirstBytes[Int(bytes[0])] = true
+        specialTokens[bytes] = id
+        specialTrie.insert(bytes, id: id)
+        if bytes.contains(0x0A) { specialContainsNewline = true }
     }
 
     // MARK: Vocabulary
@@ -141,6 +143,9 @@ public struct GPT2Tokenizer: Sendable {
         for token in tokens {
             guard !token.isEmpty else { throw TokenizerError.emptyAddedToken }
             let bytes = Array(token.utf8)
+            guard bytes.count <= Self.maximumAddedTokenBytes else {
+                throw TokenizerError.addedTokenTooLong(bytes: bytes.count, limit: Self.maximumAddedTokenBytes)
+            }
             let id: Int
             if let existing = tokenID(for: token) {
                 id = existing
@@ -159,7 +164,7 @@ public struct GPT2Tokenizer: Sendable {
     /// text its bytes spell (`" the"` → 262).
     public func tokenID(for token: String) -> Int? {
         let bytes = Array(token.utf8)
-        if let special = specialTokens.first(where: { $0.bytes == bytes }) { return special.id }
+        if let special = specialTokens[bytes] { return special }
         return model.id(of: bytes)
     }
 
@@ -228,10 +233,10 @@ public struct GPT2Tokenizer: Sendable {
         var i = range.lowerBound
         let end = range.upperBound
         while i < end {
-            if specialFirstBytes[Int(base[i])], let match = matchSpecial(base + i, end - i) {
+            if specialTrie.startsToken[Int(base[i])], let match = specialTrie.longestMatch(base + i, end - i) {
                 model.encodeOrdinary(buffer, segmentStart..<i, cache: &cache, into: &output)
                 output.append(match.id)
-                i += match.bytes.count
+                i += match.length
                 segmentStart = i
             } else {
                 i += 1
@@ -251,7 +256,7 @@ public struct GPT2Tokenizer: Sendable {
         var text = text
         return text.withUTF8 { buffer in
             let count = buffer.count
-            let canCut = !(allowSpecial && specialTokens.contains { $0.bytes.contains(0x0A) })
+            let canCut = !(allowSpecial && specialContainsNewline)
             var cuts = [0]
             if canCut, threadCount > 1, count >= 1 << 16 {
                 for part in 1..<threadCount {
@@ -313,14 +318,6 @@ public struct GPT2Tokenizer: Sendable {
         return !scalar.properties.isWhitespace
     }
 
-    @inline(never)
-    private func matchSpecial(_ start: UnsafePointer<UInt8>, _ available: Int) -> SpecialToken? {
-        candidates: for token in specialTokens where token.bytes.count <= available {
-            for (offset, byte) in token.bytes.enumerated() where start[offset] != byte { continue candidates }
-            return token
-        }
-        return nil
-    }
 
     // MARK: Decoding
 
@@ -486,5 +483,48 @@ enum UTF8Validation {
             }
             return nil
         }
+    }
+}
+
+/// Special and added tokens as a byte trie, for leftmost-longest matching in the text before BPE.
+struct SpecialTokenTrie: Sendable {
+    /// Children of each node by byte.
+    private var children: [[UInt8: Int32]] = [[:]]
+    /// The token id that ends at each node, or -1.
+    private var ids: [Int] = [-1]
+    /// `startsToken[b]` is true when some token starts with byte `b` (a fast test before the trie walk).
+    private(set) var startsToken = [Bool](repeating: false, count: 256)
+
+    /// Adds (or re-numbers) a token.
+    mutating func insert(_ bytes: [UInt8], id: Int) {
+        guard let first = bytes.first else { return }
+        startsToken[Int(first)] = true
+        var node = 0
+        for byte in bytes {
+            if let next = children[node][byte] {
+                node = Int(next)
+            } else {
+                children.append([:])
+                ids.append(-1)
+                let next = children.count - 1
+                children[node][byte] = Int32(next)
+                node = next
+            }
+        }
+        ids[node] = id
+    }
+
+    /// The longest token that the `available` bytes at `start` begin with.
+    @inline(never)
+    func longestMatch(_ start: UnsafePointer<UInt8>, _ available: Int) -> (id: Int, length: Int)? {
+        var node = 0
+        var best: (id: Int, length: Int)?
+        var offset = 0
+        while offset < available, let next = children[node][start[offset]] {
+            node = Int(next)
+            offset += 1
+            if ids[node] >= 0 { best = (ids[node], offset) }
+        }
+        return best
     }
 }

@@ -30,6 +30,8 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
     case missingToken(String)
     /// An added token is empty.
     case emptyAddedToken
+    /// An added token is longer than `limit` bytes (matching cost grows with the longest token).
+    case addedTokenTooLong(bytes: Int, limit: Int)
     /// Input bytes are not valid UTF-8; `offset` is the first bad byte.
     case invalidUTF8(offset: Int)
     /// An id to decode is outside the vocabulary.
@@ -37,6 +39,8 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
 
     public var description: String {
         switch self {
+        case let .addedTokenTooLong(bytes, limit):
+            return "added token of \(bytes) bytes: at most \(limit) are allowed"
         case let .unreadableFile(path, reason):
             return "cannot read '\(path)': \(reason)"
         case let .missingTokenizerFiles(folder):

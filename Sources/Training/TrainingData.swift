@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// One training sequence in transformers' convention: `labels` are the input ids with -100 where no loss is
 /// taken (context and padding); the model shifts them, so position t predicts `labels[t + 1]`.
@@ -68,8 +69,8 @@ extension TrainingRecord {
     /// Reads a JSONL file of `{"context","label"}`, `{"prompt","completion"}` or `{"text"}` objects (blank lines skipped).
     public static func readJSONL(path: String) throws -> [TrainingRecord] {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw TrainingDataError.cannotRead(path: path, reason: error.localizedDescription)
+        do { data = Data(try InputFile.readBytes(path)) } catch {
+            throw TrainingDataError.cannotRead(path: path, reason: error.reason)
         }
         var records: [TrainingRecord] = []
         var lineNumber = 0

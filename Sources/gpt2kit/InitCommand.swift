@@ -19,7 +19,7 @@ struct InitCommand: ParsableCommand {
         try reportingErrors {
             var config = GPT2Config()
             if let configPath {
-                config = try GPT2Config(jsonData: Data(contentsOf: URL(fileURLWithPath: configPath)), path: configPath)
+                config = try GPT2Config(jsonData: readConfigBytes(path: configPath), path: configPath)
             }
             let parameters = GPT2Parameters(config: config, seed: seed)
             let files = tokenizer.map { t in ModelLocation.tokenizerFileNames.map { t + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) } } ?? []

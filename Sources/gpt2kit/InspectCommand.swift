@@ -21,7 +21,7 @@ struct InspectCommand: ParsableCommand {
             var configCheck: String? = nil
             var parameterCount: Int? = nil
             if let configPath = location.configPath {
-                let data = try Data(contentsOf: URL(fileURLWithPath: configPath))
+                let data = try readConfigBytes(path: configPath)
                 configObject = try? JSONSerialization.jsonObject(with: data)
                 do {
                     let config = try GPT2Config(jsonData: data, path: configPath)
@@ -68,7 +68,7 @@ struct InspectCommand: ParsableCommand {
             }
             Console.out("total:    \(dict.count) tensors, \(dict.totalElementCount) elements, \(Self.bytes(dict.totalByteCount))")
             if let configPath = location.configPath {
-                if let c = try? GPT2Config(jsonData: Data(contentsOf: URL(fileURLWithPath: configPath)), path: configPath) {
+                if let c = try? GPT2Config(jsonData: readConfigBytes(path: configPath), path: configPath) {
                     Console.out("config:   \(configPath): vocab \(c.vocabularySize), positions \(c.maxPositions), n_embd \(c.embeddingSize), "
                                 + "layers \(c.layerCount), heads \(c.headCount), \(c.activationFunction)")
                 }

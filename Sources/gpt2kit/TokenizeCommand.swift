@@ -11,9 +11,16 @@ func reportFailure(_ error: any Error) -> ExitCode {
 /// Reads a whole file as bytes, with the path in the error.
 func readBytes(path: String) throws -> Data {
     do {
-        return try Data(contentsOf: URL(fileURLWithPath: path))
+        return Data(try InputFile.readBytes(path))
     } catch {
-        throw TokenizerError.unreadableFile(path: path, reason: error.localizedDescription)
+        throw TokenizerError.unreadableFile(path: path, reason: error.reason)
+    }
+}
+
+/// Reads a JSON config file (a regular file of bounded size), with the path in the error.
+func readConfigBytes(path: String) throws -> Data {
+    do { return Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
+        throw ConfigError.invalidJSON(path: path, reason: error.reason)
     }
 }
 

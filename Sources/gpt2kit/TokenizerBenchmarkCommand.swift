@@ -105,7 +105,7 @@ struct TokenizerBenchmarkCommand: ParsableCommand {
             for chunkIDs in ids {
                 for id in chunkIDs { withUnsafeBytes(of: Int32(id).littleEndian) { raw.append(contentsOf: $0) } }
             }
-            try raw.write(to: URL(fileURLWithPath: idsOut))
+            try ModelIO.writeAtomically(raw, to: idsOut)
         }
         start = Date()
         let results: [(String, Any)] = [
