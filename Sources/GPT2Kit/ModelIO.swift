@@ -43,9 +43,19 @@ public enum ModelIO {
         return try GPT2Config(jsonData: data, path: path)
     }
 
+    /// Throws `InsufficientMemory` unless `floatCopies` float32 copies of the config's parameters fit in what the
+    /// machine can give (2 for a model: weights and gradients; 4 to train: also AdamW's two moments).
+    public static func checkMemory(for config: GPT2Config, floatCopies: Int, purpose: String) throws {
+        let count = config.checkedParameterCount
+        let bytes = count.flatMap { MemoryBudget.total([[$0, 4, floatCopies]]) }
+        try MemoryBudget.check(bytes: bytes, for: "\(purpose) of a \(count.map(String.init) ?? "too large a")-parameter model")
+    }
+
     /// Loads config and weights (any format, any naming) into model parameters; shapes are checked against the config.
     public static func loadParameters(_ location: ModelLocation) throws -> GPT2Parameters {
         let config = try readConfig(location)
+        try config.validate(path: location.configPath)
+        try checkMemory(for: config, floatCopies: 2, purpose: "the weights and gradients")
         let dict = try readStateDict(location)
         do {
             return try GPT2Parameters(config: config, stateDict: dict)

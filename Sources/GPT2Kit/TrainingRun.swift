@@ -23,6 +23,21 @@ public enum TrainingRun {
         public var weightsCRC32: UInt32?
         public var optimizerCRC32: UInt32?
 
+        /// Checks what `trainer_state.json` holds before any of it is used: it is not covered by the checksums.
+        func validate(path: String) throws {
+            guard formatVersion == 1 else { throw TrainingRunError.invalidState(path: path, reason: "formatVersion \(formatVersion) is not 1") }
+            do { try options.validate() } catch { throw TrainingRunError.invalidState(path: path, reason: "\(error)") }
+            guard ExportFormat(rawValue: exportFormat) != nil else {
+                throw TrainingRunError.invalidState(path: path, reason: "unknown exportFormat '\(exportFormat)'")
+            }
+            if let dropout, !(dropout >= 0 && dropout < 1) {
+                throw TrainingRunError.invalidState(path: path, reason: "dropout \(dropout) is not in [0, 1)")
+            }
+            guard totalSteps >= 1, progress.step >= 0, progress.step <= totalSteps || options.steps != nil else {
+                throw TrainingRunError.invalidState(path: path, reason: "step \(progress.step) of \(totalSteps) total steps")
+            }
+        }
+
         public init(options: TrainingOptions, progress: TrainerProgress, totalSteps: Int, dropout: Double?, exportFormat: ExportFormat) {
             self.options = options
             self.progress = progress
@@ -54,21 +69,93 @@ public enum TrainingRun {
     }
 
     /// Writes an intermediate checkpoint as `run/checkpoint-<step>/`, built in a temporary folder and renamed
-    /// into place so a crash never leaves a half-written checkpoint.
+    /// into place so a crash never leaves a half-written checkpoint. An existing `checkpoint-<step>/` is
+    /// replaced only once the new one is complete (an atomic exchange of the two folders where the file
+    /// system allows it; else the old one is moved aside first and restored by `removeLeftovers` if the
+    /// process dies in between).
     @discardableResult
     public static func saveCheckpoint(_ trainer: Trainer, run: String, format: ExportFormat, config: GPT2Config,
                                       dropout: Double?, tokenizerFiles: [String], generationConfigPath: String?) throws -> String {
         let fm = FileManager.default
-        let final = run + "/checkpoint-\(trainer.progress.step)"
-        let temporary = run + "/.checkpoint-\(trainer.progress.step).partial"
+        let name = "checkpoint-\(trainer.progress.step)"
+        let final = run + "/" + name
+        let temporary = run + "/." + name + partialSuffix
         try? fm.removeItem(atPath: temporary)
         try save(trainer, to: temporary, format: format, config: config, dropout: dropout,
                  tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath)
-        try? fm.removeItem(atPath: final)
-        do { try fm.moveItem(atPath: temporary, toPath: final) } catch {
-            throw ModelLoadError.cannotWrite(path: final, reason: error.localizedDescription)
-        }
+        try replaceFolder(final, with: temporary, aside: run + "/." + name + replacedSuffix)
         return final
+    }
+
+    static let partialSuffix = ".partial"
+    static let replacedSuffix = ".replaced"
+
+    /// Puts the complete folder `source` at `target`, replacing what is there only after `source` is complete.
+    static func replaceFolder(_ target: String, with source: String, aside: String) throws {
+        let fm = FileManager.default
+        var st = stat()
+        if lstat(target, &st) == 0 {
+            if exchangePaths(source, target) {
+                try? fm.removeItem(atPath: source)  // now the old folder
+                return
+            }
+            try? fm.removeItem(atPath: aside)
+            guard rename(target, aside) == 0 else {
+                throw ModelLoadError.cannotWrite(path: target, reason: "cannot move the old folder aside: " + String(cString: strerror(errno)))
+            }
+        }
+        guard rename(source, target) == 0 else {
+            let reason = String(cString: strerror(errno))
+            _ = rename(aside, target)
+            throw ModelLoadError.cannotWrite(path: target, reason: reason)
+        }
+        try? fm.removeItem(atPath: aside)
+    }
+
+    /// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`); false where unsupported.
+    static func exchangePaths(_ a: String, _ b: String) -> Bool {
+        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+        #if os(Linux)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return false }
+        let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
+        let exchange: UInt32 = 1 << 1  // RENAME_EXCHANGE
+        return renameat2(AT_FDCWD, a, AT_FDCWD, b, exchange) == 0
+        #else
+        return false
+        #endif
+    }
+
+    /// Removes what an interrupted process left in the run folder `run`: temporary files of atomic writes (in the
+    /// run, its `trainer_state/` and every `checkpoint-N/`), half-built `.checkpoint-N.partial/` folders, and
+    /// restores a `checkpoint-N/` that was moved aside and not yet replaced. Call only while holding the run's
+    /// `RunFolderLock`. Returns the paths removed.
+    @discardableResult
+    public static func removeLeftovers(run: String) -> [String] {
+        let fm = FileManager.default
+        var removed: [String] = []
+        let names = (try? fm.contentsOfDirectory(atPath: run)) ?? []
+        var folders = [run, run + "/" + stateFolderName]
+        for name in names {
+            let path = run + "/" + name
+            if name.hasPrefix(".checkpoint-"), name.hasSuffix(replacedSuffix) {
+                let original = run + "/" + String(name.dropFirst().dropLast(replacedSuffix.count))
+                if !fm.fileExists(atPath: original), rename(path, original) == 0 { folders.append(original); continue }
+                if (try? fm.removeItem(atPath: path)) != nil { removed.append(path) }
+            } else if name.hasPrefix(".checkpoint-"), name.hasSuffix(partialSuffix) {
+                if (try? fm.removeItem(atPath: path)) != nil { removed.append(path) }
+            } else if name.hasPrefix("checkpoint-") {
+                folders += [path, path + "/" + stateFolderName]
+            }
+        }
+        for folder in folders {
+            for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where AtomicFileWriter.isTemporaryName(name) {
+                let path = folder + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                if unlink(path) == 0 { removed.append(path) }
+            }
+        }
+        return removed
     }
 
     /// The checkpoint folder to resume from: `path` itself when it holds `trainer_state/`, else its newest `checkpoint-N/`.
@@ -96,9 +183,12 @@ public enum TrainingRun {
         do { data = Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
             throw TrainingRunError.invalidState(path: path, reason: error.reason)
         }
-        do { return try JSONDecoder().decode(SavedState.self, from: data) } catch {
+        let state: SavedState
+        do { state = try JSONDecoder().decode(SavedState.self, from: data) } catch {
             throw TrainingRunError.invalidState(path: path, reason: "\(error)")
         }
+        try state.validate(path: path)
+        return state
     }
 
     /// Reads the optimizer state of a checkpoint folder.
@@ -131,13 +221,43 @@ public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatabl
     case nothingToResume(path: String)
     case invalidState(path: String, reason: String)
     case tornSave(path: String)
+    case folderInUse(path: String)
 
     public var description: String {
         switch self {
         case let .nothingToResume(p): return "\(p): no trainer_state/ and no checkpoint-N/ folder to resume from"
         case let .invalidState(p, r): return "\(p): unreadable trainer state: \(r)"
+        case let .folderInUse(p): return "\(p): another gpt2kit process is writing into this folder (it is locked); wait for it or choose another folder"
         case let .tornSave(p):
             return "\(p): does not match trainer_state.json (a save was interrupted); resume from the newest checkpoint-N/ instead"
         }
     }
+}
+
+/// An exclusive advisory lock on a run folder (`flock` on the folder itself), held while a command writes
+/// into it. A second process that asks for it is refused at once; the kernel releases it when the holder
+/// exits, however it exits, so a crash never leaves the folder locked.
+public final class RunFolderLock {
+    public let folder: String
+    private let descriptor: Int32
+
+    /// Creates `folder` if needed and locks it, or throws `TrainingRunError.folderInUse`.
+    public init(folder: String) throws {
+        do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+            throw ModelLoadError.cannotWrite(path: folder, reason: error.localizedDescription)
+        }
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw ModelLoadError.cannotWrite(path: folder, reason: String(cString: strerror(errno))) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let busy = errno == EWOULDBLOCK
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            if busy { throw TrainingRunError.folderInUse(path: folder) }
+            throw ModelLoadError.cannotWrite(path: folder, reason: "cannot lock: " + reason)
+        }
+        self.folder = folder
+        self.descriptor = fd
+    }
+
+    deinit { close(descriptor) }
 }

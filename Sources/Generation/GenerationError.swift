@@ -1,3 +1,5 @@
+import Tensors
+
 /// Why a generation request cannot run: bad options or lengths from the caller's input.
 public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible {
     /// An option outside its range.
@@ -16,6 +18,8 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
     case newTokensExceedContext(maxNewTokens: Int, promptLength: Int, contextLength: Int)
     /// The batch's key/value cache or work buffers would hold more floats than `limit` (nil: the count overflows).
     case batchTooLarge(what: String, floats: Int?, limit: Int)
+    /// The request needs more memory than the machine can give.
+    case insufficientMemory(InsufficientMemory)
 
     public var description: String {
         switch self {
@@ -30,6 +34,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case let .batchTooLarge(what, floats, limit):
             let size = floats.map { "\($0) floats" } ?? "a float count that overflows a 64-bit integer"
             return "\(what) would need \(size), more than the supported \(limit); lower --num-return-sequences"
+        case let .insufficientMemory(e): return "\(e); lower --num-return-sequences or --max-length"
         case let .maxLengthNotAbovePrompt(m, p):
             return "max length \(m) counts the prompt, which already has \(p) tokens; raise --max-length or use --max-new-tokens"
         }

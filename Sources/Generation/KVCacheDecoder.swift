@@ -1,3 +1,4 @@
+import Tensors
 import GPT2
 import Kernels
 
@@ -48,6 +49,15 @@ public final class KVCacheDecoder {
                               ("hidden-state work buffer", product(batchSize, capacity, max(inner, 3 * config.embeddingSize))),
                               ("logits buffer", product(batchSize, config.vocabularySize))] {
             if count.map({ $0 > limit }) ?? true { throw .batchTooLarge(what: what, floats: count, limit: limit) }
+        }
+        let workFloats = Workspace(B: batchSize, T: capacity, C: config.embeddingSize, F: config.feedForwardSize,
+                                   V: config.vocabularySize, capacity: capacity).count
+        do {
+            try MemoryBudget.check(bytes: MemoryBudget.total([[config.layerCount, 2, batchSize, capacity, config.embeddingSize, 4],
+                                                              [workFloats, 4]]),
+                                   for: "the key/value cache and work buffers of \(batchSize) sequences of \(capacity) tokens")
+        } catch {
+            throw .insufficientMemory(error)
         }
         self.model = model
         self.batchSize = batchSize

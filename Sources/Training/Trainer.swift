@@ -163,9 +163,19 @@ public final class Trainer {
     /// Restores a saved run: progress and optimizer moments (the model must hold the saved weights).
     public func restore(progress saved: TrainerProgress, optimizerState: StateDict) throws {
         guard saved.dataFingerprint == progress.dataFingerprint else { throw TrainingError.dataMismatch }
-        guard saved.step >= 0, saved.epoch >= 0, (0 ..< examples.count).contains(saved.positionInEpoch) else {
+        // The saved progress is input (trainer_state.json is outside the checksums): every value must describe a run
+        // that could have happened, so that nothing later overflows or indexes out of range.
+        let (microBatches, overflow) = saved.step.multipliedReportingOverflow(by: options.gradientAccumulation)
+        guard saved.step >= 0, !overflow, saved.epoch >= 0, saved.epoch <= microBatches,
+              (0 ..< examples.count).contains(saved.positionInEpoch) else {
             throw TrainingError.invalidOption("trainer state: step \(saved.step), epoch \(saved.epoch), position \(saved.positionInEpoch) "
                                               + "do not describe a run over \(examples.count) examples")
+        }
+        guard saved.losses.count == saved.step else {
+            throw TrainingError.invalidOption("trainer state: \(saved.losses.count) losses for \(saved.step) steps")
+        }
+        guard saved.evalLosses.allSatisfy({ (1 ... max(saved.step, 1)).contains($0.step) }) else {
+            throw TrainingError.invalidOption("trainer state: an evaluation step lies outside steps 1...\(saved.step)")
         }
         try optimizer.importState(optimizerState)
         guard optimizer.stepCount == saved.step else {

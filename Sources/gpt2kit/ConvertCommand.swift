@@ -43,6 +43,8 @@ struct ConvertCommand: ParsableCommand {
             let parameters = try ModelIO.loadParameters(location)
             let written: [String]
             if toFolder {
+                let lock = try RunFolderLock(folder: output)
+                defer { withExtendedLifetime(lock) {} }
                 written = try ModelIO.writeFolder(parameters, to: output, format: exportFormat, dtype: dtype,
                                                   tokenizerFiles: try tokenizerFiles(default: location.tokenizerPaths),
                                                   generationConfigPath: location.generationConfigPath)

@@ -42,6 +42,17 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     private func train() throws {
+        // One process per run folder: the lock is held until exit (the kernel drops it if the process dies).
+        let outLock = try RunFolderLock(folder: out)
+        var resumeLock: RunFolderLock?
+        if let resume, URL(fileURLWithPath: resume).standardized.path != URL(fileURLWithPath: out).standardized.path {
+            resumeLock = try RunFolderLock(folder: resume)
+        }
+        defer { withExtendedLifetime((outLock, resumeLock)) {} }
+        for run in Set([out] + (resume.map { [$0] } ?? [])) {
+            let removed = TrainingRun.removeLeftovers(run: run)
+            if !removed.isEmpty, !json { Console.err("removed \(removed.count) leftover temporary file\(removed.count == 1 ? "" : "s") of an interrupted run in \(run)") }
+        }
         let resumeFolder = try resume.map(TrainingRun.resumableFolder)
         let saved = try resumeFolder.map { try TrainingRun.readState(folder: $0) }
         if let saved, let resumeFolder { try TrainingRun.verifyFiles(folder: resumeFolder, state: saved) }
@@ -54,6 +65,8 @@ struct FinetuneCommand: ParsableCommand {
             guard (0..<1).contains(p) else { throw ValidationError("--dropout must be in [0, 1)") }
             config.residualDropout = p; config.embeddingDropout = p; config.attentionDropout = p
         }
+        try config.validate(path: location.configPath)
+        try ModelIO.checkMemory(for: config, floatCopies: 4, purpose: "the weights, gradients and AdamW moments")
         let parameters: GPT2Parameters
         do { parameters = try GPT2Parameters(config: config, stateDict: try ModelIO.readStateDict(location)) } catch {
             throw ModelLoadError.weightsDoNotMatch(weights: location.weightsPath, config: location.configPath ?? "", problem: error)
@@ -85,7 +98,6 @@ struct FinetuneCommand: ParsableCommand {
         if let saved, let resumeFolder {
             try trainer.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: resumeFolder))
         }
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let save = { (folder: String?) throws -> String in
             if let folder {
                 try TrainingRun.save(trainer, to: folder, format: format, config: originalConfig, dropout: dropoutOverride,

@@ -21,8 +21,12 @@ struct InitCommand: ParsableCommand {
             if let configPath {
                 config = try GPT2Config(jsonData: readConfigBytes(path: configPath), path: configPath)
             }
+            try config.validate(path: configPath)
+            try ModelIO.checkMemory(for: config, floatCopies: 1, purpose: "the weights")
             let parameters = GPT2Parameters(config: config, seed: seed)
             let files = tokenizer.map { t in ModelLocation.tokenizerFileNames.map { t + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) } } ?? []
+            let lock = try RunFolderLock(folder: out)
+            defer { withExtendedLifetime(lock) {} }
             let written = try ModelIO.writeFolder(parameters, to: out, format: format, tokenizerFiles: files)
             for w in written { Console.out("wrote \(w)") }
         }
