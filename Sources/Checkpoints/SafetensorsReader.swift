@@ -74,6 +74,9 @@ public enum SafetensorsReader {
                 p.skipSpace()
                 try p.expect(UInt8(ascii: ":"))
                 p.skipSpace()
+                guard name.utf8.count <= InputLimits.maximumTensorNameBytes else {
+                    throw SafetensorsError.invalidHeader(path: path, reason: "a tensor name of \(name.utf8.count) bytes (at most \(InputLimits.maximumTensorNameBytes) are accepted)")
+                }
                 guard seen.insert(name).inserted else { throw SafetensorsError.invalidHeader(path: path, reason: "duplicate key '\(name)'") }
                 if name == "__metadata__" {
                     guard case let .object(m) = try p.value(depth: 1) else {

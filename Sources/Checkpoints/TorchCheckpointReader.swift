@@ -111,6 +111,9 @@ public enum TorchCheckpointReader {
         var out = StateDict()
         for (key, value) in dict.entries {
             guard let name = key.string else { throw .unexpectedObject(path: path, reason: "state dict key is not a string") }
+            guard name.utf8.count <= InputLimits.maximumTensorNameBytes else {
+                throw .unexpectedObject(path: path, reason: "a state dict key of \(name.utf8.count) bytes (at most \(InputLimits.maximumTensorNameBytes) are accepted)")
+            }
             guard !out.contains(name) else { throw .unexpectedObject(path: path, reason: "tensor '\(name)' appears twice") }
             out[name] = try tensor(value, name: name, path: path, budget: budget, storage: storage)
         }

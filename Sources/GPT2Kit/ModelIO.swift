@@ -55,8 +55,12 @@ public enum ModelIO {
     public static func loadParameters(_ location: ModelLocation) throws -> GPT2Parameters {
         let config = try readConfig(location)
         try config.validate(path: location.configPath)
-        try checkMemory(for: config, floatCopies: 2, purpose: "the weights and gradients")
         let dict = try readStateDict(location)
+        // Weights smaller than the config fail the name/shape check before anything is allocated; otherwise the
+        // model's buffers are about to be allocated, so check that they fit.
+        if dict.totalElementCount >= config.checkedParameterCount ?? Int.max {
+            try checkMemory(for: config, floatCopies: 2, purpose: "the weights and gradients")
+        }
         do {
             return try GPT2Parameters(config: config, stateDict: dict)
         } catch {

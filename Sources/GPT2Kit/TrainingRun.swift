@@ -158,10 +158,13 @@ public enum TrainingRun {
         return removed
     }
 
-    /// The checkpoint folder to resume from: `path` itself when it holds `trainer_state/`, else its newest `checkpoint-N/`.
+    /// The checkpoint folder to resume from: the newest complete save among `path` itself (when it holds
+    /// `trainer_state/`) and its `checkpoint-N/` folders. A save whose files do not match its `trainer_state.json`
+    /// (the process died while writing it) is passed over for the next newest; when every save is torn, the
+    /// newest one's error is thrown.
     public static func resumableFolder(_ path: String) throws -> String {
         let fm = FileManager.default
-        var candidates: [(Int, String)] = []
+        var candidates: [(step: Int, folder: String)] = []
         if let saved = try? readState(folder: path) { candidates.append((saved.progress.step, path)) }
         for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix("checkpoint-") {
             if let n = Int(name.dropFirst("checkpoint-".count)),
@@ -169,8 +172,16 @@ public enum TrainingRun {
                 candidates.append((n, path + "/" + name))
             }
         }
-        guard let best = candidates.max(by: { $0.0 < $1.0 }) else { throw TrainingRunError.nothingToResume(path: path) }
-        return best.1
+        var firstError: Error?
+        for candidate in candidates.sorted(by: { $0.step > $1.step }) {
+            do {
+                try verifyFiles(folder: candidate.folder, state: try readState(folder: candidate.folder))
+                return candidate.folder
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        throw firstError ?? TrainingRunError.nothingToResume(path: path)
     }
 
     /// Reads `folder/trainer_state/trainer_state.json`.
