@@ -262,6 +262,30 @@ import Glibc
         #expect(throws: TrainingRunError.folderInUse(path: dir + "/run")) { try RunFolderLock(folder: dir + "/run") }
     }
 
+    // MARK: 9. A mapped file that shrinks
+
+    @Test func weightsTruncatedWhileInUseEndWithAnErrorLineNotACrash() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let executable = CommandTests.executable else { Issue.record("no gpt2kit executable"); return }
+        for (attempt, delay) in [0, 20_000, 60_000, 150_000].enumerated() {
+            let folder = dir + "/m\(attempt)"
+            try FileManager.default.copyItem(atPath: Fixtures.path("tiny-gpt2"), toPath: folder)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["eval", "--model", folder, "--tokenizer", Self.tokenizer, "--context", "a", "--label", "b"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32(delay))
+            #expect(truncate(folder + "/model.safetensors", 4096) == 0)
+            process.waitUntilExit()
+            // Depending on the moment: refused at open, SIGBUS turned into an error line, or already done.
+            #expect(process.terminationReason == .exit && process.terminationStatus <= 1,
+                    "delay \(delay) µs: \(process.terminationReason == .exit ? "status" : "signal") \(process.terminationStatus)")
+        }
+    }
+
     // MARK: 8. Leftovers of killed runs, and kill-and-resume
 
     static func leftovers(in run: String) -> [String] {
