@@ -12,8 +12,13 @@ public final class GPT2Model {
     public let config: GPT2Config
     /// The weights (one flat buffer).
     public let parameters: GPT2Parameters
-    /// d(loss)/d(parameters), same layout as `parameters.storage`; `backward()` accumulates into it.
+    /// d(loss)/d(trained parameters): the trained base tensors packed in layout order (the same layout as
+    /// `parameters.storage` when everything is trained), then the adapter's A and B. `backward()` accumulates.
     public let gradients: FloatBuffer
+    /// Which base parameters are trained (frozen ones get no gradient and no weight product in backward).
+    public let trainable: TrainableParameters
+    /// The LoRA adapter applied beside the base projections, if any (its matrices are always trained).
+    public let adapter: LoRAAdapter?
     /// The MLP activation named by the config.
     public let activation: Activation
 
@@ -34,14 +39,45 @@ public final class GPT2Model {
     private var logitsAreComplete = false, wantsAllLogits = true
     private var scoredRows: [Int] = []
     private var wasTraining = false, seed: UInt64 = 0
+    /// Adapter activations: h = x·Aᵀ of every module (N, r), then scratch dh (N, r), dropped x and its gradient (N, max(C, F)).
+    private var adapterActs: FloatBuffer?
+    /// Packed gradient range of each global tensor and of each layer tensor (nil: frozen).
+    private let globalGradients: [Range<Int>?]
+    private let layerGradients: [[Range<Int>?]]
+    /// Blocks below this one need no backward (nothing trained there or below).
+    private let lowestTrainedLayer: Int
 
-    /// A model over existing parameters (the config must be the one they were made for).
-    public init(parameters: GPT2Parameters) throws(ConfigError) {
+    /// A model over existing parameters (the config must be the one they were made for), training `trainable`
+    /// (default: everything) and, when given, an adapter beside the base projections.
+    public init(parameters: GPT2Parameters, trainable: TrainableParameters? = nil, adapter: LoRAAdapter? = nil) throws(ConfigError) {
         try parameters.config.validate()
         self.config = parameters.config
         self.parameters = parameters
         self.activation = try parameters.config.activation()
-        self.gradients = FloatBuffer(count: parameters.layout.totalCount)
+        let layout = parameters.layout
+        let trainable = trainable ?? .all(layout)
+        precondition(trainable.packedRanges.count == layout.entries.count, "trainable set of another layout")
+        self.trainable = trainable
+        self.adapter = adapter
+        self.gradients = FloatBuffer(count: trainable.count + (adapter?.parameterCount ?? 0))
+        var globals = [Range<Int>?](repeating: nil, count: GPT2ParameterLayout.GlobalTensor.allCases.count)
+        var layers = [[Range<Int>?]](repeating: [Range<Int>?](repeating: nil, count: GPT2ParameterLayout.LayerTensor.allCases.count),
+                                     count: parameters.config.layerCount)
+        var lowest = parameters.config.layerCount
+        for (e, packed) in zip(layout.entries, trainable.packedRanges) {
+            switch e.role {
+            case .global(let g):
+                globals[g.rawValue] = packed
+                if packed != nil, g == .wte || g == .wpe { lowest = 0 }
+            case .layer(let l, let t):
+                layers[l][t.rawValue] = packed
+                if packed != nil { lowest = min(lowest, l) }
+            }
+        }
+        for m in adapter?.modules ?? [] { lowest = min(lowest, m.layer) }
+        globalGradients = globals
+        layerGradients = layers
+        lowestTrainedLayer = lowest
         self.ids = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
     }
 
@@ -56,9 +92,30 @@ public final class GPT2Model {
     /// Parameter table (names, shapes, offsets).
     public var layout: GPT2ParameterLayout { parameters.layout }
 
-    /// The gradient of the parameter named `name`, or nil.
+    /// The gradient of the base parameter named `name`, or nil (unknown or frozen).
     public func gradient(named name: String) -> UnsafeMutableBufferPointer<Float>? {
-        layout.entry(named: name).map { gradients[$0.range] }
+        guard let i = layout.entries.firstIndex(where: { $0.name == name }), let packed = trainable.packedRanges[i] else { return nil }
+        return gradients[packed]
+    }
+
+    /// The adapter's gradients, laid out like `adapter.storage`.
+    public var adapterGradients: UnsafeMutableBufferPointer<Float> { gradients[trainable.count ..< gradients.count] }
+
+    /// The trained floats, as buffers whose concatenation lines up with `gradients`.
+    public var trainableSegments: [UnsafeMutableBufferPointer<Float>] {
+        var segments = trainable.runs(layout).map { parameters.storage[$0.parameters] }
+        if let adapter, adapter.parameterCount > 0 { segments.append(adapter.storage.buffer) }
+        return segments
+    }
+
+    /// (name, range in `gradients`) of every trained tensor, for weight-decay masks.
+    public var trainableNamedRanges: [(name: String, range: Range<Int>)] {
+        var out: [(String, Range<Int>)] = []
+        for (e, packed) in zip(layout.entries, trainable.packedRanges) { if let packed { out.append((e.name, packed)) } }
+        for t in adapter?.namedTensors ?? [] {
+            out.append((t.name, trainable.count + t.range.lowerBound ..< trainable.count + t.range.upperBound))
+        }
+        return out
     }
 
     /// Sets every gradient to zero (once per optimizer step; `backward()` accumulates).
@@ -143,6 +200,61 @@ public final class GPT2Model {
         table = t
         batchSize = B
         sequenceLength = T
+        if let adapter {
+            let N = B * T, r = adapter.configuration.rank
+            let wide = adapter.configuration.dropout > 0 ? 2 * N * max(config.embeddingSize, config.feedForwardSize) : 0
+            let needed = (adapter.modules.count + 1) * N * r + wide
+            if (adapterActs?.count ?? -1) < needed { adapterActs = FloatBuffer(count: needed) }
+        }
+    }
+
+    /// Adds the adapter's update of module `kind` in block `layer` to `out` (the base projection's output of `inp`).
+    private func adapterForward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
+                                out: UnsafeMutableBufferPointer<Float>, N: Int) {
+        guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
+        let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
+        let index = adapter.modules.firstIndex(of: m) ?? 0
+        var x = inp
+        let p = dropoutP(adapter.configuration.dropout)
+        if p > 0 {
+            let dropped = W.slice((adapter.modules.count + 1) * N * r, N * C)
+            Dropout.forward(out: dropped, inp: inp, N: N * C, p: p, seed: adapterSeed(layer, kind))
+            x = dropped.readOnly
+        }
+        let A = adapter.storage.buffer
+        LowRankAdapter.forward(out: out, h: W.slice(index * N * r, N * r), inp: x,
+                               a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
+                               N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+    }
+
+    /// Backward of `adapterForward`: accumulates the adapter's gradients and its share of `dinp`.
+    private func adapterBackward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
+                                 dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>, N: Int) {
+        guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
+        let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
+        let index = adapter.modules.firstIndex(of: m) ?? 0
+        let M = adapter.modules.count
+        let A = adapter.storage.buffer, G = adapterGradients
+        let p = dropoutP(adapter.configuration.dropout)
+        let a = UnsafeBufferPointer(rebasing: A[m.a]), b = UnsafeBufferPointer(rebasing: A[m.b])
+        let h = W.slice(index * N * r, N * r).readOnly, dh = W.slice(M * N * r, N * r)
+        if p > 0 {
+            let wide = max(config.embeddingSize, config.feedForwardSize)
+            let dropped = W.slice((M + 1) * N * r, N * C), ddropped = W.slice((M + 1) * N * r + N * wide, N * C)
+            Dropout.forward(out: dropped, inp: inp, N: N * C, p: p, seed: adapterSeed(layer, kind))
+            ddropped.update(repeating: 0)
+            LowRankAdapter.backward(dinp: ddropped, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: dropped.readOnly, h: h,
+                                    a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+            Dropout.backward(dinp: dinp, dout: ddropped.readOnly, N: N * C, p: p, seed: adapterSeed(layer, kind))
+        } else {
+            LowRankAdapter.backward(dinp: dinp, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: inp, h: h,
+                                    a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+        }
+    }
+
+    /// Dropout seed of the adapter on module `kind` of block `layer` (its own sites, apart from the base model's).
+    private func adapterSeed(_ layer: Int, _ kind: LoRAModuleKind) -> UInt64 {
+        Dropout.siteSeed(seed ^ 0x4C6F_5241_4164_6170, site: 4 * layer + kind.rawValue)
     }
 
     /// Attention scale of block `layer`: 1/√(head size) if `scale_attn_weights`, times 1/(layer+1) if
@@ -183,17 +295,21 @@ public final class GPT2Model {
             LayerNorm.forward(out: ln1, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), inp: residual,
                               weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
             MatMul.forward(out: qkv, inp: ln1.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
+            adapterForward(l, .attention, inp: ln1.readOnly, out: qkv, N: N)
             Attention.forward(out: atty, att: a(l, .att), qkv: qkv.readOnly, keyMask: mask, scratch: a(.scratch),
                               B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l),
                               dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
             MatMul.forward(out: attproj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
+            adapterForward(l, .attentionProjection, inp: atty.readOnly, out: attproj, N: N)
             if pResid > 0 { Dropout.forward(out: attproj, inp: attproj.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l)) }
             Residual.forward(out: residual2, a: residual, b: attproj.readOnly, N: N * C)
             LayerNorm.forward(out: ln2, mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), inp: residual2.readOnly,
                               weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
             MatMul.forward(out: fch, inp: ln2.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
+            adapterForward(l, .feedForward, inp: ln2.readOnly, out: fch, N: N)
             activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
             MatMul.forward(out: fcproj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
+            adapterForward(l, .feedForwardProjection, inp: fchAct.readOnly, out: fcproj, N: N)
             if pResid > 0 { Dropout.forward(out: fcproj, inp: fcproj.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l)) }
             Residual.forward(out: residual3, a: residual2.readOnly, b: fcproj.readOnly, N: N * C)
             residual = residual3.readOnly
@@ -257,8 +373,8 @@ public final class GPT2Model {
         }
         func w(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(x)) }
         func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
-        func dw(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float> { D[P.layout.range(x)] }
-        func dw(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float> { D[P.layout.range(layer: l, x)] }
+        func dw(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float>? { globalGradients[x.rawValue].map { D[$0] } }
+        func dw(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float>? { layerGradients[l][x.rawValue].map { D[$0] } }
         guard targetCount > 0 else { return }
 
         let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
@@ -289,7 +405,7 @@ public final class GPT2Model {
         let lastResidual = L > 0 ? a(L - 1, .residual3) : a(.encoded)
         LayerNorm.backward(dinp: dres, dweight: dw(.lnfWeight), dbias: dw(.lnfBias), dout: dlnf.readOnly, inp: lastResidual,
                            weight: w(.lnfWeight), mean: a(.lnfMean), rstd: a(.lnfRstd), N: N, C: C)
-        for l in stride(from: L - 1, through: 0, by: -1) {
+        for l in stride(from: L - 1, through: lowestTrainedLayer, by: -1) {
             let residual = l > 0 ? a(l - 1, .residual3) : a(.encoded)
             // MLP: residual3 = residual2 + dropout(fchAct · Wproj + b)
             var dproj = dres.readOnly
@@ -301,11 +417,13 @@ public final class GPT2Model {
             let dfchAct = zeroed(.dfchAct) // (N, F)
             MatMul.backward(dinp: dfchAct, dweight: dw(l, .fcProjWeight), dbias: dw(l, .fcProjBias), dout: dproj,
                             inp: a(l, .fchAct), weight: w(l, .fcProjWeight), N: N, C: F, OC: C)
+            adapterBackward(l, .feedForwardProjection, inp: a(l, .fchAct), dout: dproj, dinp: dfchAct, N: N)
             let dfch = zeroed(.dfch) // (N, F)
             activation.backward(dinp: dfch, inp: a(l, .fch), dout: dfchAct.readOnly, N: N * F)
             var dln = zeroed(.dln) // (N, C)
             MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
                             inp: a(l, .ln2), weight: w(l, .fcWeight), N: N, C: C, OC: F)
+            adapterBackward(l, .feedForward, inp: a(l, .ln2), dout: dfch.readOnly, dinp: dln, N: N)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln2Weight), dbias: dw(l, .ln2Bias), dout: dln.readOnly,
                                inp: a(l, .residual2), weight: w(l, .ln2Weight), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), N: N, C: C)
             // attention: residual2 = residual + dropout(atty · Wproj + b)
@@ -318,15 +436,18 @@ public final class GPT2Model {
             let datty = zeroed(.datty) // (N, C)
             MatMul.backward(dinp: datty, dweight: dw(l, .attnProjWeight), dbias: dw(l, .attnProjBias), dout: dproj,
                             inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C)
+            adapterBackward(l, .attentionProjection, inp: a(l, .atty), dout: dproj, dinp: datty, N: N)
             let dqkv = zeroed(.dqkv) // (N, 3C)
             Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), att: a(l, .att), keyMask: mask, scratch: scratch,
                                B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
             dln = zeroed(.dln)
             MatMul.backward(dinp: dln, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
                             inp: a(l, .ln1), weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
+            adapterBackward(l, .attention, inp: a(l, .ln1), dout: dqkv.readOnly, dinp: dln, N: N)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln.readOnly,
                                inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)
         }
+        guard lowestTrainedLayer == 0, dw(.wte) != nil || dw(.wpe) != nil else { return }
         var dencoded = dres.readOnly
         if pEmbd > 0 {
             let t = zeroed(.dtemp)

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Tensors
 
 extension GPT2Parameters {
     /// Freshly initialised parameters as transformers' `GPT2PreTrainedModel._init_weights` does: weights and
@@ -7,15 +8,8 @@ extension GPT2Parameters {
     /// biases 0, LayerNorm weights 1. Deterministic for a given `seed` (not torch's random stream).
     public convenience init(config: GPT2Config, seed: UInt64) {
         self.init(config: config)
-        var state = seed
-        func nextUniform() -> Double { // SplitMix64 → (0, 1)
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return (Double(z >> 11) + 0.5) / 9_007_199_254_740_992
-        }
+        var generator = SplitMix64(state: seed)
+        func nextUniform() -> Double { generator.nextOpenUnit() }
         let std = config.initializerRange
         let projectionStd = std / (2 * Double(config.layerCount)).squareRoot()
         for e in layout.entries {

@@ -1,3 +1,5 @@
+import Tensors
+
 /// xoshiro256** (Blackman & Vigna, 2018), seeded from one 64-bit value through SplitMix64 as its authors
 /// recommend. Deterministic across platforms, so a `--seed` reproduces a sample exactly.
 public struct Xoshiro256StarStar: RandomNumberGenerator, Sendable, Equatable {
@@ -5,15 +7,8 @@ public struct Xoshiro256StarStar: RandomNumberGenerator, Sendable, Equatable {
 
     /// A generator whose whole stream is fixed by `seed`.
     public init(seed: UInt64) {
-        var x = seed
-        func splitMix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s0 = splitMix(); s1 = splitMix(); s2 = splitMix(); s3 = splitMix()
+        var x = SplitMix64(state: seed)
+        s0 = x.next(); s1 = x.next(); s2 = x.next(); s3 = x.next()
     }
 
     /// The next 64 random bits.

@@ -25,14 +25,19 @@ public enum Encoder {
         }
     }
 
-    /// dwte[tokens[b,t]] += dout[b,t]; dwpe[positionOffset + t] += dout[b,t].
+    /// dwte[tokens[b,t]] += dout[b,t]; dwpe[positionOffset + t] += dout[b,t]. A nil table is frozen.
     public static func backward(
-        dwte: UnsafeMutableBufferPointer<Float>, // (V, C)
-        dwpe: UnsafeMutableBufferPointer<Float>, // (maxT, C)
+        dwte: UnsafeMutableBufferPointer<Float>?, // (V, C)
+        dwpe: UnsafeMutableBufferPointer<Float>?, // (maxT, C)
         dout: UnsafeBufferPointer<Float>,        // (B, T, C)
         tokens: UnsafeBufferPointer<Int32>,      // (B, T)
         B: Int, T: Int, C: Int, positionOffset: Int = 0
     ) {
+        guard let dwte, let dwpe else {
+            if let dwte { accumulate(into: dwte, rows: { b, t in Int(tokens[b * T + t]) }, dout: dout, B: B, T: T, C: C) }
+            if let dwpe { accumulate(into: dwpe, rows: { _, t in positionOffset + t }, dout: dout, B: B, T: T, C: C) }
+            return
+        }
         let V = dwte.count / C
         requireCount(dout, B * T * C, "Encoder.backward dout"); requireCount(dwpe, (positionOffset + T) * C, "Encoder.backward dwpe")
         let dte = dwte.ptr, dpe = dwpe.ptr, d = dout.ptr, ids = tokens.ptr
@@ -47,6 +52,21 @@ public enum Encoder {
                     dwteIx[i] += doutBT[i]
                     dwpeT[i] += doutBT[i]
                 }
+            }
+        }
+    }
+
+    /// table[row(b, t)] += dout[b, t] for one frozen-partner table.
+    private static func accumulate(into table: UnsafeMutableBufferPointer<Float>, rows: (Int, Int) -> Int,
+                                   dout: UnsafeBufferPointer<Float>, B: Int, T: Int, C: Int) {
+        let rowsInTable = table.count / C
+        let dst = table.ptr, d = dout.ptr
+        for b in 0..<B {
+            for t in 0..<T {
+                let r = rows(b, t)
+                precondition(r >= 0 && r < rowsInTable, "row \(r) outside table of \(rowsInTable)")
+                let src = d + (b * T + t) * C, out = dst + r * C
+                for i in 0..<C { out[i] += src[i] }
             }
         }
     }

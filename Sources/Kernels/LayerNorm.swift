@@ -34,11 +34,12 @@ public enum LayerNorm {
         }
     }
 
-    /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`).
+    /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`). A nil dweight/dbias is a frozen
+    /// parameter: its gradient is not computed.
     public static func backward(
         dinp: UnsafeMutableBufferPointer<Float>,    // (N, C)
-        dweight: UnsafeMutableBufferPointer<Float>, // (C)
-        dbias: UnsafeMutableBufferPointer<Float>,   // (C)
+        dweight: UnsafeMutableBufferPointer<Float>?, // (C)
+        dbias: UnsafeMutableBufferPointer<Float>?,   // (C)
         dout: UnsafeBufferPointer<Float>,           // (N, C)
         inp: UnsafeBufferPointer<Float>,            // (N, C)
         weight: UnsafeBufferPointer<Float>,         // (C)
@@ -47,8 +48,14 @@ public enum LayerNorm {
         N: Int, C: Int
     ) {
         requireCount(dinp, N * C, "LayerNorm.backward dinp"); requireCount(dout, N * C, "LayerNorm.backward dout")
-        requireCount(inp, N * C, "LayerNorm.backward inp"); requireCount(dweight, C, "LayerNorm.backward dweight")
-        requireCount(dbias, C, "LayerNorm.backward dbias"); requireCount(mean, N, "LayerNorm.backward mean")
+        requireCount(inp, N * C, "LayerNorm.backward inp"); requireCount(mean, N, "LayerNorm.backward mean")
+        if let dweight { requireCount(dweight, C, "LayerNorm.backward dweight") }
+        if let dbias { requireCount(dbias, C, "LayerNorm.backward dbias") }
+        if dweight == nil || dbias == nil {
+            backwardInputOnly(dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd, N: N, C: C)
+            return
+        }
+        guard let dweight, let dbias else { return }
         let di = dinp.ptr, dw = dweight.ptr, db = dbias.ptr, d = dout.ptr, x = inp.ptr, w = weight.ptr
         let mp = mean.ptr, rp = rstd.ptr
         for n in 0..<N {
@@ -68,6 +75,37 @@ public enum LayerNorm {
                 let dnorm = w[i] * dn[i]
                 db[i] += dn[i]
                 dw[i] += norm * dn[i]
+                din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s
+            }
+        }
+    }
+
+    /// The backward pass when the weight or bias (or both) are frozen: the same arithmetic for what is computed.
+    @inline(never)
+    private static func backwardInputOnly(
+        dinp: UnsafeMutableBufferPointer<Float>, dweight: UnsafeMutableBufferPointer<Float>?, dbias: UnsafeMutableBufferPointer<Float>?,
+        dout: UnsafeBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, weight: UnsafeBufferPointer<Float>,
+        mean: UnsafeBufferPointer<Float>, rstd: UnsafeBufferPointer<Float>, N: Int, C: Int
+    ) {
+        let di = dinp.ptr, d = dout.ptr, x = inp.ptr, w = weight.ptr, mp = mean.ptr, rp = rstd.ptr
+        let dw = dweight?.baseAddress, db = dbias?.baseAddress
+        for n in 0..<N {
+            let dn = d + n * C, xn = x + n * C, din = di + n * C
+            let m = mp[n], s = rp[n]
+            var dnormMean: Float = 0, dnormNormMean: Float = 0
+            for i in 0..<C {
+                let norm = (xn[i] - m) * s
+                let dnorm = w[i] * dn[i]
+                dnormMean += dnorm
+                dnormNormMean += dnorm * norm
+            }
+            dnormMean /= Float(C)
+            dnormNormMean /= Float(C)
+            for i in 0..<C {
+                let norm = (xn[i] - m) * s
+                let dnorm = w[i] * dn[i]
+                if let db { db[i] += dn[i] }
+                if let dw { dw[i] += norm * dn[i] }
                 din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s
             }
         }

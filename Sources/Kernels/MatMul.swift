@@ -39,9 +39,10 @@ public enum MatMul {
     }
 
     /// Accumulates dinp += dout·Wᵀ, dweight += inpᵀ·dout (in the weight's layout), dbias += Σ_rows dout.
+    /// A nil buffer is not computed (a frozen weight or bias costs no product).
     public static func backward(
         dinp: UnsafeMutableBufferPointer<Float>?,   // (N, C)
-        dweight: UnsafeMutableBufferPointer<Float>, // (C, OC) or (OC, C)
+        dweight: UnsafeMutableBufferPointer<Float>?, // (C, OC) or (OC, C)
         dbias: UnsafeMutableBufferPointer<Float>?,  // (OC)
         dout: UnsafeBufferPointer<Float>,           // (N, OC)
         inp: UnsafeBufferPointer<Float>,            // (N, C)
@@ -49,7 +50,7 @@ public enum MatMul {
         N: Int, C: Int, OC: Int, layout: WeightLayout = .inputMajor
     ) {
         requireCount(dout, N * OC, "MatMul.backward dout"); requireCount(inp, N * C, "MatMul.backward inp")
-        requireCount(dweight, C * OC, "MatMul.backward dweight"); requireCount(weight, C * OC, "MatMul.backward weight")
+        requireCount(weight, C * OC, "MatMul.backward weight")
         let d = dout.ptr, x = inp.ptr, w = weight.ptr
         if let dinp {
             requireCount(dinp, N * C, "MatMul.backward dinp")
@@ -62,13 +63,16 @@ public enum MatMul {
                             1, d, Int32(OC), w, Int32(C), 1, dinp.ptr, Int32(C))
             }
         }
-        switch layout {
-        case .inputMajor: // (C,N)·(N,OC)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(C), Int32(OC), Int32(N),
-                        1, x, Int32(C), d, Int32(OC), 1, dweight.ptr, Int32(OC))
-        case .outputMajor: // (OC,N)·(N,C)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(C), Int32(N),
-                        1, d, Int32(OC), x, Int32(C), 1, dweight.ptr, Int32(C))
+        if let dweight {
+            requireCount(dweight, C * OC, "MatMul.backward dweight")
+            switch layout {
+            case .inputMajor: // (C,N)·(N,OC)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(C), Int32(OC), Int32(N),
+                            1, x, Int32(C), d, Int32(OC), 1, dweight.ptr, Int32(OC))
+            case .outputMajor: // (OC,N)·(N,C)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(C), Int32(N),
+                            1, d, Int32(OC), x, Int32(C), 1, dweight.ptr, Int32(C))
+            }
         }
         if let dbias {
             requireCount(dbias, OC, "MatMul.backward dbias")

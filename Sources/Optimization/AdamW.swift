@@ -111,10 +111,23 @@ public final class AdamW {
     /// One update of `parameters` from `gradients` at `learningRate` (default `options.learningRate`;
     /// pass a schedule's value here).
     public func step(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, learningRate: Double? = nil) {
-        precondition(parameters.count == parameterCount && gradients.count == parameterCount,
-                     "AdamW over \(parameterCount) floats got parameters \(parameters.count), gradients \(gradients.count)")
-        guard parameterCount > 0, let p = parameters.baseAddress, let g = gradients.baseAddress,
+        step(parameterSegments: [parameters], gradients: gradients, learningRate: learningRate)
+    }
+
+    /// One update of parameters held in several buffers (the trained tensors of a model with frozen ones, an
+    /// adapter) whose concatenation lines up with `gradients`, `m` and `v`. Element-wise, so splitting the
+    /// parameters into segments does not change any result.
+    public func step(parameterSegments: [UnsafeMutableBufferPointer<Float>], gradients: UnsafeBufferPointer<Float>,
+                     learningRate: Double? = nil) {
+        let total = parameterSegments.reduce(0) { $0 + $1.count }
+        precondition(total == parameterCount && gradients.count == parameterCount,
+                     "AdamW over \(parameterCount) floats got parameters \(total), gradients \(gradients.count)")
+        guard parameterCount > 0, let g = gradients.baseAddress,
               let mp = m.buffer.baseAddress, let vp = v.buffer.baseAddress else { return }
+        // Packed offset where each segment starts.
+        var starts: [Int] = []
+        var offset = 0
+        for s in parameterSegments { starts.append(offset); offset += s.count }
         stepCount += 1
         let lr = learningRate ?? options.learningRate
         let o = options
@@ -126,13 +139,19 @@ public final class AdamW {
         let eps = Float(o.eps)
         let decayFactor = Float(1 - lr * o.weightDecay)
         let w1 = Float(1 - o.beta1), b2 = Float(o.beta2), w2 = Float(1 - o.beta2)
-        for (range, decays) in segments {
-            let decay: Float = decays && o.weightDecay != 0 ? decayFactor : 1
-            // One fused pass per chunk; element-wise, so results do not depend on the chunking.
-            Parallel.forEachChunk(count: range.count) { _, chunk in
-                let start = range.lowerBound + chunk.lowerBound
-                Self.update(p: p + start, g: g + start, m: mp + start, v: vp + start, count: chunk.count,
-                            decay: decay, w1: w1, b2: b2, w2: w2, bc2Sqrt: bc2Sqrt, eps: eps, negStepSize: negStepSize)
+        for (index, segment) in parameterSegments.enumerated() {
+            guard let p = segment.baseAddress else { continue }
+            let base = starts[index]
+            let inSegment = base ..< base + segment.count
+            for (range, decays) in segments where range.overlaps(inSegment) {
+                let part = range.clamped(to: inSegment)
+                let decay: Float = decays && o.weightDecay != 0 ? decayFactor : 1
+                // One fused pass per chunk; element-wise, so results do not depend on the chunking.
+                Parallel.forEachChunk(count: part.count) { _, chunk in
+                    let start = part.lowerBound + chunk.lowerBound
+                    Self.update(p: p + (start - base), g: g + start, m: mp + start, v: vp + start, count: chunk.count,
+                                decay: decay, w1: w1, b2: b2, w2: w2, bc2Sqrt: bc2Sqrt, eps: eps, negStepSize: negStepSize)
+                }
             }
         }
     }

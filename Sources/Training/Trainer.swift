@@ -150,9 +150,9 @@ public final class Trainer {
         self.evalExamples = evalExamples
         self.options = options
         self.padTokenID = padTokenID
-        let entries = model.layout.namedRanges
+        let entries = model.trainableNamedRanges
         let mask = options.exemptBiasesAndNorms ? WeightDecayMask.exemptingBiasesAndNorms(entries) : .all
-        optimizer = AdamW(parameterCount: model.layout.totalCount,
+        optimizer = AdamW(parameterCount: model.gradients.count,
                           options: .init(learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
                                          eps: options.eps, weightDecay: options.weightDecay),
                           decayMask: mask)
@@ -241,7 +241,7 @@ public final class Trainer {
         }
         guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: norm) }
         let lr = schedule.learningRate(base: options.learningRate, step: stepIndex)
-        optimizer.step(parameters: model.parameters.storage.buffer, gradients: UnsafeBufferPointer(grads), learningRate: lr)
+        optimizer.step(parameterSegments: model.trainableSegments, gradients: UnsafeBufferPointer(grads), learningRate: lr)
         progress.step += 1
         let loss = weightedLoss
         progress.losses.append(loss)
@@ -315,11 +315,9 @@ public final class Trainer {
     }
 
     static func splitMix(_ state: inout UInt64) -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var generator = SplitMix64(state: state)
+        defer { state = generator.state }
+        return generator.next()
     }
 
     static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
