@@ -45,6 +45,23 @@ public struct GPT2Config: Sendable, Equatable {
     /// transformers' defaults (GPT-2 124M).
     public init() {}
 
+    /// The shapes of the released GPT-2 checkpoints.
+    public enum Preset: String, Sendable, CaseIterable {
+        case gpt2, gpt2Medium = "gpt2-medium", gpt2Large = "gpt2-large", gpt2XL = "gpt2-xl"
+    }
+
+    /// The config of a released GPT-2 shape (50257 tokens, 1024 positions; 124M, 355M, 774M, 1.5B parameters),
+    /// with transformers' defaults otherwise.
+    public init(preset: Preset) {
+        self.init()
+        switch preset {
+        case .gpt2: (embeddingSize, layerCount, headCount) = (768, 12, 12)
+        case .gpt2Medium: (embeddingSize, layerCount, headCount) = (1024, 24, 16)
+        case .gpt2Large: (embeddingSize, layerCount, headCount) = (1280, 36, 20)
+        case .gpt2XL: (embeddingSize, layerCount, headCount) = (1600, 48, 25)
+        }
+    }
+
     /// A config with the given sizes and transformers' defaults elsewhere.
     public init(vocabularySize: Int, maxPositions: Int, embeddingSize: Int, layerCount: Int, headCount: Int,
                 innerSize: Int? = nil, activationFunction: String = "gelu_new", dropout: Double = 0.1) {

@@ -68,10 +68,25 @@ public enum ModelIO {
         }
     }
 
-    /// Loads a model from a folder or weights file (`configPath` overrides the folder's `config.json`).
-    public static func loadModel(path: String, configPath: String? = nil) throws -> (model: GPT2Model, location: ModelLocation) {
+    /// Loads a model from a folder or weights file (`configPath` overrides the folder's `config.json`), with the
+    /// PEFT/gpt2kit adapter of `adapter` applied unmerged when given. `trainsBase` false gives a model without
+    /// base gradients (inference: half the memory).
+    public static func loadModel(path: String, configPath: String? = nil, adapter: String? = nil,
+                                 trainsBase: Bool = true) throws -> (model: GPT2Model, location: ModelLocation) {
         let location = try ModelLocation(path: path, configPath: configPath)
-        return (try GPT2Model(parameters: try loadParameters(location)), location)
+        let parameters = try loadParameters(location)
+        let lora = try adapter.map { try AdapterFiles.read(folder: $0, modelConfig: parameters.config) }
+        let trainable: TrainableParameters? = trainsBase ? nil : .none(parameters.layout)
+        return (try GPT2Model(parameters: parameters, trainable: trainable, adapter: lora), location)
+    }
+
+    /// The base model of `path` with the adapter of `adapter` merged into its weights (PEFT's `merge_and_unload`).
+    public static func loadMerged(path: String, configPath: String? = nil, adapter: String) throws -> (parameters: GPT2Parameters, location: ModelLocation) {
+        let location = try ModelLocation(path: path, configPath: configPath)
+        let parameters = try loadParameters(location)
+        let lora = try AdapterFiles.read(folder: adapter, modelConfig: parameters.config)
+        lora.merge(into: parameters)
+        return (parameters, location)
     }
 
     /// Loads the tokenizer in `folder` (`vocab.json` + `merges.txt`, or `tokenizer.json`).

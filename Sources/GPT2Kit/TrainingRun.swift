@@ -4,7 +4,8 @@ import Foundation
 /// options), so that `resume` continues bit-identically.
 ///
 /// Layout of a run folder `out/`:
-/// - `model.safetensors` (or the `--format` file), `config.json`, `generation_config.json`, tokenizer files
+/// - `model.safetensors` (or the `--format` file), `config.json`, `generation_config.json`, tokenizer files; for a
+///   LoRA run instead `adapter_model.safetensors` and `adapter_config.json` (PEFT's format, no base weights)
 /// - `trainer_state/optimizer.safetensors` (AdamW `exp_avg`, `exp_avg_sq`, `step`), `trainer_state/trainer_state.json`
 /// - `checkpoint-N/` intermediate checkpoints of the same layout (`--save-every N`)
 /// - `loss_curve.svg`
@@ -22,6 +23,16 @@ public enum TrainingRun {
         /// folder whose files do not match (a save interrupted between files).
         public var weightsCRC32: UInt32?
         public var optimizerCRC32: UInt32?
+        /// For a LoRA run: the adapter's configuration and the base model it trains (absolute path as given).
+        public var lora: LoRAConfiguration?
+        public var baseModel: String?
+        public var baseConfig: String?
+
+        /// The file whose CRC is `weightsCRC32`, relative to the saved folder.
+        public var weightsFileName: String? {
+            if lora != nil { return AdapterFiles.weightsFileName }
+            return ExportFormat(rawValue: exportFormat)?.weightsFileName
+        }
 
         /// Checks what `trainer_state.json` holds before any of it is used: it is not covered by the checksums.
         func validate(path: String) throws {
@@ -36,6 +47,10 @@ public enum TrainingRun {
             guard totalSteps >= 1, progress.step >= 0, progress.step <= totalSteps || options.steps != nil else {
                 throw TrainingRunError.invalidState(path: path, reason: "step \(progress.step) of \(totalSteps) total steps")
             }
+            if let lora {
+                do { try lora.validate() } catch { throw TrainingRunError.invalidState(path: path, reason: "lora: \(error)") }
+                guard baseModel != nil else { throw TrainingRunError.invalidState(path: path, reason: "a LoRA run without baseModel") }
+            }
         }
 
         public init(options: TrainingOptions, progress: TrainerProgress, totalSteps: Int, dropout: Double?, exportFormat: ExportFormat) {
@@ -49,23 +64,61 @@ public enum TrainingRun {
 
     public static let stateFolderName = "trainer_state"
 
-    /// Writes a complete checkpoint of `trainer` into `folder` (created; files replaced atomically).
-    public static func save(_ trainer: Trainer, to folder: String, format: ExportFormat, config: GPT2Config,
-                            dropout: Double?, tokenizerFiles: [String], generationConfigPath: String?) throws {
-        try ModelIO.writeFolder(trainer.model.parameters, to: folder, format: format, config: config,
-                                tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath)
+    /// What a save writes besides `trainer_state/`.
+    public enum Output {
+        /// A complete model folder in `format` (full fine-tuning).
+        case model(format: ExportFormat, config: GPT2Config, tokenizerFiles: [String], generationConfigPath: String?)
+        /// The adapter only, in PEFT's format (LoRA); `baseModel` goes into `adapter_config.json`.
+        case adapter(baseModel: String)
+    }
+
+    /// Writes a complete checkpoint of `trainer` into `folder` (created; files replaced atomically). `state` is the
+    /// run's saved state without progress (it is filled in from the trainer).
+    public static func save(_ trainer: Trainer, to folder: String, output: Output, state: SavedState) throws {
+        let weightsFile: String
+        switch output {
+        case let .model(format, config, tokenizerFiles, generationConfigPath):
+            try ModelIO.writeFolder(trainer.model.parameters, to: folder, format: format, config: config,
+                                    tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath)
+            weightsFile = format.weightsFileName
+        case let .adapter(baseModel):
+            guard let adapter = trainer.model.adapter else { preconditionFailure("an adapter save of a model without adapter") }
+            try AdapterFiles.write(adapter, to: folder, baseModel: baseModel)
+            weightsFile = AdapterFiles.weightsFileName
+        }
         let stateFolder = folder + "/" + stateFolderName
         do { try FileManager.default.createDirectory(atPath: stateFolder, withIntermediateDirectories: true) } catch {
             throw ModelLoadError.cannotWrite(path: stateFolder, reason: error.localizedDescription)
         }
         try SafetensorsWriter.write(trainer.optimizer.exportState(), to: stateFolder + "/optimizer.safetensors")
-        var saved = SavedState(options: trainer.options, progress: trainer.progress, totalSteps: trainer.totalSteps,
-                               dropout: dropout, exportFormat: format)
-        saved.weightsCRC32 = try crc32(ofFile: folder + "/" + format.weightsFileName)
+        var saved = state
+        saved.options = trainer.options
+        saved.progress = trainer.progress
+        saved.totalSteps = trainer.totalSteps
+        saved.weightsCRC32 = try crc32(ofFile: folder + "/" + weightsFile)
         saved.optimizerCRC32 = try crc32(ofFile: stateFolder + "/optimizer.safetensors")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try ModelIO.writeAtomically(try encoder.encode(saved), to: stateFolder + "/trainer_state.json")
+    }
+
+    /// Writes a complete model checkpoint (full fine-tuning) of `trainer` into `folder`.
+    public static func save(_ trainer: Trainer, to folder: String, format: ExportFormat, config: GPT2Config,
+                            dropout: Double?, tokenizerFiles: [String], generationConfigPath: String?) throws {
+        try save(trainer, to: folder, output: .model(format: format, config: config, tokenizerFiles: tokenizerFiles,
+                                                     generationConfigPath: generationConfigPath),
+                 state: SavedState(options: trainer.options, progress: trainer.progress, totalSteps: trainer.totalSteps,
+                                   dropout: dropout, exportFormat: format))
+    }
+
+    /// Writes `run/checkpoint-<step>/` of a full fine-tuning run (see `saveCheckpoint(_:run:output:state:)`).
+    @discardableResult
+    public static func saveCheckpoint(_ trainer: Trainer, run: String, format: ExportFormat, config: GPT2Config,
+                                      dropout: Double?, tokenizerFiles: [String], generationConfigPath: String?) throws -> String {
+        try saveCheckpoint(trainer, run: run, output: .model(format: format, config: config, tokenizerFiles: tokenizerFiles,
+                                                             generationConfigPath: generationConfigPath),
+                           state: SavedState(options: trainer.options, progress: trainer.progress, totalSteps: trainer.totalSteps,
+                                             dropout: dropout, exportFormat: format))
     }
 
     /// Writes an intermediate checkpoint as `run/checkpoint-<step>/`, built in a temporary folder and renamed
@@ -74,15 +127,13 @@ public enum TrainingRun {
     /// system allows it; else the old one is moved aside first and restored by `removeLeftovers` if the
     /// process dies in between).
     @discardableResult
-    public static func saveCheckpoint(_ trainer: Trainer, run: String, format: ExportFormat, config: GPT2Config,
-                                      dropout: Double?, tokenizerFiles: [String], generationConfigPath: String?) throws -> String {
+    public static func saveCheckpoint(_ trainer: Trainer, run: String, output: Output, state: SavedState) throws -> String {
         let fm = FileManager.default
         let name = "checkpoint-\(trainer.progress.step)"
         let final = run + "/" + name
         let temporary = run + "/." + name + partialSuffix
         try? fm.removeItem(atPath: temporary)
-        try save(trainer, to: temporary, format: format, config: config, dropout: dropout,
-                 tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath)
+        try save(trainer, to: temporary, output: output, state: state)
         try replaceFolder(final, with: temporary, aside: run + "/." + name + replacedSuffix)
         return final
     }
@@ -210,8 +261,8 @@ public enum TrainingRun {
     /// Checks that the weights and optimizer files of `folder` are the ones its `trainer_state.json` was saved
     /// with (states written before the checksums existed pass).
     public static func verifyFiles(folder: String, state: SavedState) throws {
-        if let expected = state.weightsCRC32, let format = ExportFormat(rawValue: state.exportFormat) {
-            let path = folder + "/" + format.weightsFileName
+        if let expected = state.weightsCRC32, let name = state.weightsFileName {
+            let path = folder + "/" + name
             guard try crc32(ofFile: path) == expected else { throw TrainingRunError.tornSave(path: path) }
         }
         if let expected = state.optimizerCRC32 {
@@ -233,11 +284,16 @@ public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatabl
     case invalidState(path: String, reason: String)
     case tornSave(path: String)
     case folderInUse(path: String)
+    case folderNotEmpty(path: String)
+    case invalidSetting(String)
 
     public var description: String {
         switch self {
         case let .nothingToResume(p): return "\(p): no trainer_state/ and no checkpoint-N/ folder to resume from"
         case let .invalidState(p, r): return "\(p): unreadable trainer state: \(r)"
+        case let .folderNotEmpty(p):
+            return "\(p): the folder is not empty (an earlier run?); continue it with --resume, or start over with --overwrite"
+        case let .invalidSetting(m): return m
         case let .folderInUse(p): return "\(p): another gpt2kit process is writing into this folder (it is locked); wait for it or choose another folder"
         case let .tornSave(p):
             return "\(p): does not match trainer_state.json (a save was interrupted); resume from the newest checkpoint-N/ instead"

@@ -20,6 +20,8 @@ public final class KVCacheDecoder {
     private let cache: FloatBuffer
     private var work: FloatBuffer
     private var workTokens = 0 // T the work buffers are sized for
+    /// h = x·Aᵀ of the adapter, (N, r).
+    private var adapterScratch = FloatBuffer(count: 0)
     private var tokenIDs: UnsafeMutableBufferPointer<Int32>
 
     private let C: Int, NH: Int, L: Int, V: Int, F: Int, hs: Int
@@ -80,6 +82,17 @@ public final class KVCacheDecoder {
         return cache.slice((layer * 2 + kind) * n, n)
     }
 
+    /// Adds the unmerged LoRA update of module `kind` in block `layer` (when the model has an adapter there).
+    private func adapt(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>, out: UnsafeMutableBufferPointer<Float>, N: Int) {
+        guard let adapter = model.adapter, let m = adapter.module(layer: layer, kind) else { return }
+        let r = adapter.configuration.rank
+        if adapterScratch.count < N * r { adapterScratch = FloatBuffer(count: N * r) }
+        let A = adapter.storage.buffer
+        LowRankAdapter.forward(out: out, h: adapterScratch.slice(0, N * r), inp: inp,
+                               a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
+                               N: N, C: m.inputFeatures, OC: m.outputFeatures, r: r, scale: adapter.configuration.scale)
+    }
+
     /// Work buffer offsets for `T` positions per row.
     private struct Workspace {
         let residual: Range<Int>, ln: Range<Int>, qkv: Range<Int>, atty: Range<Int>, proj: Range<Int>
@@ -124,16 +137,20 @@ public final class KVCacheDecoder {
             LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
                               weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
             MatMul.forwardFewRows(out: qkv, inp: ln.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
+            adapt(l, .attention, inp: ln.readOnly, out: qkv, N: N)
             CachedAttention.forward(out: atty, qkv: qkv.readOnly, keyCache: cacheView(layer: l, kind: 0),
                                     valueCache: cacheView(layer: l, kind: 1), scratch: scratch,
                                     B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: model.attentionScale(layer: l))
             MatMul.forwardFewRows(out: proj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
+            adapt(l, .attentionProjection, inp: atty.readOnly, out: proj, N: N)
             Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
             LayerNorm.forward(out: ln, mean: mean, rstd: rstd, inp: residual.readOnly,
                               weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
             MatMul.forwardFewRows(out: fch, inp: ln.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
+            adapt(l, .feedForward, inp: ln.readOnly, out: fch, N: N)
             model.activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
             MatMul.forwardFewRows(out: proj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
+            adapt(l, .feedForwardProjection, inp: fchAct.readOnly, out: proj, N: N)
             Residual.forward(out: residual, a: residual.readOnly, b: proj.readOnly, N: N * C)
         }
         // final layer norm and logits only for each row's last position

@@ -11,11 +11,12 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Sequences per forward pass.") var batchSize = 8
+    @Option(help: "LoRA adapter folder (PEFT format) applied to the model, unmerged.") var adapter: String?
     @Flag(help: "Print one JSON object {\"loss\", \"label_tokens\"}.") var json = false
 
     func run() throws {
         try reportingErrors {
-            let (gpt2, location) = try ModelIO.loadModel(path: model, configPath: modelOptions.configPath)
+            let (gpt2, location) = try ModelIO.loadModel(path: model, configPath: modelOptions.configPath, adapter: adapter, trainsBase: false)
             let tokenizer = try dataOptions.loadTokenizer(modelFolder: location.folder)
             let examples = try dataOptions.examples(tokenizer: tokenizer, maximumLength: gpt2.config.maxPositions)
             // No Trainer: evaluation needs no optimizer moments (≈ 1 GB for 124M).

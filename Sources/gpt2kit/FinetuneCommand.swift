@@ -32,8 +32,16 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(name: .customLong("no-shuffle"), help: "Keep the data order.") var noShuffle = false
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (with --eval-data).") var evalEvery = 0
     @Option(name: .customLong("save-every"), help: "Write checkpoint-N/ every N steps.") var saveEvery = 0
+    @Option(name: .customLong("save-total-limit"), help: "Keep only the newest N checkpoints.") var saveTotalLimit: Int?
     @Option(name: .customLong("stop-after"), help: "Stop (after saving) once this many steps have run; resume later.") var stopAfter: Int?
+    @Flag(help: "Start a new run in a non-empty --out folder (its checkpoints and trainer state are removed).") var overwrite = false
     @Option(help: "Weights format of the output: safetensors | pytorch | h5.") var format: ExportFormat = .safetensors
+    @Option(name: .customLong("lora-rank"), help: "Train a LoRA adapter of this rank instead of every weight (PEFT format output).") var loraRank: Int?
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (the update is scaled by alpha/r; default r).") var loraAlpha: Double?
+    @Option(name: .customLong("lora-dropout"), help: "Dropout on the adapter's input.") var loraDropout = 0.0
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, matched by suffix as PEFT does.") var loraTargets = "c_attn"
+    @Flag(name: .customLong("lora-rslora"), help: "Scale by alpha/sqrt(r) (rsLoRA).") var loraRSLoRA = false
+    @Option(help: "Train this existing adapter folder further (PEFT or gpt2kit made).") var adapter: String?
     @Option(name: .customLong("log-every"), help: "Plain progress line every N steps (non-TTY).") var logEvery = 1
     @Flag(help: "One JSON object per step on stdout.") var json = false
 
@@ -42,116 +50,83 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     private func train() throws {
-        // One process per run folder: the lock is held until exit (the kernel drops it if the process dies).
-        let outLock = try RunFolderLock(folder: out)
-        var resumeLock: RunFolderLock?
-        if let resume, URL(fileURLWithPath: resume).standardized.path != URL(fileURLWithPath: out).standardized.path {
-            resumeLock = try RunFolderLock(folder: resume)
+        var settings = FineTuningSettings(output: out)
+        settings.model = model
+        settings.configPath = modelOptions.configPath
+        settings.resume = resume
+        settings.overwrite = overwrite
+        settings.tokenizerFolder = dataOptions.tokenizer
+        settings.resumeSteps = steps
+        settings.dropout = dropout
+        settings.format = format
+        settings.saveEvery = saveEvery
+        settings.saveTotalLimit = saveTotalLimit
+        settings.stopAfter = stopAfter
+        settings.adapter = adapter
+        if let loraRank {
+            guard adapter == nil else { throw ValidationError("give --lora-rank for a new adapter or --adapter to continue one, not both") }
+            let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            settings.lora = LoRAConfiguration(rank: loraRank, alpha: loraAlpha, dropout: loraDropout, targetModules: targets, useRSLoRA: loraRSLoRA)
         }
-        defer { withExtendedLifetime((outLock, resumeLock)) {} }
-        for run in Set([out] + (resume.map { [$0] } ?? [])) {
-            let removed = TrainingRun.removeLeftovers(run: run)
-            if !removed.isEmpty, !json { Console.err("removed \(removed.count) leftover temporary file\(removed.count == 1 ? "" : "s") of an interrupted run in \(run)") }
-        }
-        let resumeFolder = try resume.map(TrainingRun.resumableFolder)
-        let saved = try resumeFolder.map { try TrainingRun.readState(folder: $0) }
-        if let saved, let resumeFolder { try TrainingRun.verifyFiles(folder: resumeFolder, state: saved) }
-        guard let modelPath = resumeFolder ?? model else { throw ValidationError("give --model (or --resume)") }
-        let location = try ModelLocation(path: modelPath, configPath: resumeFolder == nil ? modelOptions.configPath : nil)
-        let originalConfig = try ModelIO.readConfig(location)
-        let dropoutOverride = saved?.dropout ?? dropout
-        var config = originalConfig
-        if let p = dropoutOverride {
-            guard (0..<1).contains(p) else { throw ValidationError("--dropout must be in [0, 1)") }
-            config.residualDropout = p; config.embeddingDropout = p; config.attentionDropout = p
-        }
-        try config.validate(path: location.configPath)
-        try ModelIO.checkMemory(for: config, floatCopies: 4, purpose: "the weights, gradients and AdamW moments")
-        let parameters: GPT2Parameters
-        do { parameters = try GPT2Parameters(config: config, stateDict: try ModelIO.readStateDict(location)) } catch {
-            throw ModelLoadError.weightsDoNotMatch(weights: location.weightsPath, config: location.configPath ?? "", problem: error)
-        }
-        let gpt2 = try GPT2Model(parameters: parameters)
-        let tokenizerFolder = dataOptions.tokenizer ?? location.folder
-        let tokenizer = try ModelIO.loadTokenizer(folder: tokenizerFolder)
-        let tokenizerFiles = ModelLocation.tokenizerFileNames.map { tokenizerFolder + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) }
-        let examples = try dataOptions.examples(tokenizer: tokenizer, maximumLength: config.maxPositions)
-        let evalExamples = try evalData.map {
-            try DataOptions.examples(path: $0, tokenizer: tokenizer, maximumLength: config.maxPositions, truncate: dataOptions.truncate)
-        } ?? []
+        if let saveTotalLimit, saveTotalLimit < 1 { throw ValidationError("--save-total-limit must be at least 1") }
+        var options = TrainingOptions()
+        options.learningRate = lr; options.beta1 = beta1; options.beta2 = beta2; options.eps = eps
+        options.weightDecay = weightDecay; options.exemptBiasesAndNorms = exemptBiasNorm
+        options.schedule = schedule; options.warmupSteps = warmup
+        options.batchSize = batchSize; options.gradientAccumulation = gradientAccumulation
+        options.steps = steps; options.epochs = epochs; options.clipNorm = clip
+        options.shuffle = !noShuffle; options.seed = seed; options.evalEvery = evalEvery
+        settings.options = options
 
-        var options: TrainingOptions
-        if let saved {
-            options = saved.options
-            if let steps { options.steps = steps }
-        } else {
-            options = TrainingOptions()
-            options.learningRate = lr; options.beta1 = beta1; options.beta2 = beta2; options.eps = eps
-            options.weightDecay = weightDecay; options.exemptBiasesAndNorms = exemptBiasNorm
-            options.schedule = schedule; options.warmupSteps = warmup
-            options.batchSize = batchSize; options.gradientAccumulation = gradientAccumulation
-            options.steps = steps; options.epochs = epochs; options.clipNorm = clip
-            options.shuffle = !noShuffle; options.seed = seed; options.evalEvery = evalEvery
+        let run = try FineTuningRun(settings: settings) { tokenizer, maximumLength in
+            let train = try dataOptions.examples(tokenizer: tokenizer, maximumLength: maximumLength)
+            let eval = try evalData.map {
+                try DataOptions.examples(path: $0, tokenizer: tokenizer, maximumLength: maximumLength, truncate: dataOptions.truncate)
+            } ?? []
+            return (train, eval)
         }
-        let trainer = try Trainer(model: gpt2, examples: examples, evalExamples: evalExamples, options: options,
-                                  padTokenID: Int32(tokenizer.eosTokenID))
-        if let saved, let resumeFolder {
-            try trainer.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: resumeFolder))
-        }
-        let save = { (folder: String?) throws -> String in
-            if let folder {
-                try TrainingRun.save(trainer, to: folder, format: format, config: originalConfig, dropout: dropoutOverride,
-                                     tokenizerFiles: tokenizerFiles, generationConfigPath: location.generationConfigPath)
-                return folder
-            }
-            return try TrainingRun.saveCheckpoint(trainer, run: out, format: format, config: originalConfig, dropout: dropoutOverride,
-                                                  tokenizerFiles: tokenizerFiles, generationConfigPath: location.generationConfigPath)
-        }
-        if !json {
-            Console.err("fine-tuning \(location.weightsPath): \(examples.count) example\(examples.count == 1 ? "" : "s"), "
-                        + "\(trainer.totalSteps) steps, lr \(options.learningRate), batch \(options.batchSize)×\(options.gradientAccumulation)"
-                        + (saved != nil ? ", resumed at step \(trainer.progress.step)" : ""))
-        }
+        let trainer = run.trainer
         let display = ProgressDisplay(total: trainer.totalSteps, logEvery: logEvery, isTerminal: !json && Console.stderrIsTerminal)
-        var failure: Error?
         do {
-            try trainer.run { report in
-                if json {
-                    var o: [String: Any] = ["step": report.step, "loss": report.loss, "lr": report.learningRate,
-                                            "grad_norm": report.gradientNorm, "tokens_per_s": report.tokensPerSecond, "epoch": report.epoch]
-                    if let e = report.evalLoss { o["eval_loss"] = e }
-                    Console.out(Console.json(o))
-                } else {
-                    var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
-                                  ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                    if let e = report.evalLoss { fields.append(("eval", String(format: "%.4f", e))) }
-                    display.update(step: report.step, fields: fields)
-                }
-                if saveEvery > 0, report.step % saveEvery == 0, report.step < trainer.totalSteps {
-                    let path = try save(nil)
+            try run.run { event in
+                switch event {
+                case let .removedLeftovers(paths):
+                    if !json { Console.err("removed \(paths.count) leftover temporary file\(paths.count == 1 ? "" : "s") of an interrupted run") }
+                case let .started(examples, total, trained, resumedAt):
+                    if !json {
+                        let what = trainer.model.adapter.map { "LoRA r=\($0.configuration.rank) on \($0.modules.count) modules" } ?? "every weight"
+                        Console.err("fine-tuning \(what): \(examples) example\(examples == 1 ? "" : "s"), \(total) steps, "
+                                    + "\(trained) trained parameters, lr \(trainer.options.learningRate), "
+                                    + "batch \(trainer.options.batchSize)×\(trainer.options.gradientAccumulation)"
+                                    + (resumedAt.map { ", resumed at step \($0)" } ?? ""))
+                    }
+                case let .step(report):
+                    if json {
+                        var o: [String: Any] = ["step": report.step, "loss": report.loss, "lr": report.learningRate,
+                                                "grad_norm": report.gradientNorm, "tokens_per_s": report.tokensPerSecond, "epoch": report.epoch]
+                        if let e = report.evalLoss { o["eval_loss"] = e }
+                        Console.out(Console.json(o))
+                    } else {
+                        var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
+                                      ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
+                        if let e = report.evalLoss { fields.append(("eval", String(format: "%.4f", e))) }
+                        display.update(step: report.step, fields: fields)
+                    }
+                case let .checkpointSaved(path):
                     if !json { Console.err("saved \(path)") }
+                case let .checkpointRemoved(path):
+                    if !json { Console.err("removed \(path) (--save-total-limit)") }
                 }
-                if let stopAfter, report.step >= stopAfter { return false }
-                return true
             }
-        } catch {
-            failure = error
+        } catch TrainingError.nonFiniteLoss(let step, let loss) {
+            Console.err("error: \(TrainingError.nonFiniteLoss(step: step, loss: loss))")
+            throw ExitCode.failure
         }
-        if let failure {
-            if case TrainingError.nonFiniteLoss = failure {
-                Console.err("error: \(failure)")
-                throw ExitCode.failure
-            }
-            throw failure
-        }
-        let folder = try save(out)
-        let svg = LossCurve.svg(losses: trainer.progress.losses, evalLosses: trainer.progress.evalLosses.map { ($0.step, $0.loss) },
-                                title: "fine-tuning loss (\(trainer.progress.step) steps)")
-        try ModelIO.writeAtomically(Data(svg.utf8), to: out + "/loss_curve.svg")
         if !json {
             let first = trainer.progress.losses.first.map { String(format: "%.4f", $0) } ?? "-"
             let last = trainer.progress.losses.last.map { String(format: "%.4f", $0) } ?? "-"
-            Console.err("loss \(first) → \(last) after \(trainer.progress.step) steps; wrote \(folder) (\(format.weightsFileName), config, tokenizer, trainer_state/, loss_curve.svg)")
+            let files = trainer.model.adapter != nil ? "adapter_model.safetensors, adapter_config.json" : "\(format.weightsFileName), config, tokenizer"
+            Console.err("loss \(first) → \(last) after \(trainer.progress.step) steps; wrote \(out) (\(files), trainer_state/, loss_curve.svg)")
         }
     }
 }

@@ -7,6 +7,6 @@ struct GPT2KitCommand: ParsableCommand {
         commandName: "gpt2kit",
         abstract: "Import, tokenize, fine-tune, export and sample GPT-2 models on the CPU.",
         subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
-                      EvalCommand.self, FinetuneCommand.self, GenerateCommand.self, InitCommand.self, TokenizerBenchmarkCommand.self]
+                      EvalCommand.self, FinetuneCommand.self, GenerateCommand.self, MergeCommand.self, InitCommand.self, TokenizerBenchmarkCommand.self]
     )
 }

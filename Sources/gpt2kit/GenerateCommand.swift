@@ -21,6 +21,8 @@ struct GenerateCommand: ParsableCommand {
     var config: String?
     @Option(name: .long, help: "Tokenizer folder (vocab.json + merges.txt, or tokenizer.json); default: the model folder.")
     var tokenizer: String?
+    @Option(name: .long, help: "LoRA adapter folder (PEFT format) applied to the model, unmerged.")
+    var adapter: String?
     @Option(name: .long, help: "Text to continue.")
     var prompt: String
     @Option(name: .long, help: "Total length in tokens, prompt included (transformers' max_length).")
@@ -52,7 +54,7 @@ struct GenerateCommand: ParsableCommand {
         if stream && json { throw CommandError("--stream and --json cannot be combined") }
         if stream && numReturnSequences != 1 { throw CommandError("--stream prints one sequence; drop it or use --num-return-sequences 1") }
 
-        let (gptModel, location) = try ModelIO.loadModel(path: model, configPath: config)
+        let (gptModel, location) = try ModelIO.loadModel(path: model, configPath: config, adapter: adapter, trainsBase: false)
         let modelConfig = gptModel.config
         let fileDefaults = try location.generationConfigPath.map { try GenerationConfigFile(path: $0) } ?? GenerationConfigFile()
 

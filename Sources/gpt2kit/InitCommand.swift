@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import GPT2Kit
 
+extension GPT2Config.Preset: ExpressibleByArgument {}
+
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
@@ -11,6 +13,7 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Output folder.") var out: String
     @Option(name: .customLong("config"), help: "config.json to use (default: gpt2 124M: 50257 vocab, 1024 positions, 768, 12 layers, 12 heads).")
     var configPath: String?
+    @Option(help: "gpt2 | gpt2-medium | gpt2-large | gpt2-xl (the released shapes; default gpt2).") var preset: GPT2Config.Preset?
     @Option(help: "Initialisation seed.") var seed: UInt64 = 0
     @Option(help: "safetensors | pytorch | h5.") var format: ExportFormat = .safetensors
     @Option(help: "Copy the tokenizer files of this folder into OUT.") var tokenizer: String?
@@ -18,6 +21,10 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             var config = GPT2Config()
+            if let preset {
+                guard configPath == nil else { throw ValidationError("give --preset or --config, not both") }
+                config = GPT2Config(preset: preset)
+            }
             if let configPath {
                 config = try GPT2Config(jsonData: readConfigBytes(path: configPath), path: configPath)
             }
