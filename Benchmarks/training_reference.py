@@ -7,6 +7,7 @@ torch.set_num_threads(2). Prints the median ms/step over --steps steps after --w
 the peak RSS (ru_maxrss).
 
     python3 Benchmarks/training_reference.py --batch 4 --seq 64 --steps 5 --warmup 1 [--json]
+    python3 Benchmarks/training_reference.py --batch 4 --seq 128 --lora 8 [--preset gpt2-xl]   # PEFT LoRA (peft 0.21)
 """
 import argparse
 import json
@@ -27,14 +28,24 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lora", type=int, default=0, help="PEFT LoRA rank on c_attn, c_proj, c_fc (0: full fine-tuning)")
+    parser.add_argument("--preset", default="gpt2", choices=["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"])
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = GPT2Config()
+    shapes = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16), "gpt2-large": (1280, 36, 20), "gpt2-xl": (1600, 48, 25)}
+    n_embd, n_layer, n_head = shapes[args.preset]
+    config = GPT2Config(n_embd=n_embd, n_layer=n_layer, n_head=n_head)
     model = GPT2LMHeadModel(config)
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
+                                                 target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True,
+                                                 task_type="CAUSAL_LM"))
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
 
     times, losses = [], []
@@ -44,7 +55,7 @@ def main():
         optimizer.zero_grad(set_to_none=False)
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         elapsed = (time.perf_counter() - start) * 1000
         if step >= args.warmup:
@@ -54,7 +65,8 @@ def main():
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     median = statistics.median(times)
     if args.json:
-        print(json.dumps({"implementation": "pytorch", "torch": torch.__version__, "batch": args.batch, "seq": args.seq,
+        print(json.dumps({"implementation": "pytorch" + ("+peft" if args.lora else ""), "torch": torch.__version__,
+                          "model": args.preset, "lora_rank": args.lora, "batch": args.batch, "seq": args.seq,
                           "steps": args.steps, "warmup": args.warmup, "median_ms": round(median, 2),
                           "min_ms": round(min(times), 2), "peak_rss_mb": round(rss_mb), "first_loss": round(losses[0], 4)}))
     else:

@@ -3,6 +3,7 @@
 //
 //     swift build -c release --product training-benchmark
 //     .build/release/training-benchmark --batch 4 --seq 64 --steps 5 --warmup 1 [--json]
+//     .build/release/training-benchmark --batch 4 --seq 128 --lora 8 [--preset gpt2-xl]   # LoRA on c_attn, c_proj, c_fc
 import Foundation
 import GPT2
 import Kernels
@@ -10,8 +11,9 @@ import Optimization
 import Training
 
 struct Arguments {
-    var batch = 1, seq = 9, steps = 5, warmup = 1, seed: UInt64 = 0
+    var batch = 1, seq = 9, steps = 5, warmup = 1, seed: UInt64 = 0, lora = 0
     var json = false, kernels = false
+    var preset = GPT2Config.Preset.gpt2
 
     static func parse(_ args: [String]) -> Result<Arguments, BenchmarkError> {
         var a = Arguments()
@@ -20,6 +22,7 @@ struct Arguments {
             let flag = args[i]
             if flag == "--json" { a.json = true; i += 1; continue }
             if flag == "--kernels" { a.kernels = true; i += 1; continue }
+            if flag == "--preset", i + 1 < args.count, let p = GPT2Config.Preset(rawValue: args[i + 1]) { a.preset = p; i += 2; continue }
             guard i + 1 < args.count, let n = Int(args[i + 1]), n >= 0 else { return .failure(.usage("missing or bad value for \(flag)")) }
             switch flag {
             case "--batch": a.batch = n
@@ -27,6 +30,7 @@ struct Arguments {
             case "--steps": a.steps = n
             case "--warmup": a.warmup = n
             case "--seed": a.seed = UInt64(n)
+            case "--lora": a.lora = n
             default: return .failure(.usage("unknown option \(flag)"))
             }
             i += 2
@@ -40,7 +44,7 @@ enum BenchmarkError: Error, CustomStringConvertible {
     case usage(String)
     var description: String {
         switch self {
-        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--json] [--kernels]"
+        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--lora R] [--preset gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--json] [--kernels]"
         }
     }
 }
@@ -59,9 +63,16 @@ func median(_ xs: [Double]) -> Double {
 }
 
 func run(_ a: Arguments) throws {
-    let config = GPT2Config()
-    let model = try GPT2Model(parameters: GPT2Parameters(config: config, seed: 42))
-    let optimizer = AdamW(parameterCount: model.layout.totalCount, options: .init(learningRate: 1e-4, weightDecay: 0.01))
+    let config = GPT2Config(preset: a.preset)
+    let parameters = GPT2Parameters(config: config, seed: 42)
+    var adapter: LoRAAdapter?
+    if a.lora > 0 {
+        adapter = try LoRAAdapter(configuration: LoRAConfiguration(rank: a.lora, alpha: Double(2 * a.lora), targetModules: ["c_attn", "c_proj", "c_fc"]),
+                                  modelConfig: config)
+        adapter?.initialize(seed: 1)
+    }
+    let model = try GPT2Model(parameters: parameters, trainable: adapter == nil ? nil : .none(parameters.layout), adapter: adapter)
+    let optimizer = AdamW(parameterCount: model.gradients.count, options: .init(learningRate: 1e-4, weightDecay: 0.01))
     var state = a.seed &+ 1
     func nextToken() -> Int32 {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -84,7 +95,7 @@ func run(_ a: Arguments) throws {
         let grads = model.gradients.buffer
         _ = clipGradientNorm(grads, maxNorm: 1.0)
         let t4 = now()
-        optimizer.step(parameters: model.parameters.storage.buffer, gradients: UnsafeBufferPointer(grads))
+        optimizer.step(parameterSegments: model.trainableSegments, gradients: UnsafeBufferPointer(grads))
         let t5 = now()
         guard step >= a.warmup else { continue }
         steps.append(t5 - t0)
@@ -97,12 +108,12 @@ func run(_ a: Arguments) throws {
     let order = ["zero", "forward", "backward", "clip", "adamw"]
     if a.json {
         let phaseText = order.map { "\"\($0)\": \(String(format: "%.2f", median(phases[$0] ?? [0])))" }.joined(separator: ", ")
-        print("{\"implementation\": \"gpt2kit\", \"batch\": \(a.batch), \"seq\": \(a.seq), \"steps\": \(a.steps), \"warmup\": \(a.warmup), "
+        print("{\"implementation\": \"gpt2kit\", \"model\": \"\(a.preset.rawValue)\", \"lora_rank\": \(a.lora), \"trained_parameters\": \(model.gradients.count), \"batch\": \(a.batch), \"seq\": \(a.seq), \"steps\": \(a.steps), \"warmup\": \(a.warmup), "
               + "\"median_ms\": \(String(format: "%.2f", median(steps))), \"min_ms\": \(String(format: "%.2f", steps.min() ?? 0)), "
               + "\"peak_rss_mb\": \(String(format: "%.0f", rss)), \"first_loss\": \(String(format: "%.4f", losses.first ?? .nan)), "
               + "\"phases_median_ms\": {\(phaseText)}}")
     } else {
-        print("GPT-2 124M training step, batch \(a.batch) × \(a.seq) tokens, \(a.steps) steps after \(a.warmup) warm-up")
+        print("\(a.preset.rawValue)\(a.lora > 0 ? " LoRA r=\(a.lora)" : "") training step (\(model.gradients.count) trained floats), batch \(a.batch) × \(a.seq) tokens, \(a.steps) steps after \(a.warmup) warm-up")
         print(String(format: "median %.1f ms/step (min %.1f), peak RSS %.0f MB, first loss %.4f", median(steps), steps.min() ?? 0, rss, losses.first ?? .nan))
         for name in order { print(String(format: "  %-9@ %8.1f ms", name, median(phases[name] ?? [0]))) }
     }
