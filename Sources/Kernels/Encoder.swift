@@ -33,40 +33,23 @@ public enum Encoder {
         tokens: UnsafeBufferPointer<Int32>,      // (B, T)
         B: Int, T: Int, C: Int, positionOffset: Int = 0
     ) {
-        guard let dwte, let dwpe else {
-            if let dwte { accumulate(into: dwte, rows: { b, t in Int(tokens[b * T + t]) }, dout: dout, B: B, T: T, C: C) }
-            if let dwpe { accumulate(into: dwpe, rows: { _, t in positionOffset + t }, dout: dout, B: B, T: T, C: C) }
-            return
-        }
-        let V = dwte.count / C
-        requireCount(dout, B * T * C, "Encoder.backward dout"); requireCount(dwpe, (positionOffset + T) * C, "Encoder.backward dwpe")
-        let dte = dwte.ptr, dpe = dwpe.ptr, d = dout.ptr, ids = tokens.ptr
+        requireCount(dout, B * T * C, "Encoder.backward dout")
+        if let dwpe { requireCount(dwpe, (positionOffset + T) * C, "Encoder.backward dwpe") }
+        let V = (dwte?.count ?? 0) / C
+        let dte = dwte?.baseAddress, dpe = dwpe?.baseAddress, d = dout.ptr, ids = tokens.ptr
         for b in 0..<B {
             for t in 0..<T {
-                let ix = Int(ids[b * T + t])
-                precondition(ix >= 0 && ix < V, "token \(ix) outside vocabulary of \(V)")
                 let doutBT = d + (b * T + t) * C
-                let dwteIx = dte + ix * C
-                let dwpeT = dpe + (positionOffset + t) * C
-                for i in 0..<C {
-                    dwteIx[i] += doutBT[i]
-                    dwpeT[i] += doutBT[i]
+                if let dte {
+                    let ix = Int(ids[b * T + t])
+                    precondition(ix >= 0 && ix < V, "token \(ix) outside vocabulary of \(V)")
+                    let dwteIx = dte + ix * C
+                    for i in 0..<C { dwteIx[i] += doutBT[i] }
                 }
-            }
-        }
-    }
-
-    /// table[row(b, t)] += dout[b, t] for one frozen-partner table.
-    private static func accumulate(into table: UnsafeMutableBufferPointer<Float>, rows: (Int, Int) -> Int,
-                                   dout: UnsafeBufferPointer<Float>, B: Int, T: Int, C: Int) {
-        let rowsInTable = table.count / C
-        let dst = table.ptr, d = dout.ptr
-        for b in 0..<B {
-            for t in 0..<T {
-                let r = rows(b, t)
-                precondition(r >= 0 && r < rowsInTable, "row \(r) outside table of \(rowsInTable)")
-                let src = d + (b * T + t) * C, out = dst + r * C
-                for i in 0..<C { out[i] += src[i] }
+                if let dpe {
+                    let dwpeT = dpe + (positionOffset + t) * C
+                    for i in 0..<C { dwpeT[i] += doutBT[i] }
+                }
             }
         }
     }

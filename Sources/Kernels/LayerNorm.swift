@@ -51,44 +51,9 @@ public enum LayerNorm {
         requireCount(inp, N * C, "LayerNorm.backward inp"); requireCount(mean, N, "LayerNorm.backward mean")
         if let dweight { requireCount(dweight, C, "LayerNorm.backward dweight") }
         if let dbias { requireCount(dbias, C, "LayerNorm.backward dbias") }
-        if dweight == nil || dbias == nil {
-            backwardInputOnly(dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd, N: N, C: C)
-            return
-        }
-        guard let dweight, let dbias else { return }
-        let di = dinp.ptr, dw = dweight.ptr, db = dbias.ptr, d = dout.ptr, x = inp.ptr, w = weight.ptr
+        // A frozen weight or bias (nil) is skipped; the arithmetic of what is computed is the same either way.
+        let di = dinp.ptr, dw = dweight?.baseAddress, db = dbias?.baseAddress, d = dout.ptr, x = inp.ptr, w = weight.ptr
         let mp = mean.ptr, rp = rstd.ptr
-        for n in 0..<N {
-            let dn = d + n * C, xn = x + n * C, din = di + n * C
-            let m = mp[n], s = rp[n]
-            var dnormMean: Float = 0, dnormNormMean: Float = 0
-            for i in 0..<C {
-                let norm = (xn[i] - m) * s
-                let dnorm = w[i] * dn[i]
-                dnormMean += dnorm
-                dnormNormMean += dnorm * norm
-            }
-            dnormMean /= Float(C)
-            dnormNormMean /= Float(C)
-            for i in 0..<C {
-                let norm = (xn[i] - m) * s
-                let dnorm = w[i] * dn[i]
-                db[i] += dn[i]
-                dw[i] += norm * dn[i]
-                din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s
-            }
-        }
-    }
-
-    /// The backward pass when the weight or bias (or both) are frozen: the same arithmetic for what is computed.
-    @inline(never)
-    private static func backwardInputOnly(
-        dinp: UnsafeMutableBufferPointer<Float>, dweight: UnsafeMutableBufferPointer<Float>?, dbias: UnsafeMutableBufferPointer<Float>?,
-        dout: UnsafeBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, weight: UnsafeBufferPointer<Float>,
-        mean: UnsafeBufferPointer<Float>, rstd: UnsafeBufferPointer<Float>, N: Int, C: Int
-    ) {
-        let di = dinp.ptr, d = dout.ptr, x = inp.ptr, w = weight.ptr, mp = mean.ptr, rp = rstd.ptr
-        let dw = dweight?.baseAddress, db = dbias?.baseAddress
         for n in 0..<N {
             let dn = d + n * C, xn = x + n * C, din = di + n * C
             let m = mp[n], s = rp[n]

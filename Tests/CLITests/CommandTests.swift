@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GPT2Kit
 import Testing
 import TestSupport
@@ -35,7 +38,8 @@ import TestSupport
         return candidates.map { $0.appendingPathComponent("gpt2kit").path }.first { fm.isExecutableFile(atPath: $0) }
     }()
 
-    static func run(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
+    /// Runs the built `gpt2kit`; a command still running after `seconds` is killed and recorded as a hang.
+    static func run(_ arguments: [String], seconds: Double = 600, sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
         guard let executable else {
             Issue.record("gpt2kit executable not found next to the test bundle or in .build/debug; run `swift build --build-tests` first",
                          sourceLocation: sourceLocation)
@@ -54,6 +58,12 @@ import TestSupport
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("gpt2kit \(arguments.joined(separator: " ")) was still running after \(seconds) s (a hang)", sourceLocation: sourceLocation)
+        }
         process.waitUntilExit()
         try out.close(); try err.close()
         return Result(status: process.terminationStatus, exited: process.terminationReason == .exit,

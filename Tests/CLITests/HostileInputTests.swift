@@ -12,37 +12,8 @@ import Glibc
 @Suite(.serialized) struct HostileInputTests {
     static let tokenizer = Fixtures.path("gpt2-tokenizer")
 
-    /// Runs the built `gpt2kit` with a deadline; a command still running after `seconds` is killed and recorded.
     static func run(_ arguments: [String], seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandTests.Result {
-        guard let executable = CommandTests.executable else {
-            Issue.record("gpt2kit executable not found; run `swift build --build-tests` first", sourceLocation: sourceLocation)
-            throw CancellationError()
-        }
-        let dir = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let outPath = dir + "/stdout", errPath = dir + "/stderr"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        let out = try #require(FileHandle(forWritingAtPath: outPath)), err = try #require(FileHandle(forWritingAtPath: errPath))
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            Issue.record("gpt2kit \(arguments.joined(separator: " ")) was still running after \(seconds) s (a hang)", sourceLocation: sourceLocation)
-        }
-        process.waitUntilExit()
-        try out.close(); try err.close()
-        return CommandTests.Result(status: process.terminationStatus, exited: process.terminationReason == .exit,
-                                   stdout: String(decoding: try Data(contentsOf: URL(fileURLWithPath: outPath)), as: UTF8.self),
-                                   stderr: String(decoding: try Data(contentsOf: URL(fileURLWithPath: errPath)), as: UTF8.self))
+        try CommandTests.run(arguments, seconds: seconds, sourceLocation: sourceLocation)
     }
 
     /// Expects a clean refusal: the process exited (no signal) with status 1 and one `error:` line mentioning `text`.

@@ -1,14 +1,4 @@
-/// SplitMix64: a tiny seeded generator so random tests are reproducible and cannot flake.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    public var state: UInt64
+import Tensors
 
-    public init(state: UInt64) { self.state = state }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A tiny seeded generator so random tests are reproducible and cannot flake: the library's SplitMix64.
+public typealias SeededGenerator = SplitMix64
