@@ -3,7 +3,7 @@ import Tensors
 
 /// A weight file format, recognised by its first bytes.
 public enum CheckpointFormat: String, Sendable, CaseIterable {
-    case safetensors, pytorchZip, pytorchLegacy, kerasHDF5
+    case safetensors, pytorchZip, pytorchLegacy, kerasHDF5, gguf
 
     /// Identifies the file at `path` from its magic bytes (not its name).
     public static func detect(path: String) throws -> CheckpointFormat {
@@ -24,6 +24,7 @@ public enum CheckpointFormat: String, Sendable, CaseIterable {
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .pytorchZip }
         if head.starts(with: TorchCheckpointReader.legacyMagic) { return .pytorchLegacy }
         if head.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) { return .kerasHDF5 }
+        if head.starts(with: Array("GGUF".utf8)) { return .gguf }
         // safetensors: little-endian header length, then '{'.
         if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }
         return nil
@@ -38,6 +39,7 @@ public enum CheckpointReader {
         case .safetensors: return try SafetensorsReader.read(path: path)
         case .pytorchZip, .pytorchLegacy: return try TorchCheckpointReader.read(path: path)
         case .kerasHDF5: return try KerasHDF5.read(path: path)
+        case .gguf: return try GGUF.read(path: path).stateDict()
         }
     }
 }

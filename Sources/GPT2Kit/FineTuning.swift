@@ -150,7 +150,7 @@ public final class FineTuningRun {
         }
         let gpt2 = try GPT2Model(parameters: parameters, trainable: isAdapterRun ? .none(parameters.layout) : nil, adapter: adapter)
         let tokenizerFolder = settings.tokenizerFolder ?? location.folder
-        tokenizer = try ModelIO.loadTokenizer(folder: tokenizerFolder)
+        tokenizer = try ModelIO.loadTokenizer(for: location, override: settings.tokenizerFolder)
         let (examples, evalExamples) = try data(tokenizer, config.maxPositions)
 
         var options: TrainingOptions
@@ -178,7 +178,9 @@ public final class FineTuningRun {
             state.exportFormat = format.rawValue
             let tokenizerFiles = ModelLocation.tokenizerFileNames.map { tokenizerFolder + "/" + $0 }.filter(InputFile.isRegularFile)
             output = .model(format: format, config: originalConfig, tokenizerFiles: tokenizerFiles,
-                            generationConfigPath: location.generationConfigPath)
+                            generationConfigPath: location.generationConfigPath,
+                            tokenizerData: location.weightsKind == .gguf && settings.tokenizerFolder == nil
+                                ? try GGUFModel.read(path: location.weightsPath).tokenizerFiles : [])
         }
         stateTemplate = state
     }

@@ -29,12 +29,19 @@ public enum ModelIO {
     public static func readStateDict(_ location: ModelLocation) throws -> StateDict {
         switch location.weightsKind {
         case .safetensorsIndex, .pytorchIndex: return try ShardedCheckpoint.read(indexPath: location.weightsPath)
+        case .gguf: return try GGUFModel.read(path: location.weightsPath).stateDict
+        case .llmc: return try LLMCCheckpoint.read(path: location.weightsPath).stateDict
         default: return try CheckpointReader.read(path: location.weightsPath)
         }
     }
 
     /// Reads the config of `location`.
     public static func readConfig(_ location: ModelLocation) throws -> GPT2Config {
+        if location.configPath == nil {
+            // Formats that carry their own config.
+            if location.weightsKind == .gguf { return try GGUFModel.read(path: location.weightsPath).config }
+            if location.weightsKind == .llmc { return try LLMCCheckpoint.read(path: location.weightsPath).config }
+        }
         guard let path = location.configPath else { throw ModelLocationError.noConfig(weights: location.weightsPath) }
         let data: Data
         do { data = Data(try InputFile.readBytes(path, maximumBytes: InputLimits.maximumConfigBytes)) } catch {
@@ -87,6 +94,14 @@ public enum ModelIO {
         let lora = try AdapterFiles.read(folder: adapter, modelConfig: parameters.config)
         lora.merge(into: parameters)
         return (parameters, location)
+    }
+
+    /// The tokenizer of a model: the folder `override` when given, the vocabulary embedded in a GGUF file, else the
+    /// model's folder.
+    public static func loadTokenizer(for location: ModelLocation, override: String? = nil) throws -> GPT2Tokenizer {
+        if let override { return try loadTokenizer(folder: override) }
+        if location.weightsKind == .gguf { return try GGUFModel.tokenizer(path: location.weightsPath) }
+        return try loadTokenizer(folder: location.folder)
     }
 
     /// Loads the tokenizer in `folder` (`vocab.json` + `merges.txt`, or `tokenizer.json`).
@@ -164,7 +179,8 @@ public enum ModelIO {
     @discardableResult
     public static func writeFolder(_ parameters: GPT2Parameters, to folder: String, format: ExportFormat, dtype: DType = .f32,
                                    config configOverride: GPT2Config? = nil,
-                                   tokenizerFiles: [String] = [], generationConfigPath: String? = nil) throws -> [String] {
+                                   tokenizerFiles: [String] = [], generationConfigPath: String? = nil,
+                                   tokenizerData: [(name: String, data: Data)] = []) throws -> [String] {
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw ModelLoadError.cannotWrite(path: folder, reason: error.localizedDescription)
@@ -207,6 +223,10 @@ public enum ModelIO {
             try writeAtomically(Data(data), to: target)
             written.append(target)
         }
+        for (name, data) in tokenizerData where ModelLocation.tokenizerFileNames.contains(name) {
+            try writeAtomically(data, to: folder + "/" + name)
+            written.append(folder + "/" + name)
+        }
         return written
     }
 
@@ -218,7 +238,7 @@ public enum ModelIO {
     /// (`ShardedCheckpoint.shardPath`; a name that fails it is left alone), only the shard's own directory
     /// entry is unlinked (a symlink, not its target), and folders are never removed.
     static func removeOtherWeights(inFolder folder: String, keeping kept: String) throws {
-        for kind in ModelLocation.WeightsKind.allCases where kind.fileName != kept {
+        for kind in ModelLocation.WeightsKind.folderKinds where kind.fileName != kept {
             let path = folder + "/" + kind.fileName
             var st = stat()
             guard lstat(path, &st) == 0 else { continue }

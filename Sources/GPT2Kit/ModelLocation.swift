@@ -6,6 +6,11 @@ public struct ModelLocation: Sendable, Equatable {
     /// Kinds of weight files, in the order transformers prefers them.
     public enum WeightsKind: String, Sendable, CaseIterable, Codable {
         case safetensors, safetensorsIndex = "safetensors-index", pytorch, pytorchIndex = "pytorch-index", kerasHDF5 = "h5"
+        /// Single files only: llama.cpp's GGUF and llm.c's checkpoint (each carries its own config).
+        case gguf, llmc
+
+        /// The kinds a Hugging Face folder holds, in the order transformers prefers them.
+        public static let folderKinds: [WeightsKind] = [.safetensors, .safetensorsIndex, .pytorch, .pytorchIndex, .kerasHDF5]
 
         /// The conventional file name inside a model folder.
         public var fileName: String {
@@ -15,6 +20,8 @@ public struct ModelLocation: Sendable, Equatable {
             case .pytorch: return "pytorch_model.bin"
             case .pytorchIndex: return "pytorch_model.bin.index.json"
             case .kerasHDF5: return "tf_model.h5"
+            case .gguf: return "model.gguf"
+            case .llmc: return "gpt2_124M.bin"
             }
         }
     }
@@ -45,7 +52,7 @@ public struct ModelLocation: Sendable, Equatable {
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ModelLocationError.notFound(path: path) }
         if isDirectory.boolValue {
             folder = path
-            let present = WeightsKind.allCases.filter { fm.fileExists(atPath: (path as NSString).appendingPathComponent($0.fileName)) }
+            let present = WeightsKind.folderKinds.filter { fm.fileExists(atPath: (path as NSString).appendingPathComponent($0.fileName)) }
             guard let first = present.first else { throw ModelLocationError.noWeights(folder: path) }
             weightsKind = first
             weightsPath = (path as NSString).appendingPathComponent(first.fileName)
@@ -60,6 +67,10 @@ public struct ModelLocation: Sendable, Equatable {
                 weightsKind = .safetensors
             } else if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") {
                 weightsKind = .kerasHDF5
+            } else if path.hasSuffix(".gguf") || (try? CheckpointFormat.detect(path: path)) == .gguf {
+                weightsKind = .gguf
+            } else if LLMCCheckpoint.hasMagic(path: path) {
+                weightsKind = .llmc
             } else {
                 weightsKind = .pytorch
             }
@@ -97,7 +108,7 @@ public enum ModelLocationError: Error, Sendable, CustomStringConvertible, Equata
         switch self {
         case let .notFound(p): return "\(p): no such file or folder"
         case let .noWeights(f):
-            return "\(f): no weights file (looked for \(ModelLocation.WeightsKind.allCases.map(\.fileName).joined(separator: ", ")))"
+            return "\(f): no weights file (looked for \(ModelLocation.WeightsKind.folderKinds.map(\.fileName).joined(separator: ", ")))"
         case let .noConfig(w): return "\(w): no config.json beside the weights; name one with --config"
         case let .noTokenizer(f): return "\(f): no tokenizer files (vocab.json + merges.txt, or tokenizer.json); name a folder with --tokenizer"
         }

@@ -67,7 +67,9 @@ public enum TrainingRun {
     /// What a save writes besides `trainer_state/`.
     public enum Output {
         /// A complete model folder in `format` (full fine-tuning).
-        case model(format: ExportFormat, config: GPT2Config, tokenizerFiles: [String], generationConfigPath: String?)
+        /// `tokenizerData` are tokenizer files made in memory (from a GGUF base), written beside the copied ones.
+        case model(format: ExportFormat, config: GPT2Config, tokenizerFiles: [String], generationConfigPath: String?,
+                   tokenizerData: [(name: String, data: Data)] = [])
         /// The adapter only, in PEFT's format (LoRA); `baseModel` goes into `adapter_config.json`.
         case adapter(baseModel: String)
     }
@@ -77,9 +79,9 @@ public enum TrainingRun {
     public static func save(_ trainer: Trainer, to folder: String, output: Output, state: SavedState) throws {
         let weightsFile: String
         switch output {
-        case let .model(format, config, tokenizerFiles, generationConfigPath):
+        case let .model(format, config, tokenizerFiles, generationConfigPath, tokenizerData):
             try ModelIO.writeFolder(trainer.model.parameters, to: folder, format: format, config: config,
-                                    tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath)
+                                    tokenizerFiles: tokenizerFiles, generationConfigPath: generationConfigPath, tokenizerData: tokenizerData)
             weightsFile = format.weightsFileName
         case let .adapter(baseModel):
             guard let adapter = trainer.model.adapter else { preconditionFailure("an adapter save of a model without adapter") }

@@ -116,6 +116,30 @@ public struct Tensor: @unchecked Sendable {
         return result
     }
 
+    /// The transpose of a 2-D tensor, (rows, cols) → (cols, rows), as a new row-major tensor of the same dtype.
+    public func transposed() -> Tensor {
+        precondition(shape.rank == 2, "transposed() needs a 2-D tensor, got \(shape)")
+        let rows = shape.dims[0], cols = shape.dims[1], size = dtype.byteSize
+        var result = Tensor(zeros: dtype, shape: [cols, rows])
+        withUnsafeBytes { src in
+            result.withUnsafeMutableBytes { dst in
+                guard let s = src.baseAddress, let d = dst.baseAddress else { return }
+                // Blocks of 32 × 32 elements keep both sides in cache.
+                let block = 32
+                for r0 in stride(from: 0, to: rows, by: block) {
+                    for c0 in stride(from: 0, to: cols, by: block) {
+                        for r in r0 ..< min(r0 + block, rows) {
+                            for c in c0 ..< min(c0 + block, cols) {
+                                (d + (c * rows + r) * size).copyMemory(from: s + (r * cols + c) * size, byteCount: size)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
     /// Whether two tensors have the same dtype, shape and bytes.
     public func isBitwiseEqual(to other: Tensor) -> Bool {
         guard dtype == other.dtype, shape == other.shape else { return false }

@@ -127,6 +127,16 @@ struct MergeTable {
         return true
     }
 
+    /// Every merge as (rank, left id, right id), in rank order.
+    func rankedPairs() -> [(rank: Int32, left: Int32, right: Int32)] {
+        var out: [(Int32, Int32, Int32)] = []
+        for (key, value) in zip(keys, values) where key != Self.empty {
+            out.append((Int32(truncatingIfNeeded: value >> 32), Int32(bitPattern: UInt32(truncatingIfNeeded: key >> 32)),
+                        Int32(bitPattern: UInt32(truncatingIfNeeded: key))))
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
     /// Runs `body` with a lookup function that is valid only inside it.
     @inline(__always)
     func withLookup<R>(_ body: (MergeLookup) -> R) -> R {

@@ -168,6 +168,34 @@ public struct GPT2Tokenizer: Sendable {
         return model.id(of: bytes)
     }
 
+    /// Every token's text in id order as `vocab.json` spells it: BPE tokens in GPT-2's byte-to-unicode stand-ins,
+    /// added tokens as written. With `specialIDs`, the ids of `<|endoftext|>` and added tokens.
+    public var vocabularyTokens: (tokens: [String], specialIDs: Set<Int>) {
+        var tokens: [String] = []
+        tokens.reserveCapacity(vocabularySize)
+        for id in 0..<model.count {
+            let start = Int(model.tokenOffsets[id]), end = Int(model.tokenOffsets[id + 1])
+            tokens.append(ByteEncoder.encode(model.tokenBytes[start ..< end]))
+        }
+        for id in model.count ..< vocabularySize {
+            tokens.append(addedTokenBytes[id].map { String(decoding: $0, as: UTF8.self) } ?? "")
+        }
+        var special = Set(specialTokens.values)
+        special.insert(eosTokenID)
+        return (tokens, special)
+    }
+
+    /// The merges in rank order, as `merges.txt` lines ("Ġ t").
+    public var mergeRules: [String] {
+        model.merges.rankedPairs().map { pair in
+            let token = { (id: Int32) -> String in
+                let start = Int(self.model.tokenOffsets[Int(id)]), end = Int(self.model.tokenOffsets[Int(id) + 1])
+                return ByteEncoder.encode(self.model.tokenBytes[start ..< end])
+            }
+            return token(pair.left) + " " + token(pair.right)
+        }
+    }
+
     // MARK: Encoding
 
     /// The ids of `text`.

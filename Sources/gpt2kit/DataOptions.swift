@@ -32,11 +32,6 @@ struct DataOptions: ParsableArguments {
         }
         return out
     }
-
-    /// The tokenizer of `--tokenizer`, else of the model folder.
-    func loadTokenizer(modelFolder: String) throws -> GPT2Tokenizer {
-        try ModelIO.loadTokenizer(folder: tokenizer ?? modelFolder)
-    }
 }
 
 extension TruncationSide: ExpressibleByArgument {}

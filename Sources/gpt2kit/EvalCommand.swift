@@ -17,7 +17,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let (gpt2, location) = try ModelIO.loadModel(path: model, configPath: modelOptions.configPath, adapter: adapter, trainsBase: false)
-            let tokenizer = try dataOptions.loadTokenizer(modelFolder: location.folder)
+            let tokenizer = try ModelIO.loadTokenizer(for: location, override: dataOptions.tokenizer)
             let examples = try dataOptions.examples(tokenizer: tokenizer, maximumLength: gpt2.config.maxPositions)
             // No Trainer: evaluation needs no optimizer moments (≈ 1 GB for 124M).
             let loss = try Trainer.evaluate(model: gpt2, data: examples, batchSize: max(1, batchSize),

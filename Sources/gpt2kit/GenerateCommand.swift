@@ -58,9 +58,8 @@ struct GenerateCommand: ParsableCommand {
         let modelConfig = gptModel.config
         let fileDefaults = try location.generationConfigPath.map { try GenerationConfigFile(path: $0) } ?? GenerationConfigFile()
 
-        let tokenizerFolder = tokenizer ?? location.folder
-        if tokenizer == nil && !location.hasTokenizer { throw ModelLocationError.noTokenizer(folder: location.folder) }
-        let textTokenizer = try ModelIO.loadTokenizer(folder: tokenizerFolder)
+        if tokenizer == nil && location.weightsKind != .gguf && !location.hasTokenizer { throw ModelLocationError.noTokenizer(folder: location.folder) }
+        let textTokenizer = try ModelIO.loadTokenizer(for: location, override: tokenizer)
         let promptIDs = textTokenizer.encode(prompt)
 
         let doSample = sample || (fileDefaults.doSample ?? false)
