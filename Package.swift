@@ -8,6 +8,8 @@ let package = Package(
     products: [
         .library(name: "GPT2Kit", targets: ["GPT2Kit"]),
         .executable(name: "gpt2kit", targets: ["gpt2kit"]),
+        // Runs libhdf5 in a separate process for Checkpoints' KerasHDF5 (found next to the running executable).
+        .executable(name: "gpt2kit-hdf5", targets: ["gpt2kit-hdf5"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,7 +24,9 @@ let package = Package(
 
         .target(name: "Tensors"),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"]),
-        .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib"]),
+        // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).
+        .target(name: "CPosix"),
+        .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib", "CPosix"]),
         .target(name: "Tokenization"),
         .target(name: "GPT2", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Optimization", dependencies: ["Tensors", "Kernels"]),
@@ -35,6 +39,8 @@ let package = Package(
             "GPT2Kit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        .executableTarget(name: "gpt2kit-hdf5", dependencies: ["Checkpoints"]),
 
         .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors"],
                           path: "Benchmarks/CheckpointBenchmark"),

@@ -29,6 +29,12 @@ public enum SafetensorsReader {
         guard let storage = ByteStorage.mapFile(atPath: path) else {
             throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
+        return try read(mapped: storage, path: path)
+    }
+
+    /// The tensors of a safetensors file already mapped as `storage` (views into it), validated as `read(path:)`
+    /// validates; `path` names the file in errors.
+    package static func read(mapped storage: ByteStorage, path: String) throws(SafetensorsError) -> StateDict {
         let header = try parseHeader(storage.bytes, path: path)
         var dict = StateDict()
         dict.metadata = header.metadata

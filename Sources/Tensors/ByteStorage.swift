@@ -55,6 +55,12 @@ public final class ByteStorage: @unchecked Sendable {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return mapFile(descriptor: fd)
+    }
+
+    /// Maps the whole regular file open as `descriptor` read-only (the descriptor may be closed afterwards).
+    /// Returns nil and sets `errno` when it is not a regular file or cannot be mapped.
+    public static func mapFile(descriptor fd: Int32) -> ByteStorage? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
         guard (st.st_mode & S_IFMT) == S_IFREG else { errno = EISDIR; return nil }
