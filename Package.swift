@@ -35,8 +35,9 @@ let package = Package(
         .target(name: "GPT2Kit", dependencies: [
             "Tensors", "Checkpoints", "Tokenization", "GPT2", "Optimization", "Training", "Generation",
         ]),
+        // gpt2kit-hdf5 is a dependency so that building gpt2kit builds the helper next to it.
         .executableTarget(name: "gpt2kit", dependencies: [
-            "GPT2Kit",
+            "GPT2Kit", "gpt2kit-hdf5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -51,10 +52,11 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        // The HDF5 tests run the helper, found next to the test runner.
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport", "gpt2kit-hdf5"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "TestSupport"]),
         .testTarget(name: "GPT2Tests", dependencies: ["GPT2Kit", "TestSupport"]),
         .testTarget(name: "GenerationTests", dependencies: ["GPT2Kit", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport", "gpt2kit-hdf5"]),
     ]
 )
