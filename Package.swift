@@ -43,7 +43,7 @@ let package = Package(
 
         .executableTarget(name: "gpt2kit-hdf5", dependencies: ["Checkpoints"]),
 
-        .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors"],
+        .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors", "gpt2kit-hdf5"],
                           path: "Benchmarks/CheckpointBenchmark"),
         .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
                           path: "Benchmarks/TrainingBenchmark"),

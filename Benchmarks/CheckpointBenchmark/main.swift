@@ -1,8 +1,12 @@
 // Times checkpoint loading: open → first usable tensor, and open → every tensor touched,
 // for model.safetensors and pytorch_model.bin in a folder, against a bare mmap of the same file.
 //
-// Usage: checkpoint-benchmark DIR [--repeat N] [--json]
+// Usage: checkpoint-benchmark DIR [--repeat N] [--json] [--hdf5]
 // Make DIR with: gpt2kit init --out DIR && gpt2kit convert DIR DIR/pytorch_model.bin
+//
+// --hdf5 times DIR/tf_model.h5 instead: reading every tensor (and touching it) and writing the file back,
+// with libhdf5 in this process against libhdf5 in the helper process gpt2kit-hdf5 (which must sit next to
+// this executable). Make DIR with: gpt2kit init --out D && gpt2kit convert D DIR --format h5
 import Checkpoints
 import Foundation
 import Tensors
@@ -52,6 +56,8 @@ var repeatCount = 9
 var json = false
 if let i = args.firstIndex(of: "--repeat"), i + 1 < args.count, let n = Int(args[i + 1]) { repeatCount = n; args.removeSubrange(i...i + 1) }
 if let i = args.firstIndex(of: "--json") { json = true; args.remove(at: i) }
+var hdf5 = false
+if let i = args.firstIndex(of: "--hdf5") { hdf5 = true; args.remove(at: i) }
 guard let dir = args.first else {
     FileHandle.standardError.write(Data("usage: checkpoint-benchmark DIR [--repeat N] [--json]\n".utf8))
     exit(2)
@@ -62,7 +68,32 @@ let firstName = "transformer.wte.weight"
 var sink = 0.0
 var results: [String: Double] = [:]
 
-do {
+/// Touches every tensor of a weight file.
+func touchAll(_ file: KerasHDF5.WeightFile) -> Double { touchAll(file.stateDict) }
+
+if hdf5 {
+    let h5Path = dir + "/tf_model.h5"
+    let written = dir + "/.checkpoint-benchmark.h5"
+    defer { unlink(written) }
+    do {
+        results["hdf5_read_in_process_ms"] = try medianMilliseconds(repeatCount) {
+            sink += touchAll(try KerasHDF5.readWeightFileInProcess(path: h5Path))
+        }
+        results["hdf5_read_isolated_ms"] = try medianMilliseconds(repeatCount) {
+            sink += touchAll(try KerasHDF5.readWeightFile(path: h5Path))
+        }
+        let file = try KerasHDF5.readWeightFileInProcess(path: h5Path)
+        results["hdf5_write_in_process_ms"] = try medianMilliseconds(repeatCount) {
+            try KerasHDF5.writeInProcess(file, to: written)
+        }
+        results["hdf5_write_isolated_ms"] = try medianMilliseconds(repeatCount) {
+            try KerasHDF5.write(file, to: written)
+        }
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        exit(1)
+    }
+} else { do {
     results["mmap_bare_ms"] = medianMilliseconds(repeatCount) {
         guard let s = ByteStorage.mapFile(atPath: safetensorsPath) else { return }
         sink += Double(s.bytes[s.byteCount / 2])
@@ -99,7 +130,7 @@ do {
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     exit(1)
-}
+} }
 
 if json {
     let data = (try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])) ?? Data()

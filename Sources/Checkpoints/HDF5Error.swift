@@ -45,6 +45,10 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
     /// libhdf5, running in the helper process, was killed by `signal` (11 is a segmentation fault; a signal
     /// can also mean the helper hit its memory limit).
     case crashed(path: String, operation: Operation, signal: Int32)
+    /// The weights read so far, up to and including `dataset`, need more than the `budget` bytes the helper's
+    /// memory limit leaves for them (compressed datasets can expand up to 1100 times); raise
+    /// `KerasHDF5.IsolationOptions.memoryLimit` to read the file.
+    case memoryLimitExceeded(path: String, dataset: String, totalBytes: Int, budget: Int)
     /// libhdf5, running in the helper process, did not finish within the wall-clock limit and was killed.
     case timedOut(path: String, operation: Operation, seconds: Double)
     /// The helper process that runs libhdf5 could not be found or started.
@@ -93,6 +97,8 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): name '\(name)': \(reason)"
         case let .unsupportedLink(path, link, kind):
             return "\(path): link '\(link)': \(kind) links are refused (only hard links inside the file are followed)"
+        case let .memoryLimitExceeded(path, dataset, total, budget):
+            return "\(path): dataset '\(dataset)': weights total \(total) bytes with it, more than the \(budget) bytes the hdf5 helper's memory limit leaves"
         case let .crashed(path, operation, signal):
             return "\(path): libhdf5 crashed (signal \(signal)) \(operation.rawValue) the file"
         case let .timedOut(path, operation, seconds):
@@ -112,7 +118,7 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
              let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _), let .unsupportedStorage(path, _, _),
              let .sizeExceedsFile(path, _, _, _), let .totalSizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
              let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _),
-             let .unsupportedLink(path, _, _), let .crashed(path, _, _), let .timedOut(path, _, _),
+             let .unsupportedLink(path, _, _), let .memoryLimitExceeded(path, _, _, _), let .crashed(path, _, _), let .timedOut(path, _, _),
              let .helperUnavailable(path, _), let .helperFailed(path, _, _):
             return path
         }

@@ -10,11 +10,14 @@ extension KerasHDF5 {
     ///   layer's `weight_names`, names a missing group or dataset, reaches an object through a link other
     ///   than a hard link, holds an element type other than IEEE float16/32/64, repeats a weight name, keeps
     ///   data in external files, or claims more data than the file holds.
-    package static func readWeightFileInProcess(path: String) throws(HDF5Error) -> WeightFile {
+    ///
+    /// - Parameter byteBudget: the most bytes of weights to hold (the helper passes what its memory limit
+    ///   leaves), refused with `memoryLimitExceeded` before a dataset would pass it; nil for no budget.
+    package static func readWeightFileInProcess(path: String, byteBudget: Int? = nil) throws(HDF5Error) -> WeightFile {
         let fileSize = try regularFileSize(path)
         let result = withLibraryLock {
             Result { () throws(HDF5Error) -> WeightFile in
-                var reader = Reader(path: path, fileSize: fileSize)
+                var reader = Reader(path: path, fileSize: fileSize, byteBudget: byteBudget)
                 return try reader.read()
             }
         }
@@ -43,10 +46,12 @@ private struct Reader {
     /// names (or share file space), so the bound on what the file can back holds for the total, not each one.
     var unfilteredBytes = 0
     var filteredBytes = 0
+    let byteBudget: Int?
 
-    init(path: String, fileSize: Int) {
+    init(path: String, fileSize: Int, byteBudget: Int?) {
         self.path = path
         self.fileSize = fileSize
+        self.byteBudget = byteBudget
     }
 
     mutating func read() throws(HDF5Error) -> KerasHDF5.WeightFile {
@@ -280,6 +285,12 @@ private struct Reader {
                 throw .totalSizeExceedsFile(path: path, dataset: object, totalBytes: totalOverflow ? Int.max : total, limit: fileLimit)
             }
             filteredBytes = total
+        }
+        if let byteBudget {
+            let (total, overflow) = unfilteredBytes.addingReportingOverflow(filteredBytes)
+            guard !overflow, total <= byteBudget else {
+                throw .memoryLimitExceeded(path: path, dataset: object, totalBytes: overflow ? Int.max : total, budget: byteBudget)
+            }
         }
     }
 

@@ -92,13 +92,13 @@ struct HelperProcess {
 
         let deadline = start + max(timeout, 0)
         var collected: [[UInt8]] = [[], []]
-        var open = [output[0], errors[0]]
+        var pending = [output[0], errors[0]]
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         // Drain both pipes until they close or the deadline passes.
-        while open.contains(where: { $0 >= 0 }) {
+        while pending.contains(where: { $0 >= 0 }) {
             let remaining = deadline - Self.now()
             guard remaining > 0 else { return Self.killed(pid, collected) }
-            var polled = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            var polled = pending.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ready = poll(&polled, nfds_t(polled.count), Int32(min(remaining * 1000 + 1, 60_000)))
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -112,7 +112,7 @@ struct HelperProcess {
                     let room = max(0, outputLimit - collected[index].count)
                     collected[index] += chunk.prefix(min(count, room))
                 } else if count == 0 || errno != EINTR && errno != EAGAIN {
-                    open[index] = -1
+                    pending[index] = -1
                 }
             }
         }

@@ -39,11 +39,13 @@ guard let command = arguments.first, command == "read" || command == "write" els
 arguments.removeFirst()
 // A crash must not leave a core dump of a hostile file behind.
 limit(coreSize, 0, "the core file size")
+var memoryLimit: Int?
 while let option = arguments.first, option != "--" {
     guard arguments.count >= 2, let value = rlim_t(arguments[1]), value > 0 else { fail("bad option \(option)") }
     switch option {
     case "--memory-limit":
         limit(addressSpace, value, "the memory limit")
+        memoryLimit = Int(clamping: value)
     case "--file-size-limit":
         limit(fileSize, value, "the file size limit")
         signal(SIGXFSZ, SIG_IGN) // writes past the limit fail with EFBIG, as on a full disk
@@ -58,7 +60,7 @@ arguments.removeFirst()
 do {
     switch (command, arguments.count) {
     case ("read", 1):
-        try HDF5Helper.serveRead(path: arguments[0], to: HDF5Helper.channelDescriptor)
+        try HDF5Helper.serveRead(path: arguments[0], to: HDF5Helper.channelDescriptor, memoryLimit: memoryLimit)
     case ("write", 2):
         try HDF5Helper.serveWrite(path: arguments[0], temporary: arguments[1], from: HDF5Helper.channelDescriptor)
     default:

@@ -63,6 +63,20 @@ struct HDF5IsolationTests {
         }
     }
 
+    @Test func weightsBeyondTheMemoryLimitAreRefusedBeforeAllocation() throws {
+        let path = HDF5Tests.fixture
+        let options = KerasHDF5.IsolationOptions(memoryLimit: HDF5Helper.memoryReserve + 100_000)
+        let error = try #require(throws: HDF5Error.self) { try KerasHDF5.read(path: path, options: options) }
+        guard case let .memoryLimitExceeded(p, dataset, total, budget) = error else {
+            Issue.record("unexpected error \(error)"); return
+        }
+        #expect(p == path)
+        // In file order the weights pass 100,000 bytes here (wte alone is 96,000).
+        #expect(dataset == "/transformer/tfgpt2lm_head_model/transformer/h_._0/attn/c_attn/weight:0")
+        #expect(budget == 100_000)
+        #expect(total > budget)
+    }
+
     // MARK: links
 
     @Test(arguments: ["/layer/scope/b:0", "/layer/scope"])
@@ -227,6 +241,7 @@ struct HDF5IsolationTests {
             .totalSizeExceedsFile(path: p, dataset: "/d", totalBytes: Int.max, limit: 5), .duplicateWeight(path: p, name: "w"),
             .readFailed(path: p, object: "/@a", detail: "d \"quoted\"\n"), .writeFailed(path: p, object: "/", detail: "ünï"),
             .unsupportedDType(path: p, weight: "w", dtype: .bf16), .invalidName(path: p, name: "a/b", reason: "r"),
+            .memoryLimitExceeded(path: p, dataset: "/d", totalBytes: 3, budget: 2),
             .unsupportedLink(path: p, link: "/l", kind: "external"), .crashed(path: p, operation: .writing, signal: 11),
             .timedOut(path: p, operation: .reading, seconds: 2.5), .helperUnavailable(path: p, reason: "r"),
             .helperFailed(path: p, operation: .writing, detail: "d"),
