@@ -48,7 +48,7 @@ package enum HDF5Helper {
         let outcome = try run(helper, command: "read", operands: [path], channel: channel, byteCount: fileSize,
                               options: options, path: path, operation: .reading)
         try check(outcome, options: options, byteCount: fileSize, path: path, operation: .reading)
-        guard let storage = ByteStorage.mapFile(descriptor: channel) else {
+        guard let storage = ByteStorage.mapFile(descriptor: channel, prefault: true) else {
             throw .helperFailed(path: path, operation: .reading, detail: "cannot map the \(channelName): " + lastError())
         }
         let dict: StateDict

@@ -59,14 +59,21 @@ public final class ByteStorage: @unchecked Sendable {
     }
 
     /// Maps the whole regular file open as `descriptor` read-only (the descriptor may be closed afterwards).
-    /// Returns nil and sets `errno` when it is not a regular file or cannot be mapped.
-    public static func mapFile(descriptor fd: Int32) -> ByteStorage? {
+    /// `prefault` asks the kernel to map every page at once (Linux `MAP_POPULATE`): faster than faulting them in
+    /// one by one when all will be read and they are already in memory. Returns nil and sets `errno` when it is
+    /// not a regular file or cannot be mapped.
+    public static func mapFile(descriptor fd: Int32, prefault: Bool = false) -> ByteStorage? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
         guard (st.st_mode & S_IFMT) == S_IFREG else { errno = EISDIR; return nil }
         let size = Int(st.st_size)
         if size == 0 { return ByteStorage(mapped: nil, length: 0) }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        #if os(Linux)
+        let flags = MAP_PRIVATE | (prefault ? MAP_POPULATE : 0)
+        #else
+        let flags = MAP_PRIVATE
+        #endif
+        guard let p = mmap(nil, size, PROT_READ, flags, fd, 0), p != MAP_FAILED else { return nil }
         return ByteStorage(mapped: UnsafeRawPointer(p), length: size)
     }
 
