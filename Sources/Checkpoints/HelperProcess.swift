@@ -42,13 +42,18 @@ struct HelperProcess {
     var outputLimit = 1 << 16
 
     func run() throws(Failure) -> Outcome {
-        // Pipes and the shared descriptor are close-on-exec; moved to 10 and above so that the dup2 actions
-        // below never target their own source (dup2 onto itself would keep close-on-exec set).
+        // Pipes and the shared descriptor are close-on-exec, and the descriptors the child gets are moved to 10
+        // and above, so that the dup2 actions below never read a descriptor an earlier one replaced (a host
+        // with closed standard streams gets pipes as 0-2) or target their own source (dup2 onto itself would
+        // keep close-on-exec set).
         var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
         guard gpt2kit_pipe_cloexec(&output) == 0 else { throw .system("pipe") }
         defer { output.forEach { if $0 >= 0 { close($0) } } }
         guard gpt2kit_pipe_cloexec(&errors) == 0 else { throw .system("pipe") }
         defer { errors.forEach { if $0 >= 0 { close($0) } } }
+        output[1] = Self.movedHigh(output[1])
+        errors[1] = Self.movedHigh(errors[1])
+        guard output[1] >= 0, errors[1] >= 0 else { throw .system("dup") }
         let shared = fcntl(sharedDescriptor, F_DUPFD_CLOEXEC, 10)
         guard shared >= 0 else { throw .system("dup") }
         defer { close(shared) }
@@ -133,6 +138,16 @@ struct HelperProcess {
             usleep(delay)
             delay = min(delay * 2, 20_000)
         }
+    }
+
+    /// A close-on-exec copy of `descriptor` numbered 10 or above, or -1 with `errno` set; `descriptor` is
+    /// closed either way.
+    private static func movedHigh(_ descriptor: Int32) -> Int32 {
+        let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 10)
+        let error = errno
+        close(descriptor)
+        errno = error
+        return copy
     }
 
     /// Kills and reaps `pid`, which ran out of time.
