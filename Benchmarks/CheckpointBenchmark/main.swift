@@ -93,7 +93,8 @@ if hdf5 {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         exit(1)
     }
-} else { do {
+} else {
+do {
     results["mmap_bare_ms"] = medianMilliseconds(repeatCount) {
         guard let s = ByteStorage.mapFile(atPath: safetensorsPath) else { return }
         sink += Double(s.bytes[s.byteCount / 2])

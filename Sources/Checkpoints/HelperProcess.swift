@@ -38,8 +38,9 @@ struct HelperProcess {
     var sharedDescriptor: Int32
     /// Wall-clock limit in seconds.
     var timeout: Double
-    /// Bytes kept of each output stream; the rest is read and dropped.
-    var outputLimit = 1 << 16
+    /// Bytes kept of each output stream; the rest is read and dropped. (An error record names objects of the
+    /// file, whose names can be up to 64 KiB each.)
+    var outputLimit = 1 << 22
 
     func run() throws(Failure) -> Outcome {
         // Pipes and the shared descriptor are close-on-exec, and the descriptors the child gets are moved to 10

@@ -166,10 +166,12 @@ struct HDF5IsolationTests {
             ("printf '%s' '{\"case\":\"missingGroup\",\"fields\":[\"'\"$5\"'\",\"/x\"]}'; exit 1", .missingGroup(path: path, group: "/x")),
         ]
         for (script, expected) in cases {
-            let options = KerasHDF5.IsolationOptions(helperPath: try Self.fakeHelper(directory, script), timeout: .milliseconds(500))
+            // Only the sleeping helper should meet the short limit; the others get time for a loaded machine.
+            let timeout: Duration = script.contains("sleep") ? .milliseconds(500) : .seconds(60)
+            let options = KerasHDF5.IsolationOptions(helperPath: try Self.fakeHelper(directory, script), timeout: timeout)
             let started = Date()
             #expect(throws: expected, "\(script)") { try KerasHDF5.read(path: path, options: options) }
-            #expect(Date().timeIntervalSince(started) < 10, "\(script)")
+            #expect(Date().timeIntervalSince(started) < 30, "\(script)")
         }
     }
 
