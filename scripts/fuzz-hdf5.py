@@ -54,10 +54,10 @@ def main():
             with open(path, "wb") as f:
                 f.write(data)
             try:
-                # The shell opens the channel as descriptor 3, then becomes the helper (exec keeps the pid, so a
-                # signal ends "the child" itself and a timeout kills it).
+                # The shell opens the channel read-write as descriptor 3 (the helper maps it), then becomes the
+                # helper (exec keeps the pid, so a signal ends "the child" itself and a timeout kills it).
                 result = subprocess.run(
-                    ["/bin/sh", "-c", 'exec "$0" read -- "$1" 3>"$2"', args.helper, path, channel],
+                    ["/bin/sh", "-c", 'exec "$0" read -- "$1" 3<>"$2"', args.helper, path, channel],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=args.timeout)
                 outcome = f"signal {-result.returncode}" if result.returncode < 0 else None
             except subprocess.TimeoutExpired:

@@ -58,6 +58,18 @@ if let i = args.firstIndex(of: "--repeat"), i + 1 < args.count, let n = Int(args
 if let i = args.firstIndex(of: "--json") { json = true; args.remove(at: i) }
 var hdf5 = false
 if let i = args.firstIndex(of: "--hdf5") { hdf5 = true; args.remove(at: i) }
+// Internal: read DIR/tf_model.h5 once (in this process or through the helper), touch it, and exit; --hdf5 times
+// this in fresh processes, where a one-shot command pays the page faults a repeated in-process read does not.
+if let i = args.firstIndex(of: "--hdf5-read-once"), i + 2 < args.count {
+    let path = args[i + 1] + "/tf_model.h5"
+    do {
+        let file = args[i + 2] == "isolated" ? try KerasHDF5.readWeightFile(path: path) : try KerasHDF5.readWeightFileInProcess(path: path)
+        exit(touchAll(file.stateDict) == .infinity ? 1 : 0)
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        exit(1)
+    }
+}
 guard let dir = args.first else {
     FileHandle.standardError.write(Data("usage: checkpoint-benchmark DIR [--repeat N] [--json]\n".utf8))
     exit(2)
@@ -81,6 +93,16 @@ if hdf5 {
         }
         results["hdf5_read_isolated_ms"] = try medianMilliseconds(repeatCount) {
             sink += touchAll(try KerasHDF5.readWeightFile(path: h5Path))
+        }
+        for mode in ["in_process", "isolated"] {
+            results["hdf5_read_once_\(mode)_ms"] = try medianMilliseconds(repeatCount) {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+                process.arguments = ["--hdf5-read-once", dir, mode == "isolated" ? "isolated" : "in-process"]
+                try process.run()
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else { throw CocoaError(.fileReadUnknown) }
+            }
         }
         let file = try KerasHDF5.readWeightFileInProcess(path: h5Path)
         results["hdf5_write_in_process_ms"] = try medianMilliseconds(repeatCount) {

@@ -52,13 +52,13 @@ package enum HDF5Helper {
             throw .helperFailed(path: path, operation: .reading, detail: "cannot map the \(channelName): " + lastError())
         }
         let dict: StateDict
-        do { dict = try SafetensorsReader.read(mapped: storage, path: channelName) } catch {
+        do { dict = try SafetensorsReader.read(mappedTrailingHeader: storage, path: channelName) } catch {
             throw .helperFailed(path: path, operation: .reading, detail: error.description)
         }
         // The reader bounds unfiltered data by the file size and deflated data by 1100 times it.
         let (limit, overflow) = fileSize.multipliedReportingOverflow(by: 1101)
         do {
-            return try weightFile(decoding: dict, maximumByteCount: overflow ? Int.max : limit)
+            return try weightFile(decoding: try withoutFillers(dict), maximumByteCount: overflow ? Int.max : limit)
         } catch {
             throw .helperFailed(path: path, operation: .reading, detail: "\(channelName): \(error.reason)")
         }
@@ -179,16 +179,87 @@ package enum HDF5Helper {
     /// caches (measured: reading GPT-2 124M needs the file's 475 MiB plus under 110 MiB).
     package static let memoryReserve = 256 << 20
 
-    /// Reads `path` with libhdf5 and writes it to `descriptor` as the protocol's safetensors stream. With a
-    /// `memoryLimit` (the helper's RLIMIT_AS), weights that would not fit under it are refused before they
-    /// are allocated (`memoryLimitExceeded`), rather than ending in an allocation failure.
+    /// Reads `path` with libhdf5 straight into the file open as `descriptor`, then appends the safetensors
+    /// header and its length there (the protocol's data-first framing). With a `memoryLimit` (the helper's
+    /// RLIMIT_AS), weights that would not fit under it are refused before they are allocated
+    /// (`memoryLimitExceeded`), rather than ending in an allocation failure.
     package static func serveRead(path: String, to descriptor: Int32, memoryLimit: Int?) throws(HDF5Error) {
+        let fileSize = try KerasHDF5.regularFileSize(path)
         let budget = memoryLimit.map { max($0 - memoryReserve, 0) }
-        let file = try KerasHDF5.readWeightFileInProcess(path: path, byteBudget: budget)
-        let dict = stateDict(encoding: file)
-        do { try SafetensorsWriter.write(dict, metadata: dict.metadata, toDescriptor: descriptor) } catch {
-            throw .readFailed(path: path, object: "/", detail: "\(channelName): \(error.reason)")
+        // Room for the weights: the budget, else what the reader's own bounds allow (sparse until written).
+        let (bound, overflow) = fileSize.multipliedReportingOverflow(by: 1101)
+        let capacity = budget ?? (overflow ? 1 << 46 : min(bound, 1 << 46))
+        func failure(_ what: String) -> HDF5Error {
+            .readFailed(path: path, object: "/", detail: "\(channelName): \(what): " + lastError())
         }
+        guard ftruncate(descriptor, off_t(capacity)) == 0 else { throw failure("cannot size") }
+        guard let region = ByteStorage.mapWritable(descriptor: descriptor, length: capacity) else { throw failure("cannot map") }
+        // Each dataset goes at the next 64-byte boundary (as heap storage would be aligned).
+        var end = 0
+        let file = try KerasHDF5.readWeightFileInProcess(path: path, byteBudget: budget) { byteCount, object throws(HDF5Error) in
+            let start = byteCount == 0 ? end : (end + 63) & ~63
+            guard start <= capacity - byteCount else {
+                throw .memoryLimitExceeded(path: path, dataset: object, totalBytes: start + byteCount, budget: capacity)
+            }
+            end = start + byteCount
+            return (region, start)
+        }
+        var header = Array(channelHeader(file).utf8)
+        header.appendLittleEndian64(header.count)
+        guard ftruncate(descriptor, off_t(end + header.count)) == 0 else { throw failure("cannot size") }
+        var written = 0
+        while written < header.count {
+            let count = header[written...].withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(end + written)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw failure("cannot write")
+            }
+            written += count
+        }
+    }
+
+    /// The JSON header for the weights of `file`, which sit in the channel at their tensors' byte offsets:
+    /// every weight, then a filler entry (`U8`, named NUL + a number: no HDF5 name holds a NUL) for each
+    /// alignment gap, so that the entries tile the data section as `SafetensorsReader` requires.
+    static func channelHeader(_ file: KerasHDF5.WeightFile) -> String {
+        var entries: [(name: String, dtype: DType, shape: [Int], range: Range<Int>)] = []
+        for weight in file.layers.flatMap(\.weights) + file.topLevelWeights {
+            let tensor = weight.tensor
+            entries.append((weight.name, tensor.dtype, tensor.shape.dims, tensor.byteOffset ..< tensor.byteOffset + tensor.byteCount))
+        }
+        var end = 0
+        for entry in entries.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) {
+            if entry.range.lowerBound > end {
+                let gap = end ..< entry.range.lowerBound
+                entries.append(("\u{0}\(entries.count)", .u8, [gap.count], gap))
+            }
+            end = max(end, entry.range.upperBound)
+        }
+        var json = "{\"__metadata__\":{" + SafetensorsWriter.jsonString(structureKey) + ":"
+            + SafetensorsWriter.jsonString(structureJSON(file)) + "}"
+        for entry in entries {
+            json += "," + SafetensorsWriter.jsonString(entry.name) + ":{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":["
+                + entry.shape.map(String.init).joined(separator: ",")
+                + "],\"data_offsets\":[\(entry.range.lowerBound),\(entry.range.upperBound)]}"
+        }
+        return json + "}"
+    }
+
+    /// The weights of a data-first channel: the filler entries of `channelHeader(_:)` dropped (each must be
+    /// a `U8` vector), the rest as they are.
+    static func withoutFillers(_ dict: StateDict) throws(ChannelError) -> StateDict {
+        var result = StateDict()
+        result.metadata = dict.metadata
+        for (name, tensor) in dict {
+            if name.utf8.first == 0 {
+                guard tensor.dtype == .u8, tensor.shape.rank == 1 else {
+                    throw ChannelError(reason: "filler entry is not a U8 vector")
+                }
+                continue
+            }
+            result[name] = tensor
+        }
+        return result
     }
 
     /// Reads weights from the protocol's stream on `descriptor`, checks them, and writes them with libhdf5 to
@@ -216,9 +287,17 @@ package enum HDF5Helper {
     /// Why the weights on the channel were refused.
     struct ChannelError: Error { var reason: String }
 
-    /// Every weight under its name, and `gpt2kit.hdf5` = `{"layers": [{"name": …, "weights": […]}, …],
-    /// "top": […], "attributes": {…}}` as the only metadata.
+    /// Every weight under its name, and `gpt2kit.hdf5` = `structureJSON(file)` as the only metadata.
     static func stateDict(encoding file: KerasHDF5.WeightFile) -> StateDict {
+        var dict = StateDict()
+        for weight in file.layers.flatMap(\.weights) + file.topLevelWeights { dict[weight.name] = weight.tensor }
+        dict.metadata = [structureKey: structureJSON(file)]
+        return dict
+    }
+
+    /// The layer structure and root attributes of `file`: `{"layers": [{"name": …, "weights": […]}, …],
+    /// "top": […], "attributes": {…}}`.
+    static func structureJSON(_ file: KerasHDF5.WeightFile) -> String {
         func names(_ weights: [KerasHDF5.Weight]) -> String {
             "[" + weights.map { SafetensorsWriter.jsonString($0.name) }.joined(separator: ",") + "]"
         }
@@ -228,11 +307,7 @@ package enum HDF5Helper {
         json += "],\"top\":" + names(file.topLevelWeights) + ",\"attributes\":{"
         json += file.attributes.sorted { $0.key < $1.key }
             .map { SafetensorsWriter.jsonString($0.key) + ":" + SafetensorsWriter.jsonString($0.value) }.joined(separator: ",")
-        json += "}}"
-        var dict = StateDict()
-        for weight in file.layers.flatMap(\.weights) + file.topLevelWeights { dict[weight.name] = weight.tensor }
-        dict.metadata = [structureKey: json]
-        return dict
+        return json + "}}"
     }
 
     /// The weight file `dict` (from `SafetensorsReader`) carries, after checking that the structure is well

@@ -13,11 +13,17 @@ extension KerasHDF5 {
     ///
     /// - Parameter byteBudget: the most bytes of weights to hold (the helper passes what its memory limit
     ///   leaves), refused with `memoryLimitExceeded` before a dataset would pass it; nil for no budget.
-    package static func readWeightFileInProcess(path: String, byteBudget: Int? = nil) throws(HDF5Error) -> WeightFile {
+    /// - Parameter allocate: where each dataset's bytes go: given the byte count and the dataset's HDF5 path,
+    ///   a writable storage and the offset in it (the helper places them in the file it hands back); nil for
+    ///   zeroed heap storage of its own per dataset.
+    package static func readWeightFileInProcess(
+        path: String, byteBudget: Int? = nil,
+        allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))? = nil
+    ) throws(HDF5Error) -> WeightFile {
         let fileSize = try regularFileSize(path)
         let result = withLibraryLock {
             Result { () throws(HDF5Error) -> WeightFile in
-                var reader = Reader(path: path, fileSize: fileSize, byteBudget: byteBudget)
+                var reader = Reader(path: path, fileSize: fileSize, byteBudget: byteBudget, allocate: allocate)
                 return try reader.read()
             }
         }
@@ -47,11 +53,14 @@ private struct Reader {
     var unfilteredBytes = 0
     var filteredBytes = 0
     let byteBudget: Int?
+    let allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))?
 
-    init(path: String, fileSize: Int, byteBudget: Int?) {
+    init(path: String, fileSize: Int, byteBudget: Int?,
+         allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))?) {
         self.path = path
         self.fileSize = fileSize
         self.byteBudget = byteBudget
+        self.allocate = allocate
     }
 
     mutating func read() throws(HDF5Error) -> KerasHDF5.WeightFile {
@@ -170,14 +179,15 @@ private struct Reader {
         let memoryType = KerasHDF5.makeFloatType(for: dtype, inFile: false)
         guard memoryType >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Tclose(memoryType) }
-        let storage = ByteStorage(zeroedByteCount: byteCount)
+        let (storage, offset) = try allocate?(byteCount, object) ?? (ByteStorage(zeroedByteCount: byteCount), 0)
+        precondition(offset >= 0 && byteCount <= storage.byteCount - offset, "allocator gave \(storage.byteCount - offset) bytes for \(byteCount)")
         if byteCount > 0 {
             guard let base = storage.mutableBytes.baseAddress,
-                  H5Dread(dataset, memoryType, H5.all, H5.all, H5.defaultPropertyList, base) >= 0 else {
+                  H5Dread(dataset, memoryType, H5.all, H5.all, H5.defaultPropertyList, base + offset) >= 0 else {
                 throw .readFailed(path: path, object: object, detail: H5.errorDetail())
             }
         }
-        return Tensor(dtype: dtype, shape: shape, storage: storage)
+        return Tensor(dtype: dtype, shape: shape, storage: storage, byteOffset: offset)
     }
 
     /// F16, F32 or F64 when `type` is an IEEE binary float of that width (either byte order).

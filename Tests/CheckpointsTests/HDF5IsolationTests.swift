@@ -181,10 +181,15 @@ struct HDF5IsolationTests {
         // The file is never opened (the stand-in helper ignores it), but its size bounds the weights.
         let path = directory + "/tiny.h5"
         try Data([0]).write(to: URL(fileURLWithPath: path))
-        // A helper that copies a prepared safetensors stream to its channel and exits 0.
+        // A helper that copies a prepared stream (framed data first, as the helper frames it) to its channel.
         func expectRefused(_ dict: StateDict, _ detail: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-            let stream = directory + "/stream.safetensors"
-            try SafetensorsWriter.write(dict, to: stream, metadata: dict.metadata)
+            let stream = directory + "/stream"
+            let (header, order) = SafetensorsWriter.serializedHeader(dict, metadata: dict.metadata)
+            var bytes: [UInt8] = []
+            for name in order { bytes += try #require(dict[name]).withUnsafeBytes { Array($0) } }
+            bytes += header
+            withUnsafeBytes(of: UInt64(header.count).littleEndian) { bytes += $0 }
+            try Data(bytes).write(to: URL(fileURLWithPath: stream))
             let helper = try Self.fakeHelper(directory, "cat '\(stream)' >&3")
             #expect(throws: HDF5Error.helperFailed(path: path, operation: .reading, detail: detail), sourceLocation: sourceLocation) {
                 try KerasHDF5.read(path: path, options: .init(helperPath: helper))
@@ -213,6 +218,9 @@ struct HDF5IsolationTests {
                           "helper channel: weight 'w': dtype I64 is not F16, F32 or F64")
         try expectRefused(structure(#"{"layers":[{"name":"l","weights":["w"]}],"top":[],"attributes":{"k":1}}"#, [("w", one)]),
                           "helper channel: attribute 'k' is not a unique name with a string value")
+        // Filler entries (names starting with NUL) must be byte vectors.
+        try expectRefused(structure(layer, [("w", one), ("\u{0}1", Tensor(floats: [0], shape: [1]))]),
+                          "helper channel: filler entry is not a U8 vector")
         // More bytes than 1101 times the (1-byte) file could ever hold.
         try expectRefused(structure(layer, [("w", Tensor(zeros: .f32, shape: [276]))]), "helper channel: weights total more than 1101 bytes")
         // Not safetensors at all.
