@@ -10,11 +10,16 @@ import Tensors
 /// a child process with a wall-clock and a memory limit, such a failure becomes an `HDF5Error`.
 ///
 /// - Reading: the parent runs `gpt2kit-hdf5 read [LIMITS] -- PATH` with descriptor 3 an empty anonymous
-///   file. The helper reads PATH with `readWeightFileInProcess` and writes the weights to descriptor 3 as a
-///   safetensors stream whose `__metadata__` holds only `gpt2kit.hdf5`: the layer structure and the root
-///   attributes as JSON. The parent maps the stream and checks it with `SafetensorsReader` and
-///   `weightFile(decoding:)`: our own hardened code, not libhdf5, decides what the parent accepts.
-/// - Writing: the parent writes the weights the same way to descriptor 3 and runs
+///   file. The helper maps it and reads PATH with `readWeightFileInProcess` straight into it, each dataset at
+///   the next 64-byte boundary, so the weights exist once, not in the helper's heap and again in the file. It
+///   then appends a safetensors JSON header and the header's length as a little-endian `UInt64` (safetensors
+///   framed data first, since the header is known only at the end). `__metadata__` holds only
+///   `gpt2kit.hdf5`: the layer structure and the root attributes as JSON; alignment gaps are `U8` filler
+///   entries whose names start with NUL, which no HDF5 name holds. The parent maps the file and checks it with
+///   `SafetensorsReader` (entries tile the data exactly) and `weightFile(decoding:)`: our own hardened code,
+///   not libhdf5, decides what the parent accepts.
+/// - Writing: the parent writes the weights to descriptor 3 as a plain safetensors stream (header first, same
+///   metadata) and runs
 ///   `gpt2kit-hdf5 write [LIMITS] -- PATH TEMPORARY`. The helper checks them the same way and writes
 ///   TEMPORARY (created exclusively) with libhdf5; the parent syncs it and renames it over PATH, or removes
 ///   it when anything failed.
@@ -265,7 +270,7 @@ package enum HDF5Helper {
     /// Reads weights from the protocol's stream on `descriptor`, checks them, and writes them with libhdf5 to
     /// `temporary`, which must not exist; errors name `path`.
     package static func serveWrite(path: String, temporary: String, from descriptor: Int32) throws(HDF5Error) {
-        guard let storage = ByteStorage.mapFile(descriptor: descriptor) else {
+        guard let storage = ByteStorage.mapFile(descriptor: descriptor, prefault: true) else {
             throw .helperFailed(path: path, operation: .writing, detail: "cannot map the \(channelName): " + lastError())
         }
         let file: KerasHDF5.WeightFile
