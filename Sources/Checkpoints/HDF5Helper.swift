@@ -193,7 +193,7 @@ package enum HDF5Helper {
         let budget = memoryLimit.map { max($0 - memoryReserve, 0) }
         // Room for the weights: the budget, else what the reader's own bounds allow (sparse until written).
         let (bound, overflow) = fileSize.multipliedReportingOverflow(by: 1101)
-        let capacity = budget ?? (overflow ? 1 << 46 : min(bound, 1 << 46))
+        let capacity = budget ?? (overflow ? 1 << 40 : min(bound, 1 << 40))
         func failure(_ what: String) -> HDF5Error {
             .readFailed(path: path, object: "/", detail: "\(channelName): \(what): " + lastError())
         }

@@ -15,8 +15,9 @@ extension KerasHDF5 {
         /// Wall-clock limit, after which the helper is killed (`HDF5Error.timedOut`). Nil: 30 s plus 60 s per
         /// GiB.
         public var timeout: Duration?
-        /// The helper's address-space limit (RLIMIT_AS) in bytes; an allocation past it makes the helper fail
-        /// or crash (`HDF5Error.crashed`). Nil: 1 GiB plus 3 bytes per byte.
+        /// The helper's address-space limit (RLIMIT_AS) in bytes. Weights that would not fit in it less a 256 MiB
+        /// reserve are refused before they are allocated (`HDF5Error.memoryLimitExceeded`); any other allocation
+        /// past it crashes the helper (`HDF5Error.crashed`). Nil: 1 GiB plus 3 bytes per byte.
         public var memoryLimit: Int?
         /// The helper's file-size limit (RLIMIT_FSIZE) in bytes, with SIGXFSZ ignored so that writes past it fail
         /// as on a full disk; tests use it.

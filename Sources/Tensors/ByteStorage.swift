@@ -58,7 +58,7 @@ public final class ByteStorage: @unchecked Sendable {
     /// written through `mutableBytes` lands in the file (the libhdf5 helper reads datasets straight into the
     /// anonymous file it hands back). The file must already be at least `length` bytes long. Returns nil and
     /// sets `errno` when it cannot be mapped.
-    public static func mapWritable(descriptor fd: Int32, length: Int) -> ByteStorage? {
+    package static func mapWritable(descriptor fd: Int32, length: Int) -> ByteStorage? {
         precondition(length >= 0, "negative length \(length)")
         if length == 0 { return ByteStorage(mapped: nil, length: 0, isWritable: true) }
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else { return nil }
