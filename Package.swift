@@ -8,6 +8,8 @@ let package = Package(
     products: [
         .library(name: "GPT2Kit", targets: ["GPT2Kit"]),
         .executable(name: "gpt2kit", targets: ["gpt2kit"]),
+        // Runs libhdf5 in a separate process for Checkpoints' KerasHDF5 (found next to the running executable).
+        .executable(name: "gpt2kit-hdf5", targets: ["gpt2kit-hdf5"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,7 +24,9 @@ let package = Package(
 
         .target(name: "Tensors"),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"]),
-        .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib"]),
+        // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).
+        .target(name: "CPosix"),
+        .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib", "CPosix"]),
         .target(name: "Tokenization", dependencies: ["Tensors"]),
         .target(name: "GPT2", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Optimization", dependencies: ["Tensors", "Kernels"]),
@@ -31,12 +35,15 @@ let package = Package(
         .target(name: "GPT2Kit", dependencies: [
             "Tensors", "Checkpoints", "Tokenization", "GPT2", "Optimization", "Training", "Generation",
         ]),
+        // gpt2kit-hdf5 is a dependency so that building gpt2kit builds the helper next to it.
         .executableTarget(name: "gpt2kit", dependencies: [
-            "GPT2Kit",
+            "GPT2Kit", "gpt2kit-hdf5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors"],
+        .executableTarget(name: "gpt2kit-hdf5", dependencies: ["Checkpoints"]),
+
+        .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors", "gpt2kit-hdf5"],
                           path: "Benchmarks/CheckpointBenchmark"),
         .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
                           path: "Benchmarks/TrainingBenchmark"),
@@ -45,10 +52,11 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        // The HDF5 tests run the helper, found next to the test runner.
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport", "gpt2kit-hdf5"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "TestSupport"]),
         .testTarget(name: "GPT2Tests", dependencies: ["GPT2Kit", "TestSupport"]),
         .testTarget(name: "GenerationTests", dependencies: ["GPT2Kit", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport", "gpt2kit-hdf5"]),
     ]
 )

@@ -1,8 +1,12 @@
 // Times checkpoint loading: open → first usable tensor, and open → every tensor touched,
 // for model.safetensors and pytorch_model.bin in a folder, against a bare mmap of the same file.
 //
-// Usage: checkpoint-benchmark DIR [--repeat N] [--json]
+// Usage: checkpoint-benchmark DIR [--repeat N] [--json] [--hdf5]
 // Make DIR with: gpt2kit init --out DIR && gpt2kit convert DIR DIR/pytorch_model.bin
+//
+// --hdf5 times DIR/tf_model.h5 instead: reading every tensor (and touching it) and writing the file back,
+// with libhdf5 in this process against libhdf5 in the helper process gpt2kit-hdf5 (which must sit next to
+// this executable). Make DIR with: gpt2kit init --out D && gpt2kit convert D DIR --format h5
 import Checkpoints
 import Foundation
 import Tensors
@@ -52,6 +56,20 @@ var repeatCount = 9
 var json = false
 if let i = args.firstIndex(of: "--repeat"), i + 1 < args.count, let n = Int(args[i + 1]) { repeatCount = n; args.removeSubrange(i...i + 1) }
 if let i = args.firstIndex(of: "--json") { json = true; args.remove(at: i) }
+var hdf5 = false
+if let i = args.firstIndex(of: "--hdf5") { hdf5 = true; args.remove(at: i) }
+// Internal: read DIR/tf_model.h5 once (in this process or through the helper), touch it, and exit; --hdf5 times
+// this in fresh processes, where a one-shot command pays the page faults a repeated in-process read does not.
+if let i = args.firstIndex(of: "--hdf5-read-once"), i + 2 < args.count {
+    let path = args[i + 1] + "/tf_model.h5"
+    do {
+        let file = args[i + 2] == "isolated" ? try KerasHDF5.readWeightFile(path: path) : try KerasHDF5.readWeightFileInProcess(path: path)
+        exit(touchAll(file.stateDict) == .infinity ? 1 : 0)
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        exit(1)
+    }
+}
 guard let dir = args.first else {
     FileHandle.standardError.write(Data("usage: checkpoint-benchmark DIR [--repeat N] [--json]\n".utf8))
     exit(2)
@@ -62,6 +80,42 @@ let firstName = "transformer.wte.weight"
 var sink = 0.0
 var results: [String: Double] = [:]
 
+/// Touches every tensor of a weight file.
+func touchAll(_ file: KerasHDF5.WeightFile) -> Double { touchAll(file.stateDict) }
+
+if hdf5 {
+    let h5Path = dir + "/tf_model.h5"
+    let written = dir + "/.checkpoint-benchmark.h5"
+    defer { unlink(written) }
+    do {
+        results["hdf5_read_in_process_ms"] = try medianMilliseconds(repeatCount) {
+            sink += touchAll(try KerasHDF5.readWeightFileInProcess(path: h5Path))
+        }
+        results["hdf5_read_isolated_ms"] = try medianMilliseconds(repeatCount) {
+            sink += touchAll(try KerasHDF5.readWeightFile(path: h5Path))
+        }
+        for mode in ["in_process", "isolated"] {
+            results["hdf5_read_once_\(mode)_ms"] = try medianMilliseconds(repeatCount) {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+                process.arguments = ["--hdf5-read-once", dir, mode == "isolated" ? "isolated" : "in-process"]
+                try process.run()
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else { throw CocoaError(.fileReadUnknown) }
+            }
+        }
+        let file = try KerasHDF5.readWeightFileInProcess(path: h5Path)
+        results["hdf5_write_in_process_ms"] = try medianMilliseconds(repeatCount) {
+            try KerasHDF5.writeInProcess(file, to: written)
+        }
+        results["hdf5_write_isolated_ms"] = try medianMilliseconds(repeatCount) {
+            try KerasHDF5.write(file, to: written)
+        }
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        exit(1)
+    }
+} else {
 do {
     results["mmap_bare_ms"] = medianMilliseconds(repeatCount) {
         guard let s = ByteStorage.mapFile(atPath: safetensorsPath) else { return }
@@ -99,7 +153,7 @@ do {
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     exit(1)
-}
+} }
 
 if json {
     let data = (try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])) ?? Data()

@@ -15,6 +15,20 @@ public struct FileWriteFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// Writes all of `bytes` to `descriptor`, retrying short and interrupted writes.
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
+    guard let base = bytes.baseAddress else { return }
+    var done = 0
+    while done < bytes.count {
+        let n = posixWrite(descriptor, base + done, bytes.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FileWriteFailure(reason: String(cString: strerror(errno)))
+        }
+        done += n
+    }
+}
+
 /// Writes a file through a temporary sibling, then fsyncs and renames it over the destination, so a
 /// crash leaves either the old file or the complete new one. Small writes are buffered.
 ///
@@ -76,15 +90,7 @@ public final class AtomicFileWriter {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
-        var done = 0
-        while done < bytes.count {
-            let n = posixWrite(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system("cannot write '\(temporaryPath)'")
-            }
-            done += n
-        }
+        do { try Checkpoints.writeAll(fd, bytes) } catch { throw FileWriteFailure(reason: "cannot write '\(temporaryPath)': \(error.reason)") }
     }
 
     /// Flushes, fsyncs, renames over `path` and fsyncs the folder.

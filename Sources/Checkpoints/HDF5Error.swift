@@ -39,6 +39,27 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupportedDType(path: String, weight: String, dtype: DType)
     /// The writer was given a layer or weight name that cannot be an HDF5 path.
     case invalidName(path: String, name: String, reason: String)
+    /// A link on the way to `link` is external (it names another file) or user-defined; the reader follows
+    /// only hard links, so that a weight file cannot make libhdf5 open other files.
+    case unsupportedLink(path: String, link: String, kind: String)
+    /// libhdf5, running in the helper process, was killed by `signal` (11 is a segmentation fault; a signal
+    /// can also mean the helper hit its memory limit).
+    case crashed(path: String, operation: Operation, signal: Int32)
+    /// The weights read so far, up to and including `dataset`, need more than the `budget` bytes the helper's
+    /// memory limit leaves for them (compressed datasets can expand up to 1100 times); raise
+    /// `KerasHDF5.IsolationOptions.memoryLimit` to read the file.
+    case memoryLimitExceeded(path: String, dataset: String, totalBytes: Int, budget: Int)
+    /// libhdf5, running in the helper process, did not finish within the wall-clock limit and was killed.
+    case timedOut(path: String, operation: Operation, seconds: Double)
+    /// The helper process that runs libhdf5 could not be found or started.
+    case helperUnavailable(path: String, reason: String)
+    /// The helper process broke its protocol: an unexpected exit status, or output our own checks refuse.
+    case helperFailed(path: String, operation: Operation, detail: String)
+
+    /// What libhdf5 was doing with the file when it failed.
+    public enum Operation: String, Sendable, Equatable {
+        case reading, writing
+    }
 
     public var description: String {
         switch self {
@@ -74,6 +95,18 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): weight '\(weight)': dtype \(dtype.rawValue) not written to hdf5 (only F16, F32, F64)"
         case let .invalidName(path, name, reason):
             return "\(path): name '\(name)': \(reason)"
+        case let .unsupportedLink(path, link, kind):
+            return "\(path): link '\(link)': \(kind) links are refused (only hard links inside the file are followed)"
+        case let .memoryLimitExceeded(path, dataset, total, budget):
+            return "\(path): dataset '\(dataset)': weights total \(total) bytes with it, more than the \(budget) bytes the hdf5 helper's memory limit leaves"
+        case let .crashed(path, operation, signal):
+            return "\(path): libhdf5 crashed (signal \(signal)) \(operation.rawValue) the file"
+        case let .timedOut(path, operation, seconds):
+            return "\(path): libhdf5 did not finish \(operation.rawValue) the file within \(Self.formatted(seconds)) s and was stopped"
+        case let .helperUnavailable(path, reason):
+            return "\(path): cannot run the hdf5 helper: \(reason)"
+        case let .helperFailed(path, operation, detail):
+            return "\(path): the hdf5 helper failed \(operation.rawValue) the file: \(detail)"
         }
     }
 
@@ -84,8 +117,17 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
              let .invalidAttribute(path, _, _, _), let .missingGroup(path, _), let .missingDataset(path, _),
              let .unsupportedElementType(path, _, _), let .invalidShape(path, _, _), let .unsupportedStorage(path, _, _),
              let .sizeExceedsFile(path, _, _, _), let .totalSizeExceedsFile(path, _, _, _), let .duplicateWeight(path, _), let .readFailed(path, _, _),
-             let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _):
+             let .writeFailed(path, _, _), let .unsupportedDType(path, _, _), let .invalidName(path, _, _),
+             let .unsupportedLink(path, _, _), let .memoryLimitExceeded(path, _, _, _), let .crashed(path, _, _), let .timedOut(path, _, _),
+             let .helperUnavailable(path, _), let .helperFailed(path, _, _):
             return path
         }
+    }
+
+    /// Seconds with at most one decimal, without a trailing `.0`.
+    private static func formatted(_ seconds: Double) -> String {
+        let tenths = (seconds * 10).rounded()
+        guard tenths.isFinite, abs(tenths) < 1e15 else { return String(seconds) }
+        return tenths.truncatingRemainder(dividingBy: 10) == 0 ? String(Int(tenths / 10)) : String(tenths / 10)
     }
 }

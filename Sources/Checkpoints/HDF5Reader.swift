@@ -3,25 +3,35 @@ import Foundation
 import Tensors
 
 extension KerasHDF5 {
-    /// Reads every weight of a Keras HDF5 file into a `StateDict`.
-    ///
-    /// Keys are the weight names as stored (`tfgpt2lm_head_model/transformer/wte/embeddings:0`), in file order:
-    /// layers in `layer_names` order, each layer's weights in `weight_names` order, then any weights of
-    /// `top_level_model_weights`. Datasets keep their dtype (F16, F32 or F64). The root string attributes
-    /// (`backend`, `keras_version`) become `metadata`.
-    ///
-    /// - Throws: `HDF5Error` naming the file and the object at fault.
-    public static func read(path: String) throws -> StateDict {
-        try readWeightFile(path: path).stateDict
-    }
-
-    /// Reads a Keras HDF5 weight file, keeping its layer structure and root attributes.
+    /// Reads a Keras HDF5 weight file with libhdf5 in this process: what the helper process runs (see
+    /// `readWeightFile(path:options:)`, which callers use), and the baseline the benchmark compares it with.
     ///
     /// - Throws: `HDF5Error` when the file is missing, is not HDF5, is truncated, lacks `layer_names` or a
-    ///   layer's `weight_names`, names a missing group or dataset, holds an element type other than IEEE
-    ///   float16/32/64, repeats a weight name, keeps data in external files, or claims more data than the
-    ///   file holds.
-    public static func readWeightFile(path: String) throws -> WeightFile {
+    ///   layer's `weight_names`, names a missing group or dataset, reaches an object through a link other
+    ///   than a hard link, holds an element type other than IEEE float16/32/64, repeats a weight name, keeps
+    ///   data in external files, or claims more data than the file holds.
+    ///
+    /// - Parameter byteBudget: the most bytes of weights to hold (the helper passes what its memory limit
+    ///   leaves), refused with `memoryLimitExceeded` before a dataset would pass it; nil for no budget.
+    /// - Parameter allocate: where each dataset's bytes go: given the byte count and the dataset's HDF5 path,
+    ///   a writable storage and the offset in it (the helper places them in the file it hands back); nil for
+    ///   zeroed heap storage of its own per dataset.
+    package static func readWeightFileInProcess(
+        path: String, byteBudget: Int? = nil,
+        allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))? = nil
+    ) throws(HDF5Error) -> WeightFile {
+        let fileSize = try regularFileSize(path)
+        let result = withLibraryLock {
+            Result { () throws(HDF5Error) -> WeightFile in
+                var reader = Reader(path: path, fileSize: fileSize, byteBudget: byteBudget, allocate: allocate)
+                return try reader.read()
+            }
+        }
+        return try result.get()
+    }
+
+    /// The size of the regular file at `path`.
+    static func regularFileSize(_ path: String) throws(HDF5Error) -> Int {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw HDF5Error.cannotOpen(path: path, reason: String(cString: strerror(errno)).lowercased())
@@ -29,11 +39,7 @@ extension KerasHDF5 {
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw HDF5Error.cannotOpen(path: path, reason: "not a regular file")
         }
-        let fileSize = Int(info.st_size)
-        return try withLibraryLock { () throws(HDF5Error) -> WeightFile in
-            var reader = Reader(path: path, fileSize: fileSize)
-            return try reader.read()
-        }
+        return Int(info.st_size)
     }
 }
 
@@ -46,10 +52,15 @@ private struct Reader {
     /// names (or share file space), so the bound on what the file can back holds for the total, not each one.
     var unfilteredBytes = 0
     var filteredBytes = 0
+    let byteBudget: Int?
+    let allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))?
 
-    init(path: String, fileSize: Int) {
+    init(path: String, fileSize: Int, byteBudget: Int?,
+         allocate: ((Int, String) throws(HDF5Error) -> (storage: ByteStorage, offset: Int))?) {
         self.path = path
         self.fileSize = fileSize
+        self.byteBudget = byteBudget
+        self.allocate = allocate
     }
 
     mutating func read() throws(HDF5Error) -> KerasHDF5.WeightFile {
@@ -67,7 +78,7 @@ private struct Reader {
         let layerNames = try stringList(root, object: "/", name: "layer_names")
         var layers: [KerasHDF5.Layer] = []
         for layerName in layerNames {
-            guard !layerName.isEmpty, try linkExists(root, layerName, object: "/" + layerName) else {
+            guard !layerName.isEmpty, try linkExists(root, layerName, below: "/") else {
                 throw .missingGroup(path: path, group: "/" + layerName)
             }
             layers.append(KerasHDF5.Layer(name: layerName, weights: try weights(inGroup: layerName, of: root)))
@@ -75,7 +86,7 @@ private struct Reader {
 
         var topLevel: [KerasHDF5.Weight] = []
         let topName = KerasHDF5.topLevelGroupName
-        if !layerNames.contains(topName), try linkExists(root, topName, object: "/" + topName) {
+        if !layerNames.contains(topName), try linkExists(root, topName, below: "/") {
             topLevel = try weights(inGroup: topName, of: root)
         }
 
@@ -103,7 +114,7 @@ private struct Reader {
         var result: [KerasHDF5.Weight] = []
         for name in try stringList(group, object: object, name: "weight_names") {
             let datasetPath = object + "/" + name
-            guard !name.isEmpty, !name.hasPrefix("/"), try linkExists(group, name, object: datasetPath) else {
+            guard !name.isEmpty, !name.hasPrefix("/"), try linkExists(group, name, below: object + "/") else {
                 throw .missingDataset(path: path, dataset: datasetPath)
             }
             guard seenNames.insert(name).inserted else { throw .duplicateWeight(path: path, name: name) }
@@ -112,8 +123,12 @@ private struct Reader {
         return result
     }
 
-    /// Whether every component of the relative link path `name` exists below `location`.
-    private func linkExists(_ location: hid_t, _ name: String, object: String) throws(HDF5Error) -> Bool {
+    /// Whether every component of the relative link path `name` exists below `location`, each checked to be
+    /// a hard link before libhdf5 traverses it: external links would make libhdf5 open other files, soft and
+    /// user-defined links can lead to them.
+    /// `base` is the HDF5 path of `location` with a trailing slash, for messages.
+    private func linkExists(_ location: hid_t, _ name: String, below base: String) throws(HDF5Error) -> Bool {
+        let object = base + name
         var prefix = ""
         for component in name.split(separator: "/", omittingEmptySubsequences: false) {
             guard !component.isEmpty else { return false }
@@ -121,8 +136,23 @@ private struct Reader {
             let exists = H5Lexists(location, prefix, H5.defaultPropertyList)
             if exists < 0 { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
             if exists == 0 { return false }
+            var info = H5L_info_t()
+            guard H5Lget_info(location, prefix, &info, H5.defaultPropertyList) >= 0 else {
+                throw .readFailed(path: path, object: object, detail: H5.errorDetail())
+            }
+            guard info.type == H5L_TYPE_HARD else {
+                throw .unsupportedLink(path: path, link: base + prefix, kind: Self.linkKind(info.type))
+            }
         }
         return true
+    }
+
+    private static func linkKind(_ type: H5L_type_t) -> String {
+        switch type {
+        case H5L_TYPE_SOFT: return "soft"
+        case H5L_TYPE_EXTERNAL: return "external"
+        default: return "user-defined"
+        }
     }
 
     private mutating func dataset(_ group: hid_t, _ name: String, object: String) throws(HDF5Error) -> Tensor {
@@ -149,14 +179,15 @@ private struct Reader {
         let memoryType = KerasHDF5.makeFloatType(for: dtype, inFile: false)
         guard memoryType >= 0 else { throw .readFailed(path: path, object: object, detail: H5.errorDetail()) }
         defer { _ = H5Tclose(memoryType) }
-        let storage = ByteStorage(zeroedByteCount: byteCount)
+        let (storage, offset) = try allocate?(byteCount, object) ?? (ByteStorage(zeroedByteCount: byteCount), 0)
+        precondition(offset >= 0 && byteCount <= storage.byteCount - offset, "allocator gave \(storage.byteCount - offset) bytes for \(byteCount)")
         if byteCount > 0 {
             guard let base = storage.mutableBytes.baseAddress,
-                  H5Dread(dataset, memoryType, H5.all, H5.all, H5.defaultPropertyList, base) >= 0 else {
+                  H5Dread(dataset, memoryType, H5.all, H5.all, H5.defaultPropertyList, base + offset) >= 0 else {
                 throw .readFailed(path: path, object: object, detail: H5.errorDetail())
             }
         }
-        return Tensor(dtype: dtype, shape: shape, storage: storage)
+        return Tensor(dtype: dtype, shape: shape, storage: storage, byteOffset: offset)
     }
 
     /// F16, F32 or F64 when `type` is an IEEE binary float of that width (either byte order).
@@ -264,6 +295,12 @@ private struct Reader {
                 throw .totalSizeExceedsFile(path: path, dataset: object, totalBytes: totalOverflow ? Int.max : total, limit: fileLimit)
             }
             filteredBytes = total
+        }
+        if let byteBudget {
+            let (total, overflow) = unfilteredBytes.addingReportingOverflow(filteredBytes)
+            guard !overflow, total <= byteBudget else {
+                throw .memoryLimitExceeded(path: path, dataset: object, totalBytes: overflow ? Int.max : total, budget: byteBudget)
+            }
         }
     }
 

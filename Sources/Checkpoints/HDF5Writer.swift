@@ -21,15 +21,50 @@ extension KerasHDF5 {
     /// `fsync`, then renamed over `path`; if anything fails the temporary file is removed and an existing
     /// file at `path` is left untouched.
     ///
-    /// - Throws: `HDF5Error` (`invalidName`, `duplicateWeight`, `unsupportedDType`, `writeFailed`).
-    public static func write(_ file: WeightFile, to path: String) throws {
+    /// libhdf5 runs in the helper process `gpt2kit-hdf5` (see `IsolationOptions`): the names are checked here,
+    /// the tensors travel to it through an anonymous file, and a crash of libhdf5 (as on a full disk) or a
+    /// hang becomes an error with the old file intact.
+    ///
+    /// - Throws: `HDF5Error` (`invalidName`, `duplicateWeight`, `unsupportedDType`, `writeFailed`, `crashed`,
+    ///   `timedOut`, `helperUnavailable`).
+    public static func write(_ file: WeightFile, to path: String, options: IsolationOptions = IsolationOptions()) throws {
         try validate(file, path: path)
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = directory + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt64.random(in: 0 ... .max))"
+        try writeAtomically(to: path) { temporary throws(HDF5Error) in
+            try HDF5Helper.write(file, temporary: temporary, path: path, options: options)
+        }
+    }
+
+    /// Writes `file` atomically as `write(_:to:options:)` does, with libhdf5 in this process: the baseline the
+    /// benchmark compares the helper with.
+    package static func writeInProcess(_ file: WeightFile, to path: String) throws(HDF5Error) {
+        try validate(file, path: path)
+        try writeAtomically(to: path) { temporary throws(HDF5Error) in
+            try writeInProcess(file, temporary: temporary, path: path)
+        }
+    }
+
+    /// Writes `file` with libhdf5 in this process to `temporary`, which must not exist; errors name `path`.
+    /// What the helper process runs.
+    package static func writeInProcess(_ file: WeightFile, temporary: String, path: String) throws(HDF5Error) {
+        try validate(file, path: path)
         do {
             // (An untyped closure: a `() throws(HDF5Error) -> ()` closure here crashes the 6.3.1 compiler.)
             try withLibraryLock { try Writer(path: path, temporary: temporary).write(file) }
+        } catch let error as HDF5Error {
+            throw error
+        } catch {
+            throw .writeFailed(path: path, object: "/", detail: "\(error)")
+        }
+    }
+
+    /// Lets `body` write a temporary sibling of `path`, then syncs it and renames it over `path`; removes it
+    /// when anything fails.
+    private static func writeAtomically(to path: String, _ body: (String) throws(HDF5Error) -> Void) throws(HDF5Error) {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let temporary = directory + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt64.random(in: 0 ... .max))"
+        do throws(HDF5Error) {
+            try body(temporary)
             try sync(temporary, target: path, isDirectory: false)
             guard rename(temporary, path) == 0 else {
                 throw HDF5Error.writeFailed(path: path, object: "/", detail: "rename: " + String(cString: strerror(errno)).lowercased())
@@ -49,21 +84,23 @@ extension KerasHDF5 {
     ///     relative to the layer group.
     ///   - attributes: scalar string attributes for the root group (`backend`, `keras_version`).
     public static func write(_ layers: [(layerName: String, weights: [(name: String, tensor: Tensor)])],
-                             attributes: [String: String] = defaultAttributes, to path: String) throws {
+                             attributes: [String: String] = defaultAttributes, to path: String,
+                             options: IsolationOptions = IsolationOptions()) throws {
         let file = WeightFile(
             layers: layers.map { layer in
                 Layer(name: layer.layerName, weights: layer.weights.map { Weight(name: $0.name, tensor: $0.tensor) })
             },
             attributes: attributes)
-        try write(file, to: path)
+        try write(file, to: path, options: options)
     }
 
     /// Writes every tensor of `stateDict`, keys used as weight names, into one layer named `layerName`, with
     /// `defaultAttributes` overridden by the dict's metadata; see `write(_:to:)`.
-    public static func write(_ stateDict: StateDict, layerName: String, to path: String) throws {
+    public static func write(_ stateDict: StateDict, layerName: String, to path: String,
+                             options: IsolationOptions = IsolationOptions()) throws {
         let weights = stateDict.map { Weight(name: $0.name, tensor: $0.tensor) }
         let attributes = defaultAttributes.merging(stateDict.metadata) { _, new in new }
-        try write(WeightFile(layers: [Layer(name: layerName, weights: weights)], attributes: attributes), to: path)
+        try write(WeightFile(layers: [Layer(name: layerName, weights: weights)], attributes: attributes), to: path, options: options)
     }
 
     private static func validate(_ file: WeightFile, path: String) throws(HDF5Error) {

@@ -88,14 +88,15 @@ public enum KerasHDF5 {
 private let libraryLock = NSLock()
 
 extension KerasHDF5 {
-    /// Runs `body` holding the lock that serializes all libhdf5 calls in the process, with libhdf5 initialized
-    /// and its automatic error printing turned off. Code in this package that calls libhdf5 directly
-    /// (tests building bad files) must go through here.
+    /// Runs `body` holding the lock that serializes all libhdf5 calls in the process, with libhdf5 initialized,
+    /// its automatic error printing turned off and its filter plugins disabled (a file must not make it load
+    /// code). Code in this package that calls libhdf5 directly (tests building bad files) must go through here.
     package static func withLibraryLock<R>(_ body: () throws -> R) rethrows -> R {
         libraryLock.lock()
         defer { libraryLock.unlock() }
         _ = H5open()
         _ = H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil)
+        _ = H5PLset_loading_state(0)
         return try body()
     }
 }

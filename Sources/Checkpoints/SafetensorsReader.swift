@@ -28,7 +28,31 @@ public enum SafetensorsReader {
     public static func read(path: String) throws(SafetensorsError) -> StateDict {
         let storage: ByteStorage
         do { storage = try ByteStorage.mapRegularFile(atPath: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
-        let header = try parseHeader(storage.bytes, path: path)
+        return try read(mapped: storage, path: path)
+    }
+
+    /// The tensors of a safetensors file already mapped as `storage` (views into it), validated as `read(path:)`
+    /// validates; `path` names the file in errors.
+    package static func read(mapped storage: ByteStorage, path: String) throws(SafetensorsError) -> StateDict {
+        tensors(of: try parseHeader(storage.bytes, path: path), in: storage)
+    }
+
+    /// The tensors of a mapped stream framed data first: the data section, then the JSON header, then the
+    /// header's length as a little-endian `UInt64` (how the libhdf5 helper hands weights back: it reads them
+    /// into place before it knows the header). Validated as `read(path:)` validates.
+    package static func read(mappedTrailingHeader storage: ByteStorage, path: String) throws(SafetensorsError) -> StateDict {
+        let bytes = storage.bytes
+        guard bytes.count >= 8 else { throw .fileTooSmall(path: path, size: bytes.count) }
+        let n = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self))
+        guard n <= maximumHeaderSize, n <= UInt64(bytes.count - 8) else {
+            throw .headerTooLarge(path: path, headerSize: n, fileSize: bytes.count)
+        }
+        let dataSize = bytes.count - 8 - Int(n)
+        let json = UnsafeRawBufferPointer(rebasing: bytes[dataSize ..< bytes.count - 8])
+        return tensors(of: try parseHeader(json: json, dataOffset: 0, dataSize: dataSize, path: path), in: storage)
+    }
+
+    private static func tensors(of header: Header, in storage: ByteStorage) -> StateDict {
         var dict = StateDict()
         dict.metadata = header.metadata
         for e in header.entries {
@@ -46,17 +70,23 @@ public enum SafetensorsReader {
             throw .headerTooLarge(path: path, headerSize: n, fileSize: bytes.count)
         }
         let headerSize = Int(n)
-        guard headerSize >= 2, bytes[8] == UInt8(ascii: "{") else {
+        return try parseHeader(json: UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerSize]),
+                               dataOffset: 8 + headerSize, dataSize: bytes.count - 8 - headerSize, path: path)
+    }
+
+    /// Validates a JSON header whose data section of `dataSize` bytes starts at `dataOffset` of the stream.
+    static func parseHeader(json: UnsafeRawBufferPointer, dataOffset: Int, dataSize: Int,
+                            path: String) throws(SafetensorsError) -> Header {
+        let headerSize = json.count
+        guard headerSize >= 2, json[0] == UInt8(ascii: "{") else {
             throw .invalidHeader(path: path, reason: "header does not start with '{'")
         }
         // Stream the header against its schema (no intermediate JSON tree): { name: {dtype, shape, data_offsets}, "__metadata__": {k: v} }.
-        let dataOffset = 8 + headerSize
-        let dataSize = bytes.count - dataOffset
         var metadata: [String: String] = [:]
         var entries: [Entry] = []
         entries.reserveCapacity(headerSize / 96)
         var seen = Set<String>()
-        var p = HeaderJSON.Parser(bytes: UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerSize]))
+        var p = HeaderJSON.Parser(bytes: json)
         func syntax(_ e: HeaderJSON.ParseError) -> SafetensorsError {
             .invalidHeader(path: path, reason: "header is not valid JSON (\(e.reason) at byte \(e.offset))")
         }

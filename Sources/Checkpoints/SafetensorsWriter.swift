@@ -10,23 +10,34 @@ public enum SafetensorsWriter {
     /// Writes `dict` to `path`. `metadata` defaults to the dict's metadata, or `{"format": "pt"}` when it has none;
     /// pass `[:]` to write no `__metadata__` entry.
     public static func write(_ dict: StateDict, to path: String, metadata: [String: String]? = nil) throws(SafetensorsError) {
-        let (header, order) = serializedHeader(dict, metadata: metadata)
         let file: AtomicFileWriter
         do { file = try AtomicFileWriter(path: path) } catch { throw .writeFailed(path: path, reason: error.reason) }
         do {
-            var prefix: [UInt8] = []
-            prefix.appendLittleEndian64(header.count)
-            try file.write(prefix)
-            try file.write(header)
-            for name in order {
-                guard let t = dict[name] else { continue }
-                let result = t.withUnsafeBytes { raw in Result { () throws(FileWriteFailure) in try file.write(raw) } }
-                try result.get()
-            }
+            try serialize(dict, metadata: metadata) { bytes throws(FileWriteFailure) in try file.write(bytes) }
             try file.commit()
         } catch {
             file.abandon()
             throw .writeFailed(path: path, reason: error.reason)
+        }
+    }
+
+    /// Writes `dict` in the same layout to the open file or pipe `descriptor`, from its current position,
+    /// unbuffered and without syncing (the libhdf5 helper's channel).
+    static func write(_ dict: StateDict, metadata: [String: String]? = nil, toDescriptor descriptor: Int32) throws(FileWriteFailure) {
+        try serialize(dict, metadata: metadata) { bytes throws(FileWriteFailure) in try writeAll(descriptor, bytes) }
+    }
+
+    /// Hands the length prefix, the header and every tensor's bytes, in order, to `emit`.
+    private static func serialize(_ dict: StateDict, metadata: [String: String]?,
+                                  _ emit: (UnsafeRawBufferPointer) throws(FileWriteFailure) -> Void) throws(FileWriteFailure) {
+        let (header, order) = serializedHeader(dict, metadata: metadata)
+        var prefix: [UInt8] = []
+        prefix.appendLittleEndian64(header.count)
+        prefix += header
+        try prefix.withUnsafeBytes { raw in Result { () throws(FileWriteFailure) in try emit(raw) } }.get()
+        for name in order {
+            guard let t = dict[name] else { continue }
+            try t.withUnsafeBytes { raw in Result { () throws(FileWriteFailure) in try emit(raw) } }.get()
         }
     }
 

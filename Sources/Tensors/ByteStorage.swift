@@ -15,6 +15,8 @@ public final class ByteStorage: @unchecked Sendable {
     public let byteCount: Int
     public let backing: Backing
     private let mappedLength: Int
+    /// A shared read-write mapping (`mapWritable(descriptor:length:)`), which `mutableBytes` may write.
+    private let isWritable: Bool
 
     /// Allocates `byteCount` zeroed bytes (64-byte aligned).
     public init(zeroedByteCount byteCount: Int) {
@@ -25,6 +27,7 @@ public final class ByteStorage: @unchecked Sendable {
         self.byteCount = byteCount
         self.backing = .heap
         self.mappedLength = 0
+        self.isWritable = true
     }
 
     /// Copies `bytes` into new owned storage.
@@ -43,11 +46,23 @@ public final class ByteStorage: @unchecked Sendable {
         }
     }
 
-    private init(mapped: UnsafeRawPointer?, length: Int) {
+    private init(mapped: UnsafeRawPointer?, length: Int, isWritable: Bool = false) {
         self.baseAddress = mapped
         self.byteCount = length
         self.backing = .mapped
         self.mappedLength = length
+        self.isWritable = isWritable
+    }
+
+    /// Maps the first `length` bytes of the file open as `descriptor` read-write and shared, so that what is
+    /// written through `mutableBytes` lands in the file (the libhdf5 helper reads datasets straight into the
+    /// anonymous file it hands back). The file must already be at least `length` bytes long. Returns nil and
+    /// sets `errno` when it cannot be mapped.
+    package static func mapWritable(descriptor fd: Int32, length: Int) -> ByteStorage? {
+        precondition(length >= 0, "negative length \(length)")
+        if length == 0 { return ByteStorage(mapped: nil, length: 0, isWritable: true) }
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else { return nil }
+        return ByteStorage(mapped: UnsafeRawPointer(p), length: length, isWritable: true)
     }
 
     /// Maps a whole file read-only. Returns nil and sets `errno` when the file cannot be opened or mapped
@@ -58,21 +73,40 @@ public final class ByteStorage: @unchecked Sendable {
 
     /// Maps a whole regular file read-only, or throws why not.
     public static func mapRegularFile(atPath path: String) throws(InputFileError) -> ByteStorage {
-        let (fd, size) = try InputFile.openRegular(path)
+        let (fd, _) = try InputFile.openRegular(path)
         defer { close(fd) }
-        if size == 0 { return ByteStorage(mapped: nil, length: 0) }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+        guard let storage = mapFile(descriptor: fd) else {
             throw InputFileError(path: path, reason: "cannot map: " + InputFile.systemReason())
         }
+        return storage
+    }
+
+    /// Maps the whole regular file open as `descriptor` read-only (the descriptor may be closed afterwards).
+    /// `prefault` asks the kernel to map every page at once (Linux `MAP_POPULATE`): faster than faulting them in
+    /// one by one when all will be read and they are already in memory. Returns nil and sets `errno` when it is
+    /// not a regular file or cannot be mapped.
+    public static func mapFile(descriptor fd: Int32, prefault: Bool = false) -> ByteStorage? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { errno = EISDIR; return nil }
+        let size = Int(st.st_size)
+        if size == 0 { return ByteStorage(mapped: nil, length: 0) }
+        #if os(Linux)
+        let flags = MAP_PRIVATE | (prefault ? MAP_POPULATE : 0)
+        #else
+        let flags = MAP_PRIVATE
+        #endif
+        guard let p = mmap(nil, size, PROT_READ, flags, fd, 0), p != MAP_FAILED else { return nil }
         return ByteStorage(mapped: UnsafeRawPointer(p), length: size)
     }
 
     /// The bytes, valid while `self` is alive.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: byteCount) }
 
-    /// Mutable access for owned storage that is not yet shared. Precondition: heap-backed.
+    /// Mutable access for owned storage that is not yet shared. Precondition: heap-backed, or a writable
+    /// mapping.
     public var mutableBytes: UnsafeMutableRawBufferPointer {
-        precondition(backing == .heap, "mapped storage is read-only")
+        precondition(isWritable, "mapped storage is read-only")
         return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: baseAddress), count: byteCount)
     }
 
