@@ -92,7 +92,7 @@ public enum SafetensorsWriter {
     }
 
     /// A JSON string literal escaped as serde_json escapes it.
-    static func jsonString(_ s: String) -> String {
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {

@@ -198,11 +198,16 @@ public enum GGUFModel {
             guard let m = v.string else { throw fail("tokenizer.ggml.merges[\(i)] is not a string") }
             return m
         }
+        // In id order, as Hugging Face writes vocab.json (and fast: Foundation's sorted-keys JSON takes seconds here).
+        func json(_ entries: [String: Int]) -> Data {
+            let body = entries.sorted { $0.value < $1.value }.map { SafetensorsWriter.jsonString($0.key) + ": \($0.value)" }
+            return Data(("{" + body.joined(separator: ", ") + "}\n").utf8)
+        }
         var files: [(String, Data)] = [
-            ("vocab.json", try JSONSerialization.data(withJSONObject: vocab, options: [.sortedKeys])),
+            ("vocab.json", json(vocab)),
             ("merges.txt", Data(("#version: 0.2\n" + merges.joined(separator: "\n") + "\n").utf8)),
         ]
-        if !added.isEmpty { files.append(("added_tokens.json", try JSONSerialization.data(withJSONObject: added, options: [.sortedKeys]))) }
+        if !added.isEmpty { files.append(("added_tokens.json", json(added))) }
         return files
     }
 
