@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled tiny GPT-2: the transformers notebook, done by gpt2kit.
-# tokenize -> eval -> fine-tune (20 AdamW steps) -> export to every format -> greedy and sampled generation.
+# tokenize -> eval -> fine-tune (20 AdamW steps) -> export to every format (GGUF too) -> greedy and sampled generation
+# -> the same fine-tuning as a LoRA adapter (PEFT format).
 # Usage: bash scripts/demo.sh [MODEL_DIR] [TOKENIZER_DIR]
 #   defaults: fixtures/tiny-gpt2 (random weights, real vocabulary) and fixtures/gpt2-tokenizer.
 #   With a real gpt2 folder: bash scripts/demo.sh /path/to/gpt2 /path/to/gpt2   (then LR defaults to 5e-4)
@@ -40,4 +41,11 @@ echo "== greedy continuation after fine-tuning (from the .bin export)"
 echo "== sampled continuations (top-k 10, top-p 0.75, from the TF export)"
 "$BIN" generate --model "$OUT/hp-tf" --prompt "$CONTEXT" --sample --max-length 10 --top-k 10 --top-p 0.75 \
   --num-return-sequences 3 --seed 0
-echo "== done: $OUT/hp (safetensors + trainer_state + loss_curve.svg), $OUT/hp-pytorch, $OUT/hp-tf"
+echo "== export to GGUF (llama.cpp, q8_0, tokenizer embedded) and greedy from it"
+"$BIN" convert "$OUT/hp" "$OUT/hp-q8_0.gguf" --dtype q8_0
+"$BIN" generate --model "$OUT/hp-q8_0.gguf" --prompt "$CONTEXT" --max-new-tokens 3
+echo "== the same with LoRA: a PEFT adapter (r 8 on c_attn, c_proj, c_fc), the base stays frozen"
+"$BIN" finetune --model "$MODEL" --tokenizer "$TOKENIZER" --context "$CONTEXT" --label "$LABEL" \
+  --steps 20 --lr "$LR" --eps 1e-6 --lora-rank 8 --lora-alpha 16 --lora-targets c_attn,c_proj,c_fc --out "$OUT/lora"
+"$BIN" generate --model "$MODEL" --tokenizer "$TOKENIZER" --adapter "$OUT/lora" --prompt "$CONTEXT" --max-new-tokens 3
+echo "== done: $OUT/hp (safetensors + trainer_state + loss_curve.svg), $OUT/hp-pytorch, $OUT/hp-tf, $OUT/hp-q8_0.gguf, $OUT/lora (PEFT adapter)"
