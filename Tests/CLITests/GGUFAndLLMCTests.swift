@@ -152,3 +152,87 @@ import TestSupport
         }
     }
 }
+
+/// Against llama.cpp and llm.c themselves: goldens made once by `scripts/verify_gguf_llamacpp.py` (llama.cpp
+/// 0c1e570 from llama-cpp-python 0.3.36) and `scripts/verify_llmc.py` (llm.c f1e2ace), committed in `fixtures/`.
+@Suite struct ReferenceRuntimeTests {
+    static let promptIDs: [Int32] = [18308, 14179, 318, 257, 2168, 286]
+
+    @Test(arguments: [(GGUFModel.WeightType.f32, 1e-3), (.f16, 1e-3), (.q8_0, 3e-2)])
+    func llamaCppGivesOurLogitsOnOurGGUF(type: GGUFModel.WeightType, scaledTolerance: Double) throws {
+        // Measured max |llama.cpp − ours| / max|logit|: f32 3.9e-4 (llama.cpp's CPU GELU goes through an f16 table),
+        // f16 5.3e-4 and q8_0 1.3e-2 (llama.cpp also rounds activations to f16 / 8-bit blocks before each product).
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let parameters = try ModelIO.loadParameters(try ModelLocation(path: Fixtures.path("tiny-gpt2")))
+        let tokenizer = try ModelIO.loadTokenizer(folder: Fixtures.path("gpt2-tokenizer"))
+        let path = dir + "/tiny-\(type.rawValue).gguf"
+        try GGUFModel.write(parameters, tokenizer: tokenizer, name: "tiny-gpt2", to: path, weightType: type)
+        let (model, _) = try ModelIO.loadModel(path: path, trainsBase: false)
+        try model.forward(inputIDs: Self.promptIDs, batchSize: 1, sequenceLength: Self.promptIDs.count)
+        let golden = try #require(try SafetensorsReader.read(path: Fixtures.path("gguf-llamacpp/logits.safetensors"))[type.rawValue])
+        let expected = golden.floats()
+        let V = model.config.vocabularySize
+        #expect(golden.shape == [6, V])
+        let scale = Double(expected.map(abs).max() ?? 1)
+        var worst = 0.0
+        for t in 0..<6 {
+            let ours = model.logits(batch: 0, position: t)
+            let theirs = Array(expected[t * V ..< (t + 1) * V])
+            for i in 0..<V { worst = max(worst, Double(abs(ours[i] - theirs[i]))) }
+            #expect(ours.indices.max { ours[$0] < ours[$1] } == theirs.indices.max { theirs[$0] < theirs[$1] }, "top token at \(t)")
+        }
+        #expect(worst / scale <= scaledTolerance, "\(type.rawValue): max |llama.cpp − gpt2kit| = \(worst) (\(worst / scale) of the largest logit)")
+    }
+
+    @Test func llamaCppTokenizesLikeUsWithTheEmbeddedVocabulary() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let parameters = try ModelIO.loadParameters(try ModelLocation(path: Fixtures.path("tiny-gpt2")))
+        try GGUFModel.write(parameters, tokenizer: try ModelIO.loadTokenizer(folder: Fixtures.path("gpt2-tokenizer")),
+                            name: "tiny-gpt2", to: dir + "/t.gguf", weightType: .f32)
+        let tokenizer = try GGUFModel.tokenizer(path: dir + "/t.gguf")
+        let cases = try #require(try Fixtures.json("gguf-llamacpp/tokenization.json") as? [[String: Any]])
+        #expect(cases.count >= 44)
+        for c in cases {
+            let text = try #require(c["text"] as? String)
+            #expect(tokenizer.encode(text, allowSpecial: false) == (c["ids"] as? [Int]), "\(text)")
+            #expect(tokenizer.encode(text, allowSpecial: true) == (c["ids_parse_special"] as? [Int]), "\(text) (special)")
+        }
+    }
+
+    @Test func llmcTrainerGetsOurFirstStepLossFromOurCheckpoint() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let parameters = try ModelIO.loadParameters(try ModelLocation(path: Fixtures.path("tiny-gpt2")))
+        try LLMCCheckpoint.write(parameters, to: dir + "/gpt2_124M.bin")
+        let batch = try #require(try Fixtures.json("llmc/batch.json") as? [String: Any])
+        let inputs = try #require(batch["inputs"] as? [[Int]]).flatMap { $0 }.map(Int32.init)
+        let targets = try #require(batch["targets"] as? [[Int]])
+        let llmcLoss = try #require(batch["llmc_step0_train_loss"] as? Double)
+        let (model, _) = try ModelIO.loadModel(path: dir + "/gpt2_124M.bin", trainsBase: false)
+        // GPT2LMHeadModel labels are shifted inside the model: row b's labels are its inputs' successors, which are
+        // llm.c's targets; put each row's last target after the row so the shift scores all 64 positions.
+        let B = targets.count, T = targets[0].count
+        var ids: [Int32] = [], labels: [Int32] = []
+        for b in 0..<B {
+            ids += inputs[b * T ..< (b + 1) * T] + [Int32(targets[b][T - 1])]
+            labels += [-100] + targets[b].map(Int32.init)
+        }
+        // T + 1 positions per row exceed the tiny model's 64; score the rows through a window of 64 instead.
+        _ = ids; _ = labels
+        var total = 0.0
+        for b in 0..<B {
+            let row = Array(inputs[b * T ..< (b + 1) * T])
+            try model.forward(inputIDs: row, batchSize: 1, sequenceLength: T)
+            for t in 0..<T {
+                let logits = model.logits(batch: 0, position: t).map(Double.init)
+                let maxLogit = logits.max() ?? 0
+                let logSum = log(logits.reduce(0) { $0 + exp($1 - maxLogit) }) + maxLogit
+                total += logSum - logits[targets[b][t]]
+            }
+        }
+        let loss = total / Double(B * T)
+        expectClose(loss, llmcLoss, rtol: 1e-4, "llm.c step-0 loss")
+    }
+}
