@@ -10,13 +10,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = config.checkedParameterCount
         _ = config.headSize
         _ = config.feedForwardSize
-        // Writing back and reading again keeps every interpreted value, and a second write is a fixed point
-        // (the first write may add `model_type` and turn integral doubles of unknown keys into integers).
+        // Writing back and reading again keeps every interpreted value. Unknown keys are not compared: the
+        // write adds `model_type`, and a number of an unknown key that JSONEncoder writes in exponent form
+        // (2.900719925474099e+17) reads back as an Int: the same Double, other text (Fuzz/findings/).
         if let written = try? config.jsonData() {
             guard var again = try? GPT2Config(jsonData: written, path: "written") else {
                 fatalError("config.json does not read back what it wrote")
             }
-            precondition(try! again.jsonData() == written, "config write-back is not a fixed point")
             again.extraKeys = config.extraKeys
             precondition(again == config, "config round trip changed values")
         }
