@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs GPT2Kit's libFuzzer harnesses (Fuzz/*.swift). Not part of the SwiftPM build or CI.
 #
-#   bash scripts/fuzz.sh [HARNESS|all|build] [--runs N | --time SECONDS] [--build-only]
-#
+#   bash scripts/fuzz.sh [HARNESS|all|build] [--runs N] [--time SECONDS] [--build-only]
+#       runs each harness for N executions or SECONDS, whichever comes first (neither given: 60 s)
 #   bash scripts/fuzz.sh triage HARNESS   replays Fuzz/crashes/HARNESS/* and prints each one's innermost frames
 #
 # Harnesses: safetensors zip torch hdf5 config tokenizer jsonl.
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --time) seconds=$2; shift 2 ;;
         --build-only) build_only=1; shift ;;
-        -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         triage) triage=1; shift ;;
         *) target=$1; shift ;;
     esac
