@@ -6,7 +6,9 @@ import Darwin
 #endif
 
 enum FuzzSupport {
-    /// A fixed per-harness, per-process scratch path: $GPT2KIT_FUZZ_TMP, else /dev/shm, else $TMPDIR or /tmp.
+    /// A fixed per-harness scratch path in $GPT2KIT_FUZZ_TMP, else /dev/shm, else $TMPDIR or /tmp. Not per
+    /// process: fork mode (hdf5) starts a child per job, and one file per child would pile up in /dev/shm.
+    /// scripts/fuzz.sh runs one harness at a time and removes the file afterwards.
     static func scratchPath(_ harness: String, suffix: String) -> String {
         var directory = "/tmp"
         if let env = getenv("GPT2KIT_FUZZ_TMP"), env.pointee != 0 {
@@ -16,7 +18,7 @@ enum FuzzSupport {
         } else if let env = getenv("TMPDIR"), env.pointee != 0 {
             directory = String(cString: env)
         }
-        return "\(directory)/gpt2kit-fuzz-\(harness)-\(getpid())\(suffix)"
+        return "\(directory)/gpt2kit-fuzz-\(harness)\(suffix)"
     }
 
     /// Replaces the file at `path` with `bytes`.
