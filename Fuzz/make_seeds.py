@@ -104,3 +104,78 @@ put("jsonl", "text.jsonl", '{"text": "Hello world"}\n{"text": "naïve café \\u0
 put("jsonl", "long.jsonl", json.dumps({"context": "a" * 40, "label": "b" * 40}) + "\n" + json.dumps({"text": "x" * 30}) + "\n")
 lines = read("tokenizer-goldens.jsonl").decode().split("\n")[:6]
 put("jsonl", "goldens.jsonl", "\n".join(json.dumps({"text": json.loads(l)["text"]}) for l in lines if l) + "\n")
+
+# gguf: a one-layer GPT-2 (n_embd 32, 8 positions) over the small vocabulary above, F32 and Q8_0 weights,
+# written the way GPT2Kit's GGUFModel writes (metadata, tensor infos, data aligned to 32).
+def gguf(weight_type):
+    import random
+    rnd = random.Random(7)
+    tokens = sorted(small_vocab, key=small_vocab.get)
+    V, C, T, F = len(tokens), 32, 8, 128
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    kv = [("general.architecture", 8, s("gpt2")), ("gpt2.context_length", 4, struct.pack("<I", T)),
+          ("gpt2.embedding_length", 4, struct.pack("<I", C)), ("gpt2.feed_forward_length", 4, struct.pack("<I", F)),
+          ("gpt2.block_count", 4, struct.pack("<I", 1)), ("gpt2.attention.head_count", 4, struct.pack("<I", 4)),
+          ("gpt2.attention.layer_norm_epsilon", 6, struct.pack("<f", 1e-5)), ("general.file_type", 4, struct.pack("<I", 0)),
+          ("tokenizer.ggml.model", 8, s("gpt2")), ("tokenizer.ggml.pre", 8, s("gpt-2")),
+          ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(s(t) for t in tokens)),
+          ("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, V) + b"".join(struct.pack("<i", 3 if t == "<|endoftext|>" else 1) for t in tokens)),
+          ("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, len(small_merges)) + b"".join(s(m) for m in small_merges)),
+          ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", V - 1)), ("general.alignment", 4, struct.pack("<I", 32))]
+    tensors = [("token_embd.weight", [C, V], True), ("position_embd.weight", [C, T], False)]
+    for name, ne, mat in [("attn_norm.weight", [C], False), ("attn_norm.bias", [C], False), ("attn_qkv.weight", [C, 3 * C], True),
+                          ("attn_qkv.bias", [3 * C], False), ("attn_output.weight", [C, C], True), ("attn_output.bias", [C], False),
+                          ("ffn_norm.weight", [C], False), ("ffn_norm.bias", [C], False), ("ffn_up.weight", [C, F], True),
+                          ("ffn_up.bias", [F], False), ("ffn_down.weight", [F, C], True), ("ffn_down.bias", [C], False)]:
+        tensors.append(("blk.0." + name, ne, mat))
+    tensors += [("output_norm.weight", [C], False), ("output_norm.bias", [C], False)]
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+    for key, t, payload in kv:
+        head += s(key) + struct.pack("<I", t) + payload
+    datas, offset = [], 0
+    for name, ne, mat in tensors:
+        n = 1
+        for d in ne:
+            n *= d
+        q8 = weight_type == "q8_0" and mat
+        if q8:
+            data = b""
+            for _ in range(n // 32):
+                data += struct.pack("<e", 0.01) + bytes(rnd.randrange(256) for _ in range(32))
+        else:
+            data = struct.pack("<%df" % n, *[rnd.uniform(-0.1, 0.1) for _ in range(n)])
+        head += s(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        head += struct.pack("<IQ", 8 if q8 else 0, offset)
+        data += b"\0" * ((32 - len(data) % 32) % 32)
+        datas.append(data)
+        offset += len(data)
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + b"".join(datas)
+
+
+put("gguf", "gpt2-q8_0.gguf", gguf("q8_0"))
+
+# llmc: a tiny llm.c checkpoint (V 16, padded 128, 8 positions, 1 layer, 2 heads, 8 channels), fp32 and bf16.
+def llmc(version):
+    V, Vp, T, L, NH, C = 16, 128, 8, 1, 2, 8
+    header = [20240326, version, T, V, L, NH, C, Vp] + [0] * 248
+    n = Vp * C + T * C + L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C) + 2 * C
+    if version == 3:
+        body = struct.pack("<%df" % n, *[((i * 37) % 101 - 50) / 500 for i in range(n)])
+    else:
+        body = b"".join(struct.pack("<H", 0x3C00 + (i % 64)) for i in range(n))
+    return struct.pack("<256i", *header) + body
+
+
+put("llmc", "tiny-f32.bin", llmc(3))
+put("llmc", "tiny-bf16.bin", llmc(5))
+
+# adapter: the committed PEFT configs and variants (a regex target, rsLoRA, layer-specific names).
+for name in ["all-modules", "rslora-attn"]:
+    put("adapter", name + ".json", read("peft-tiny", name, "adapter_config.json"))
+put("adapter", "regex.json", json.dumps({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8,
+                                         "target_modules": ".*h\\.1\\..*c_(attn|fc)", "bias": "none"}))
+put("adapter", "named.json", json.dumps({"peft_type": "LORA", "r": 2, "target_modules": ["h.0.attn.c_proj", "mlp.c_proj"],
+                                         "use_rslora": True, "lora_dropout": 0.1, "rank_pattern": {}, "modules_to_save": None}))

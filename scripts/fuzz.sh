@@ -5,7 +5,7 @@
 #       runs each harness for N executions or SECONDS, whichever comes first (neither given: 60 s)
 #   bash scripts/fuzz.sh triage HARNESS   replays Fuzz/crashes/HARNESS/* and prints each one's innermost frames
 #
-# Harnesses: safetensors zip torch hdf5 config tokenizer jsonl.
+# Harnesses: safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter.
 # Build output goes to .build-fuzz/ (git-ignored): instrumented modules in mods/, harness binaries in bin/,
 # the growing corpus in corpus/<harness>/ and logs in logs/. Committed seeds are read from Fuzz/seeds/<harness>/
 # (regenerate with `python3 Fuzz/make_seeds.py`); crashing, timing-out and out-of-memory inputs are kept in
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/.build-fuzz
-ALL=(safetensors zip torch hdf5 config tokenizer jsonl)
+ALL=(safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter)
 
 target=all; runs=""; seconds=""; build_only=0; triage=0
 while [ $# -gt 0 ]; do
@@ -37,12 +37,21 @@ done
 pkg-config --exists hdf5 openblas zlib || { echo "missing system packages: run bash scripts/bootstrap.sh" >&2; exit 1; }
 SWIFTC=${SWIFTC:-swiftc}
 FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -enable-testing -package-name GPT2Kit -I "$OUT/mods"
-       -I Sources/CHDF5 -I Sources/CZlib -I Sources/CBLAS)
+       -I Sources/CHDF5 -I Sources/CZlib -I Sources/CBLAS -I "$OUT/mods/CPosix")
 for f in $(pkg-config --cflags-only-I hdf5 openblas zlib); do FLAGS+=(-Xcc "$f"); done
 LIBS=()
 for f in $(pkg-config --libs-only-L hdf5 openblas zlib); do LIBS+=("$f"); done
 LIBS+=(-lhdf5 -lz -lopenblas)
 mkdir -p "$OUT/mods" "$OUT/bin" "$OUT/logs"
+
+# The C target CPosix (Linux calls Swift's Glibc module lacks): an instrumented object and a module map.
+build_cposix() {
+    local obj=$OUT/mods/CPosix.o
+    if [ -f "$obj" ] && [ -z "$(find Sources/CPosix -newer "$obj" 2>/dev/null)" ]; then return; fi
+    mkdir -p "$OUT/mods/CPosix"
+    printf 'module CPosix {\n  header "%s"\n  export *\n}\n' "$ROOT/Sources/CPosix/include/CPosix.h" > "$OUT/mods/CPosix/module.modulemap"
+    "${CLANG:-clang}" -fsanitize=address,fuzzer-no-link -O1 -g -c Sources/CPosix/CPosix.c -I Sources/CPosix/include -o "$obj"
+}
 
 # Rebuilds module $1 from Sources/$1 when any of its sources is newer than its last build
 # (after changing the flags below, delete .build-fuzz/).
@@ -64,6 +73,7 @@ modules_of() {
         config) echo "Tensors Kernels GPT2" ;;
         tokenizer) echo "Tokenization" ;;
         jsonl) echo "" ;;
+        gguf|llmc|adapter) echo "Tensors Kernels Checkpoints Tokenization GPT2 Optimization Training Generation GPT2Kit" ;;
     esac
 }
 extra_sources_of() {
@@ -79,17 +89,21 @@ file_of() {
         torch) echo Fuzz/TorchFuzzer.swift ;; hdf5) echo Fuzz/HDF5Fuzzer.swift ;;
         config) echo Fuzz/ConfigFuzzer.swift ;; tokenizer) echo Fuzz/TokenizerFuzzer.swift ;;
         jsonl) echo Fuzz/JSONLFuzzer.swift ;;
+        gguf) echo Fuzz/GGUFFuzzer.swift ;; llmc) echo Fuzz/LLMCFuzzer.swift ;; adapter) echo Fuzz/AdapterFuzzer.swift ;;
     esac
 }
 max_len_of() {
     case $1 in
         safetensors) echo 4096 ;; zip) echo 8192 ;; torch) echo 8192 ;; hdf5) echo 16384 ;;
         config) echo 2048 ;; tokenizer) echo 16384 ;; jsonl) echo 4096 ;;
+        gguf) echo 40000 ;; llmc) echo 16384 ;; adapter) echo 4096 ;;
     esac
 }
 
 build_harness() {
     local h=$1 bin=$OUT/bin/fuzz-$1 objs=() m
+    build_cposix
+    objs+=("$OUT/mods/CPosix.o")
     for m in $(modules_of "$h"); do build_module "$m"; objs+=("$OUT/mods/$m.o"); done
     local srcs=("$(file_of "$h")" Fuzz/FuzzSupport.swift $(extra_sources_of "$h"))
     local stamps=()

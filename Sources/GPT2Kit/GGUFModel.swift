@@ -159,6 +159,14 @@ public enum GGUFModel {
         var byGGUFName: [String: GPT2ParameterLayout.Entry] = [:]
         for e in layout.entries { byGGUFName[ggufName(e.role).name] = e }
         var dict = StateDict()
+        // The file's metadata as text (arrays by their length), for `inspect`.
+        for (key, value) in file.metadata {
+            switch value {
+            case let .array(_, items): dict.metadata[key] = "[\(items.count) items]"
+            case let .string(s): dict.metadata[key] = s
+            default: dict.metadata[key] = value.number.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) } ?? "\(value)"
+            }
+        }
         var outputWeight: Tensor?
         for info in file.tensors {
             if info.name == "output.weight" { outputWeight = file.tensor(info); continue }

@@ -14,12 +14,13 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let location = try ModelLocation(path: path, configPath: model.configPath)
-            let format = location.weightsKind == .safetensorsIndex || location.weightsKind == .pytorchIndex
+            let format = [.safetensorsIndex, .pytorchIndex, .gguf, .llmc].contains(location.weightsKind)
                 ? location.weightsKind.rawValue : try CheckpointFormat.detect(path: location.weightsPath).rawValue
             let dict = try ModelIO.readStateDict(location)
             var configObject: Any? = nil
             var configCheck: String? = nil
             var parameterCount: Int? = nil
+            var embeddedConfig: GPT2Config? = nil
             if let configPath = location.configPath {
                 let data = try readConfigBytes(path: configPath)
                 configObject = try? JSONSerialization.jsonObject(with: data)
@@ -28,6 +29,16 @@ struct InspectCommand: ParsableCommand {
                     let parameters = try GPT2Parameters(config: config, stateDict: dict)
                     parameterCount = parameters.layout.totalCount
                     configCheck = "ok"
+                } catch {
+                    configCheck = "\(error)"
+                }
+            } else if location.weightsKind == .gguf || location.weightsKind == .llmc {
+                // These formats carry their config.
+                do {
+                    let config = try ModelIO.readConfig(location)
+                    parameterCount = try GPT2Parameters(config: config, stateDict: dict).layout.totalCount
+                    configCheck = "ok"
+                    embeddedConfig = config
                 } catch {
                     configCheck = "\(error)"
                 }
@@ -73,8 +84,12 @@ struct InspectCommand: ParsableCommand {
                                 + "layers \(c.layerCount), heads \(c.headCount), \(c.activationFunction)")
                 }
                 Console.out("check:    " + (configCheck == "ok" ? "weights match the config (\(parameterCount ?? 0) parameters)" : configCheck ?? ""))
+            } else if let c = embeddedConfig {
+                Console.out("config:   from the file: vocab \(c.vocabularySize), positions \(c.maxPositions), n_embd \(c.embeddingSize), "
+                            + "layers \(c.layerCount), heads \(c.headCount)")
+                Console.out("check:    " + (configCheck == "ok" ? "weights match the config (\(parameterCount ?? 0) parameters)" : configCheck ?? ""))
             } else {
-                Console.out("config:   none (pass --config to check the shapes)")
+                Console.out("config:   " + (configCheck.map { "from the file: \($0)" } ?? "none (pass --config to check the shapes)"))
             }
             Console.out("tokenizer: " + (location.tokenizerPaths.isEmpty ? "none" : location.tokenizerPaths.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")))
         }
