@@ -72,6 +72,7 @@ import TestSupport
     }
 
     /// Runs and expects exit status 0, reporting stderr otherwise.
+    @discardableResult
     static func succeed(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
         let r = try run(arguments, sourceLocation: sourceLocation)
         #expect(r.exited && r.status == 0, "gpt2kit \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)",
