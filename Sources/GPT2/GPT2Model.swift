@@ -213,7 +213,7 @@ public final class GPT2Model {
                                 out: UnsafeMutableBufferPointer<Float>, N: Int) {
         guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
-        let index = adapter.modules.firstIndex(of: m) ?? 0
+        let index = m.index
         var x = inp
         let p = dropoutP(adapter.configuration.dropout)
         if p > 0 {
@@ -232,7 +232,7 @@ public final class GPT2Model {
                                  dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>, N: Int) {
         guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
-        let index = adapter.modules.firstIndex(of: m) ?? 0
+        let index = m.index
         let M = adapter.modules.count
         let A = adapter.storage.buffer, G = adapterGradients
         let p = dropoutP(adapter.configuration.dropout)

@@ -114,6 +114,8 @@ public enum LoRAError: Error, Sendable, Equatable, CustomStringConvertible {
 public final class LoRAAdapter {
     /// One adapted module: where its A (r, in) and B (out, r) live in `storage`.
     public struct Module: Sendable, Equatable {
+        /// Position in `modules` (and of its activations in the model's adapter buffers).
+        public var index: Int
         public var layer: Int
         public var kind: LoRAModuleKind
         public var inputFeatures: Int, outputFeatures: Int
@@ -145,7 +147,7 @@ public final class LoRAAdapter {
             let b = a.upperBound ..< a.upperBound + output * r
             offset = b.upperBound
             index[layer][kind.rawValue] = modules.count
-            modules.append(Module(layer: layer, kind: kind, inputFeatures: input, outputFeatures: output, a: a, b: b))
+            modules.append(Module(index: modules.count, layer: layer, kind: kind, inputFeatures: input, outputFeatures: output, a: a, b: b))
         }
         self.configuration = configuration
         self.modules = modules

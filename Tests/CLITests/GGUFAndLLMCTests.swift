@@ -10,24 +10,19 @@ import TestSupport
     static let base = Fixtures.path("tiny-gpt2")
     static let pair = ["--context", "Harry Potter is a series of", "--label", "seven fantasy novels"]
 
-    @discardableResult
-    static func succeed(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandTests.Result {
-        try CommandTests.succeed(arguments, sourceLocation: sourceLocation)
-    }
-
     static func loss(_ arguments: [String]) throws -> Double {
-        try #require(try succeed(["eval"] + arguments + pair + ["--json"]).json()["loss"] as? Double)
+        try #require(try CommandTests.succeed(["eval"] + arguments + pair + ["--json"]).json()["loss"] as? Double)
     }
 
     @Test(arguments: ["f32", "f16"])
     func ggufToFolderToGGUFIsBitIdentical(dtype: String) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.succeed(["convert", Self.base, dir + "/a.gguf", "--tokenizer", Self.tokenizer, "--dtype", dtype])
-        try Self.succeed(["convert", dir + "/a.gguf", dir + "/folder"])
+        try CommandTests.succeed(["convert", Self.base, dir + "/a.gguf", "--tokenizer", Self.tokenizer, "--dtype", dtype])
+        try CommandTests.succeed(["convert", dir + "/a.gguf", dir + "/folder"])
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/folder"))
         #expect(files.isSuperset(of: ["model.safetensors", "config.json", "vocab.json", "merges.txt"]), "\(files)")
-        try Self.succeed(["convert", dir + "/folder", dir + "/b.gguf", "--dtype", dtype])
+        try CommandTests.succeed(["convert", dir + "/folder", dir + "/b.gguf", "--dtype", dtype])
         let a = FileManager.default.contents(atPath: dir + "/a.gguf"), b = FileManager.default.contents(atPath: dir + "/b.gguf")
         #expect(a != nil && a == b, "GGUF → folder → GGUF changed the file")
         // The folder's tokenizer files are GPT-2's (same ids for every golden text).
@@ -47,18 +42,18 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let reference = try Self.loss(["--model", Self.base, "--tokenizer", Self.tokenizer])
         for dtype in ["f32", "f16", "q8_0"] {
-            try Self.succeed(["convert", Self.base, dir + "/\(dtype).gguf", "--tokenizer", Self.tokenizer, "--dtype", dtype])
+            try CommandTests.succeed(["convert", Self.base, dir + "/\(dtype).gguf", "--tokenizer", Self.tokenizer, "--dtype", dtype])
             // No --tokenizer: the GGUF's own vocabulary is used.
             let loss = try Self.loss(["--model", dir + "/\(dtype).gguf"])
             // f32 is exact; f16 rounds weights to 11 bits (measured 2e-5 relative here), q8_0 to 8 bits (3e-4).
             let rtol = dtype == "f32" ? 0 : dtype == "f16" ? 1e-4 : 1e-3
             expectClose(loss, reference, rtol: rtol, "\(dtype) loss")
         }
-        let inspect = try Self.succeed(["inspect", dir + "/q8_0.gguf", "--json"]).json()
+        let inspect = try CommandTests.succeed(["inspect", dir + "/q8_0.gguf", "--json"]).json()
         #expect(inspect["format"] as? String == "gguf")
-        let greedy = try Self.succeed(["generate", "--model", dir + "/f32.gguf", "--prompt", "Harry Potter is a series of",
+        let greedy = try CommandTests.succeed(["generate", "--model", dir + "/f32.gguf", "--prompt", "Harry Potter is a series of",
                                        "--max-new-tokens", "4", "--json"]).jsonLines
-        let hf = try Self.succeed(["generate", "--model", Self.base, "--tokenizer", Self.tokenizer, "--prompt", "Harry Potter is a series of",
+        let hf = try CommandTests.succeed(["generate", "--model", Self.base, "--tokenizer", Self.tokenizer, "--prompt", "Harry Potter is a series of",
                                    "--max-new-tokens", "4", "--json"]).jsonLines
         #expect(greedy.first?["ids"] as? [Int] == hf.first?["ids"] as? [Int])
     }
@@ -66,20 +61,20 @@ import TestSupport
     @Test func llmcCheckpointRoundTripsBitIdentically() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.succeed(["convert", Self.base, dir + "/model.bin", "--format", "llmc"])
+        try CommandTests.succeed(["convert", Self.base, dir + "/model.bin", "--format", "llmc"])
         let bytes = try #require(FileManager.default.contents(atPath: dir + "/model.bin"))
         // 50257 → 50304 rows; 256-int header; 2 layers of n_embd 32.
         let header = bytes.withUnsafeBytes { raw in (0..<8).map { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) } }
         #expect(header == [20240326, 3, 64, 50257, 2, 4, 32, 50304])
-        try Self.succeed(["convert", dir + "/model.bin", dir + "/back"])
+        try CommandTests.succeed(["convert", dir + "/model.bin", dir + "/back"])
         let original = try ModelIO.readStateDict(try ModelLocation(path: Self.base))
         let back = try ModelIO.readStateDict(try ModelLocation(path: dir + "/back"))
         for (name, tensor) in original { #expect(back[name].map { $0.isBitwiseEqual(to: tensor) } == true, "\(name)") }
-        try Self.succeed(["convert", dir + "/back", dir + "/again.bin", "--format", "llmc"])
+        try CommandTests.succeed(["convert", dir + "/back", dir + "/again.bin", "--format", "llmc"])
         #expect(FileManager.default.contents(atPath: dir + "/again.bin") == bytes)
         expectClose(try Self.loss(["--model", dir + "/model.bin", "--tokenizer", Self.tokenizer]),
                     try Self.loss(["--model", Self.base, "--tokenizer", Self.tokenizer]), rtol: 0, "llm.c file loss")
-        try Self.succeed(["convert", Self.base, dir + "/bf16.bin", "--format", "llmc", "--dtype", "bf16"])
+        try CommandTests.succeed(["convert", Self.base, dir + "/bf16.bin", "--format", "llmc", "--dtype", "bf16"])
         let bf16 = try LLMCCheckpoint.read(path: dir + "/bf16.bin")
         #expect(bf16.stateDict["transformer.wte.weight"]?.dtype == .bf16)
         #expect(bf16.stateDict["transformer.h.1.mlp.c_fc.weight"]?.floats() == original["transformer.h.1.mlp.c_fc.weight"]?.converted(to: .bf16).floats())
@@ -88,7 +83,7 @@ import TestSupport
     @Test func lyingLLMCFilesAreRefused() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.succeed(["convert", Fixtures.path("micro-gpt2"), dir + "/good.bin", "--format", "llmc"])
+        try CommandTests.succeed(["convert", Fixtures.path("micro-gpt2"), dir + "/good.bin", "--format", "llmc"])
         let good = try #require(FileManager.default.contents(atPath: dir + "/good.bin"))
         func with(_ index: Int, _ value: Int32) -> Data {
             var d = good
