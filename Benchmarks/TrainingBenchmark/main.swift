@@ -88,7 +88,7 @@ func run(_ a: Arguments) throws {
         model.zeroGradients()
         let t1 = now()
         guard let loss = try model.forward(inputIDs: ids, batchSize: a.batch, sequenceLength: a.seq, labels: ids,
-                                           training: true, dropoutSeed: UInt64(step), computeAllLogits: false) else { return }
+                                           training: true, dropoutSeed: UInt64(step), computeAllLogits: false, lossScale: 1) else { return }
         let t2 = now()
         model.backward()
         let t3 = now()
@@ -129,7 +129,7 @@ func profileKernels(_ a: Arguments) {
         return b
     }
     let x = buffer(N * F), y = buffer(N * max(F, V)), w = buffer(V * C), dw = buffer(V * C), bias = buffer(F), qkv = buffer(N * 3 * C)
-    let att = buffer(B * NH * T * T), scratch = buffer(2 * T * T), lse = buffer(N), losses = buffer(N)
+    let att = buffer(Attention.statisticsCount(B: B, T: T, NH: NH)), scratch = buffer(Attention.scratchCount(T: T)), lse = buffer(N), losses = buffer(N)
     let targets = [Int32]((0..<N).map { Int32($0 % V) })
     func time(_ name: String, flops: Double, _ body: () -> Void) {
         body()
@@ -164,11 +164,11 @@ func profileKernels(_ a: Arguments) {
                             weight: w.buffer.readOnly, N: N, C: C, OC: V, layout: .outputMajor)
         }
         time("attention fwd (dropout 0.1)", flops: 0) {
-            Attention.forward(out: x.buffer, att: att.buffer, qkv: qkv.buffer.readOnly, keyMask: nil, scratch: scratch.buffer,
+            Attention.forward(out: x.buffer, statistics: att.buffer, qkv: qkv.buffer.readOnly, keyMask: nil, scratch: scratch.buffer,
                               B: B, T: T, C: C, NH: NH, scale: 0.125, dropout: 0.1, dropoutSeed: 1)
         }
         time("attention bwd (dropout 0.1)", flops: 0) {
-            Attention.backward(dqkv: y.buffer, dout: x.buffer.readOnly, qkv: qkv.buffer.readOnly, att: att.buffer.readOnly, keyMask: nil,
+            Attention.backward(dqkv: y.buffer, dout: x.buffer.readOnly, qkv: qkv.buffer.readOnly, statistics: att.buffer.readOnly, keyMask: nil,
                                scratch: scratch.buffer, B: B, T: T, C: C, NH: NH, scale: 0.125, dropout: 0.1, dropoutSeed: 1)
         }
         time("gelu fwd+bwd (N·4C)", flops: 0) {

@@ -5,16 +5,18 @@ import Kernels
 ///
 /// Per block `l` (layer input is `encoded` for l = 0, else block l−1's `residual3`):
 /// `ln1` (N, C), `ln1Mean`/`ln1Rstd` (N), `qkv` (N, 3C), `atty` (N, C) the heads' outputs before c_proj,
-/// `att` (B, NH, T, T) softmax probabilities, `attproj` (N, C) after c_proj and dropout,
+/// `attStatistics` (B, NH, T, 2) each attention row's maximum score and 1/Σ (the probabilities themselves are
+/// recomputed in backward, see `Attention`), `attproj` (N, C) after c_proj and dropout,
 /// `residual2` (N, C), `ln2`, `ln2Mean`, `ln2Rstd`, `fch` (N, F) before the activation, `fchAct` (N, F),
 /// `fcproj` (N, C) after c_proj and dropout, `residual3` (N, C).
 ///
-/// `lnfScored` (M ≤ N, C) holds the `lnf` rows of scored positions when only those get logits; `logits`
-/// then holds (M, V) in its first rows.
+/// `lnfScored` (M ≤ N, C) holds the `lnf` rows of scored positions when only those get logits; `logits` then
+/// holds one chunk of `outputChunkRows` rows at a time (the output layer and loss run chunk by chunk), else
+/// all (N, V). The gradient table's `dlogits` is one such chunk.
 struct ActivationTable {
     enum Global: Int, CaseIterable { case encoded, lnf, lnfMean, lnfRstd, lnfScored, logits, logsumexp, losses, scratch }
     enum Layer: Int, CaseIterable {
-        case ln1, ln1Mean, ln1Rstd, qkv, atty, att, attproj, residual2, ln2, ln2Mean, ln2Rstd, fch, fchAct, fcproj, residual3
+        case ln1, ln1Mean, ln1Rstd, qkv, atty, attStatistics, attproj, residual2, ln2, ln2Mean, ln2Rstd, fch, fchAct, fcproj, residual3
     }
     /// Gradients of activations; shared by all blocks during backward.
     enum Grad: Int, CaseIterable { case dlogits, dlnf, dresidual, dtemp, dln, dqkv, datty, dfch, dfchAct }
@@ -25,17 +27,23 @@ struct ActivationTable {
     private(set) var layerBase = 0, layerStride = 0, forwardCount = 0
     private(set) var gradOffsets: [Int] = [], gradCounts: [Int] = [], gradCount = 0
 
-    init(config: GPT2Config, B: Int, T: Int) {
+    /// Rows of the logits held at once when not all are kept: about 64 MB of them.
+    let outputChunkRows: Int
+
+    /// The table of (B, T); `allLogits` keeps the whole (N, V) logits (callers that read them).
+    init(config: GPT2Config, B: Int, T: Int, allLogits: Bool) {
         self.B = B; self.T = T; C = config.embeddingSize; NH = config.headCount; L = config.layerCount
         V = config.vocabularySize; F = config.feedForwardSize
         let N = B * T
+        let chunk = max(1, (1 << 24) / max(V, 1))
+        outputChunkRows = min(N, chunk >= 16 ? chunk / 16 * 16 : chunk)
         var offset = 0
         for g in Global.allCases {
             let n: Int
             switch g {
             case .encoded, .lnf, .lnfScored: n = N * C
             case .lnfMean, .lnfRstd, .logsumexp, .losses: n = N
-            case .logits: n = N * V
+            case .logits: n = (allLogits ? N : outputChunkRows) * V
             case .scratch: n = Attention.scratchCount(T: T)
             }
             globalOffsets.append(offset); globalCounts.append(n); offset += n
@@ -48,7 +56,7 @@ struct ActivationTable {
             case .ln1, .atty, .attproj, .residual2, .ln2, .fcproj, .residual3: n = N * C
             case .ln1Mean, .ln1Rstd, .ln2Mean, .ln2Rstd: n = N
             case .qkv: n = N * 3 * C
-            case .att: n = B * NH * T * T
+            case .attStatistics: n = Attention.statisticsCount(B: B, T: T, NH: NH)
             case .fch, .fchAct: n = N * F
             }
             layerOffsets.append(inLayer); layerCounts.append(n); inLayer += n
@@ -59,7 +67,7 @@ struct ActivationTable {
         for a in Grad.allCases {
             let n: Int
             switch a {
-            case .dlogits: n = N * V
+            case .dlogits: n = outputChunkRows * V
             case .dlnf, .dresidual, .dtemp, .dln, .datty: n = N * C
             case .dqkv: n = N * 3 * C
             case .dfch, .dfchAct: n = N * F

@@ -39,6 +39,8 @@ public final class GPT2Model {
     private var logitsAreComplete = false, wantsAllLogits = true
     private var scoredRows: [Int] = []
     private var wasTraining = false, seed: UInt64 = 0
+    /// The loss scale a forward was given: the output layer's backward then already ran (see `forward`).
+    private var requestedLossScale: Float?, fusedHeadScale: Float?
     /// Adapter activations: h = x·Aᵀ of every module (N, r), then scratch dh (N, r), dropped x and its gradient (N, max(C, F)).
     private var adapterActs: FloatBuffer?
     /// Packed gradient range of each global tensor and of each layer tensor (nil: frozen).
@@ -131,14 +133,19 @@ public final class GPT2Model {
     ///     is scored against `labels[t + 1]`; the loss is the mean over scored positions (NaN if none).
     ///   - training: applies dropout with `dropoutSeed` (the same seed gives the same masks).
     ///   - computeAllLogits: when false and `labels` are given, logits (and the loss terms) are computed only
-    ///     for positions whose shifted label counts; the loss, `lastLoss` and `backward()` are unchanged, but
-    ///     `withLogits`/`logits(batch:position:)` must not be called afterwards. Training and evaluation
-    ///     pass false; callers that read logits keep the default. Without labels all logits are computed.
+    ///     for positions whose shifted label counts, a chunk of rows at a time, so the (N, V) logits are never
+    ///     whole; the loss, `lastLoss` and `backward()` are unchanged, but `withLogits`/`logits(batch:position:)`
+    ///     must not be called afterwards. Training and evaluation pass false; callers that read logits keep
+    ///     the default. Without labels all logits are computed.
+    ///   - lossScale: with labels, starts the backward pass inside this forward: each chunk of logits becomes its
+    ///     gradient (scaled like `backward(lossScale:)`) as soon as its loss is taken, so no logits are kept for
+    ///     backward and none are recomputed. Call `backward()` next (it then uses this scale). Without it,
+    ///     `backward` recomputes the logits of scored rows chunk by chunk (one more output-layer product).
     /// - Returns: the loss, or nil without labels. Logits are then readable through `withLogits`.
     @discardableResult
     public func forward(inputIDs: [Int32], batchSize B: Int, sequenceLength T: Int, attentionMask: [Int32]? = nil,
                         labels: [Int32]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0,
-                        computeAllLogits: Bool = true) throws(ModelInputError) -> Float? {
+                        computeAllLogits: Bool = true, lossScale: Float? = nil) throws(ModelInputError) -> Float? {
         let V = config.vocabularySize
         guard B > 0, T > 0 else { throw .emptyInput }
         guard T <= config.maxPositions else { throw .sequenceTooLong(length: T, maximum: config.maxPositions) }
@@ -152,6 +159,7 @@ public final class GPT2Model {
                 throw .labelOutOfRange(index: i, label: l, vocabularySize: V)
             }
         }
+        wantsAllLogits = computeAllLogits || labels == nil
         prepare(B: B, T: T)
         // ids: tokens (N) | targets (N) | key mask (N) | targets of scored rows (M ≤ N)
         let tokens = UnsafeMutableBufferPointer(start: ids, count: N)
@@ -168,7 +176,7 @@ public final class GPT2Model {
         }
         wasTraining = training
         seed = dropoutSeed
-        wantsAllLogits = computeAllLogits || labels == nil
+        requestedLossScale = labels == nil ? nil : lossScale
         runForward()
         return lastLoss
     }
@@ -189,7 +197,7 @@ public final class GPT2Model {
     }
 
     private func prepare(B: Int, T: Int) {
-        let t = ActivationTable(config: config, B: B, T: T)
+        let t = ActivationTable(config: config, B: B, T: T, allLogits: wantsAllLogits)
         if acts == nil || (acts?.count ?? 0) < t.forwardCount { acts = FloatBuffer(count: t.forwardCount) }
         if let g = gradActs, g.count < t.gradCount { gradActs = nil }
         if idCapacity < 4 * B * T {
@@ -296,7 +304,7 @@ public final class GPT2Model {
                               weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
             MatMul.forward(out: qkv, inp: ln1.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
             adapterForward(l, .attention, inp: ln1.readOnly, out: qkv, N: N)
-            Attention.forward(out: atty, att: a(l, .att), qkv: qkv.readOnly, keyMask: mask, scratch: a(.scratch),
+            Attention.forward(out: atty, statistics: a(l, .attStatistics), qkv: qkv.readOnly, keyMask: mask, scratch: a(.scratch),
                               B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l),
                               dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
             MatMul.forward(out: attproj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
@@ -319,19 +327,27 @@ public final class GPT2Model {
                           weight: w(.lnfWeight), bias: w(.lnfBias), N: N, C: C, eps: eps)
         lastLoss = nil
         targetCount = 0
+        fusedHeadScale = nil
         let targets = UnsafeBufferPointer(start: ids + N, count: N)
         logitsAreComplete = wantsAllLogits
         if wantsAllLogits {
             // logits = lnf · wteᵀ   (N, V)
-            MatMul.forward(out: a(.logits), inp: lnf.readOnly, weight: w(.wte), bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
-            if hasTargets {
-                let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: a(.logits).readOnly,
-                                                        targets: targets, N: N, V: V)
-                targetCount = count
-                lastLoss = count > 0 ? Float(sum / Double(count)) : .nan
+            let logits = a(.logits)
+            MatMul.forward(out: logits, inp: lnf.readOnly, weight: w(.wte), bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
+            guard hasTargets else { return }
+            let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: logits.readOnly,
+                                                    targets: targets, N: N, V: V)
+            targetCount = count
+            lastLoss = count > 0 ? Float(sum / Double(count)) : .nan
+            if let scale = requestedLossScale, count > 0 {
+                let G = gradientActivations(tb)
+                outputLayer(rows: N, inp: lnf.readOnly, targets: targets, work: G[tb.range(.dlogits)], logits: logits.readOnly,
+                            losses: nil, logsumexp: a(.logsumexp),
+                            gradient: (scale / Float(count), G[tb.range(.dlnf)]))
+                fusedHeadScale = scale
             }
         } else {
-            // Only scored rows: gather their lnf rows and targets, logits = lnfScored · wteᵀ   (M, V)
+            // Only scored rows: gather their lnf rows and targets, then logits = lnfScored · wteᵀ (M, V) chunk by chunk.
             scoredRows.removeAll(keepingCapacity: true)
             for n in 0..<N where targets[n] != CrossEntropy.ignoreIndex { scoredRows.append(n) }
             let M = scoredRows.count
@@ -341,12 +357,79 @@ public final class GPT2Model {
                 gathered[m * C ..< (m + 1) * C].update(fromContentsOf: lnf[n * C ..< (n + 1) * C])
                 scoredTargets[m] = targets[n]
             }
-            let logits = a(.logits)
-            MatMul.forward(out: logits, inp: gathered.readOnly, weight: w(.wte), bias: nil, N: M, C: C, OC: V, layout: .outputMajor)
-            let (sum, count) = CrossEntropy.forward(losses: a(.losses), logsumexp: a(.logsumexp), logits: logits.readOnly,
-                                                    targets: UnsafeBufferPointer(scoredTargets), N: M, V: V)
+            var gradient: (Float, UnsafeMutableBufferPointer<Float>)?
+            if let scale = requestedLossScale {
+                gradient = (scale / Float(M), gradientActivations(tb)[tb.range(.dtemp)])
+            }
+            let (sum, count) = outputLayer(rows: M, inp: gathered.readOnly, targets: UnsafeBufferPointer(scoredTargets), work: a(.logits),
+                                           logits: nil, losses: a(.losses), logsumexp: a(.logsumexp), gradient: gradient)
             targetCount = count
             lastLoss = Float(sum / Double(count))
+            if let scale = requestedLossScale, let G = gradActs {
+                scatterScoredRows(G[tb.range(.dtemp)].readOnly, into: G[tb.range(.dlnf)], C: C)
+                fusedHeadScale = scale
+            }
+        }
+    }
+
+    /// The gradient activations of `tb` (allocated on first need, as forward-only use never needs them).
+    private func gradientActivations(_ tb: ActivationTable) -> FloatBuffer {
+        if let g = gradActs, g.count >= tb.gradCount { return g }
+        let g = FloatBuffer(count: tb.gradCount)
+        gradActs = g
+        return g
+    }
+
+    /// The output layer over `rows` rows of `inp` (final-LayerNorm rows, (rows, C)), a chunk of rows at a time in
+    /// `work` (whole rows of V floats): the chunk's logits (inp·wteᵀ, or copied from `logits` when the forward kept
+    /// them), its loss terms into `losses`/`logsumexp` when `losses` is given (else `logsumexp` is read), and with
+    /// `gradient` (d(loss)/d(row loss), dinp) the chunk's d(logits) in place, then dinp (overwritten) and the tied
+    /// wte's gradient (accumulated, when wte is trained). Returns the loss sum and counted rows when `losses` is given.
+    @discardableResult
+    private func outputLayer(rows M: Int, inp: UnsafeBufferPointer<Float>, targets: UnsafeBufferPointer<Int32>,
+                             work: UnsafeMutableBufferPointer<Float>, logits: UnsafeBufferPointer<Float>?,
+                             losses: UnsafeMutableBufferPointer<Float>?, logsumexp: UnsafeMutableBufferPointer<Float>,
+                             gradient: (scale: Float, dinp: UnsafeMutableBufferPointer<Float>)?) -> (sum: Double, count: Int) {
+        let C = config.embeddingSize, V = config.vocabularySize
+        let chunk = max(1, work.count / V)
+        let wte = UnsafeBufferPointer(parameters.view(.wte))
+        let dwte = globalGradients[GPT2ParameterLayout.GlobalTensor.wte.rawValue].map { gradients[$0] }
+        var sum = 0.0, count = 0
+        var r0 = 0
+        while r0 < M {
+            let n = min(chunk, M - r0)
+            let block = UnsafeMutableBufferPointer(rebasing: work[0 ..< n * V])
+            let x = UnsafeBufferPointer(rebasing: inp[r0 * C ..< (r0 + n) * C])
+            let tg = UnsafeBufferPointer(rebasing: targets[r0 ..< r0 + n])
+            let lse = UnsafeMutableBufferPointer(rebasing: logsumexp[r0 ..< r0 + n])
+            if let logits {
+                _ = block.update(fromContentsOf: logits[r0 * V ..< (r0 + n) * V])
+            } else {
+                MatMul.forward(out: block, inp: x, weight: wte, bias: nil, N: n, C: C, OC: V, layout: .outputMajor)
+            }
+            if let losses {
+                let part = CrossEntropy.forward(losses: UnsafeMutableBufferPointer(rebasing: losses[r0 ..< r0 + n]), logsumexp: lse,
+                                                logits: block.readOnly, targets: tg, N: n, V: V)
+                sum += part.sum
+                count += part.count
+            }
+            if let gradient {
+                CrossEntropy.gradientInPlace(logits: block, logsumexp: lse.readOnly, targets: tg, dlossScale: gradient.scale, N: n, V: V)
+                let dx = UnsafeMutableBufferPointer(rebasing: gradient.dinp[r0 * C ..< (r0 + n) * C])
+                dx.update(repeating: 0)
+                MatMul.backward(dinp: dx, dweight: dwte, dbias: nil, dout: block.readOnly, inp: x, weight: wte,
+                                N: n, C: C, OC: V, layout: .outputMajor)
+            }
+            r0 += n
+        }
+        return (sum, count)
+    }
+
+    /// dlnf = the scored rows' gradients (`dgathered`, in `scoredRows` order) at their positions, 0 elsewhere.
+    private func scatterScoredRows(_ dgathered: UnsafeBufferPointer<Float>, into dlnf: UnsafeMutableBufferPointer<Float>, C: Int) {
+        dlnf.update(repeating: 0)
+        for (m, n) in scoredRows.enumerated() {
+            dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
         }
     }
 
@@ -354,20 +437,19 @@ public final class GPT2Model {
 
     /// Accumulates d(lossScale · mean loss)/d(parameters) of the last forward into `gradients` (the tied wte
     /// receives both the embedding's and the output layer's share). `lossScale` weights micro-batches in
-    /// gradient accumulation (its label tokens over the whole step's). Precondition: the last forward had labels.
-    public func backward(lossScale: Float = 1) {
+    /// gradient accumulation (its label tokens over the whole step's); nil means the scale given to `forward`,
+    /// or 1. Precondition: the last forward had labels (and, if it was given a loss scale, this is the same).
+    public func backward(lossScale: Float? = nil) {
         precondition(hasTargets, "backward() needs a forward with labels")
         guard let tb = table, let A = acts else { return }
-        if gradActs == nil { gradActs = FloatBuffer(count: tb.gradCount) }
-        guard let G = gradActs else { return }
-        let B = tb.B, T = tb.T, C = tb.C, NH = tb.NH, L = tb.L, V = tb.V, F = tb.F, N = B * T
+        let G = gradientActivations(tb)
+        let B = tb.B, T = tb.T, C = tb.C, NH = tb.NH, L = tb.L, F = tb.F, N = B * T
         let P = parameters, D = gradients
         let tokens = UnsafeBufferPointer(start: ids, count: N)
         let targets = UnsafeBufferPointer(start: ids + N, count: N)
         let mask: UnsafeBufferPointer<Int32>? = hasMask ? UnsafeBufferPointer(start: ids + 2 * N, count: N) : nil
         func a(_ g: ActivationTable.Global) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(A[tb.range(g)]) }
         func a(_ l: Int, _ x: ActivationTable.Layer) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(A[tb.range(layer: l, x)]) }
-        func g(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> { G[tb.range(x)] }
         func zeroed(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> {
             let b = G[tb.range(x)]; b.update(repeating: 0); return b
         }
@@ -379,26 +461,21 @@ public final class GPT2Model {
 
         let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
         let scratch = A[tb.range(.scratch)]
-        let dlnf = zeroed(.dlnf) // (N, C)
-        if logitsAreComplete {
-            let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + N * V] // (N, V)
-            dlogits.update(repeating: 0)
-            CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp), targets: targets,
-                                  dlossScale: lossScale / Float(targetCount), N: N, V: V)
-            MatMul.backward(dinp: dlnf, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnf), weight: w(.wte),
-                            N: N, C: C, OC: V, layout: .outputMajor)
+        let dlnf = G[tb.range(.dlnf)] // (N, C)
+        if let fused = fusedHeadScale {
+            // The forward already turned the logits into dlnf and wte's share (see `forward(lossScale:)`).
+            precondition(lossScale == nil || lossScale == fused, "backward(lossScale: \(lossScale ?? 1)) after forward(lossScale: \(fused))")
         } else {
-            // Scored rows only (see runForward); the other rows' dlnf stays 0.
-            let M = scoredRows.count
-            let dlogits = G[tb.range(.dlogits).lowerBound ..< tb.range(.dlogits).lowerBound + M * V] // (M, V)
-            dlogits.update(repeating: 0)
-            CrossEntropy.backward(dlogits: dlogits, logits: a(.logits), logsumexp: a(.logsumexp),
-                                  targets: UnsafeBufferPointer(start: ids + 3 * N, count: M), dlossScale: lossScale / Float(targetCount), N: M, V: V)
-            let dgathered = zeroed(.dtemp) // (M, C) in a (N, C) buffer
-            MatMul.backward(dinp: dgathered, dweight: dw(.wte), dbias: nil, dout: dlogits.readOnly, inp: a(.lnfScored), weight: w(.wte),
-                            N: M, C: C, OC: V, layout: .outputMajor)
-            for (m, n) in scoredRows.enumerated() {
-                dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
+            let scale = (lossScale ?? 1) / Float(targetCount)
+            if logitsAreComplete {
+                outputLayer(rows: N, inp: a(.lnf), targets: targets, work: G[tb.range(.dlogits)], logits: a(.logits),
+                            losses: nil, logsumexp: A[tb.range(.logsumexp)], gradient: (scale, dlnf))
+            } else {
+                // Scored rows only (see runForward), their logits recomputed; the other rows' dlnf stays 0.
+                let M = scoredRows.count, dgathered = G[tb.range(.dtemp)]
+                outputLayer(rows: M, inp: a(.lnfScored), targets: UnsafeBufferPointer(start: ids + 3 * N, count: M), work: G[tb.range(.dlogits)],
+                            logits: nil, losses: nil, logsumexp: A[tb.range(.logsumexp)], gradient: (scale, dgathered))
+                scatterScoredRows(dgathered.readOnly, into: dlnf, C: C)
             }
         }
         let dres = zeroed(.dresidual) // (N, C): d(residual stream) flowing down
@@ -438,7 +515,7 @@ public final class GPT2Model {
                             inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C)
             adapterBackward(l, .attentionProjection, inp: a(l, .atty), dout: dproj, dinp: datty, N: N)
             let dqkv = zeroed(.dqkv) // (N, 3C)
-            Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), att: a(l, .att), keyMask: mask, scratch: scratch,
+            Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), statistics: a(l, .attStatistics), keyMask: mask, scratch: scratch,
                                B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
             dln = zeroed(.dln)
             MatMul.backward(dinp: dln, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
@@ -455,6 +532,5 @@ public final class GPT2Model {
             dencoded = t.readOnly
         }
         Encoder.backward(dwte: dw(.wte), dwpe: dw(.wpe), dout: dencoded, tokens: tokens, B: B, T: T, C: C)
-        _ = g
     }
 }

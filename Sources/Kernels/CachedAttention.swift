@@ -1,16 +1,10 @@
 import CBLAS
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Causal self-attention for incremental decoding: appends the new keys and values to a per-layer cache
 /// and attends every new query to all cached positions up to its own. Forward only (inference).
 ///
 /// The cache holds `maxT` positions per (batch row, head): keys and values are each (B, NH, maxT, hs).
-/// Scores use the same arithmetic as `Attention.forward` (sgemm, `expf` softmax in Float) so cached and
-/// full decoding agree to rounding.
+/// Rows are normalised by `Attention`'s own row softmax, so cached and full decoding agree to rounding.
 public enum CachedAttention {
     /// Scratch floats `forward` needs for `T` new positions after `position` cached ones: T·(position + T).
     public static func scratchCount(T: Int, position: Int) -> Int { T * (position + T) }
@@ -51,18 +45,7 @@ public enum CachedAttention {
                                 scale, q, Int32(C3), kh, Int32(hs), 0, s, Int32(len))
                 }
                 for t in 0..<T {
-                    let row = s + t * len, visible = position + t + 1
-                    var maxv = -Float.infinity
-                    for t2 in 0..<visible { maxv = max(maxv, row[t2]) }
-                    var sum: Float = 0
-                    for t2 in 0..<visible {
-                        let e = expf(row[t2] - maxv)
-                        row[t2] = e
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    for t2 in 0..<visible { row[t2] *= inv }
-                    for t2 in visible..<len { row[t2] = 0 }
+                    _ = Attention.normalize(s + t * len, visible: position + t + 1, width: len, mask: nil)
                 }
                 if T == 1 {
                     // out_h = Vᵀ·p   (hs)

@@ -99,4 +99,26 @@ public enum CrossEntropy {
             }
         }
     }
+
+    /// Turns each row of `logits` into its loss gradient in place: dlossScale · (softmax(row) − onehot(target)),
+    /// or zeros for an ignored row. The same values `backward` adds, without a second (N, V) buffer.
+    public static func gradientInPlace(
+        logits: UnsafeMutableBufferPointer<Float>,  // (N, V) in, d(loss)/d(logits) out
+        logsumexp: UnsafeBufferPointer<Float>,      // (N)
+        targets: UnsafeBufferPointer<Int32>,        // (N)
+        dlossScale: Float, N: Int, V: Int
+    ) {
+        requireCount(logits, N * V, "CrossEntropy.gradientInPlace logits"); requireCount(logsumexp, N, "CrossEntropy.gradientInPlace logsumexp")
+        requireCount(targets, N, "CrossEntropy.gradientInPlace targets")
+        let x = logits.ptr, lse = logsumexp.ptr, tg = targets.ptr
+        Parallel.forEachChunk(count: N, minimumCount: 2, alignment: 1) { _, rows in
+            for n in rows {
+                let row = x + n * V, target = tg[n]
+                if target == ignoreIndex { row.update(repeating: 0, count: V); continue }
+                let r = lse[n]
+                for i in 0..<V { row[i] = VectorMath.exp(row[i] - r) * dlossScale }
+                row[Int(target)] -= dlossScale
+            }
+        }
+    }
 }

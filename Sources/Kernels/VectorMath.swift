@@ -40,6 +40,52 @@ package enum VectorMath {
         UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
     }
 
+    /// The largest of `p[0..<n]` (n ≥ 1), with eight running maxima so the loop vectorises.
+    @inline(__always)
+    package static func maximum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        var m = (p[0], p[0], p[0], p[0], p[0], p[0], p[0], p[0])
+        var i = 0
+        while i + 8 <= n {
+            m.0 = Swift.max(m.0, p[i]); m.1 = Swift.max(m.1, p[i + 1]); m.2 = Swift.max(m.2, p[i + 2]); m.3 = Swift.max(m.3, p[i + 3])
+            m.4 = Swift.max(m.4, p[i + 4]); m.5 = Swift.max(m.5, p[i + 5]); m.6 = Swift.max(m.6, p[i + 6]); m.7 = Swift.max(m.7, p[i + 7])
+            i += 8
+        }
+        var result = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+        while i < n { result = Swift.max(result, p[i]); i += 1 }
+        return result
+    }
+
+    /// Replaces `p[i]` by e^(p[i] − shift) for i < n.
+    @inline(__always)
+    package static func exponentiate(_ p: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) {
+        for i in 0..<n { p[i] = exp(p[i] - shift) }
+    }
+
+    /// Σ p[i] for i < n: 16 lanes, then the lanes in order, then the tail (a fixed order, so the same
+    /// inputs give the same sum).
+    @inline(__always)
+    package static func sum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = Vector(repeating: 0)
+        var i = 0
+        while i + width <= n { acc += load(p + i); i += width }
+        var total: Float = 0
+        for lane in 0..<width { total += acc[lane] }
+        while i < n { total += p[i]; i += 1 }
+        return total
+    }
+
+    /// Σ a[i]·b[i] for i < n in the same fixed order as `sum`.
+    @inline(__always)
+    package static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = Vector(repeating: 0)
+        var i = 0
+        while i + width <= n { acc += load(a + i) * load(b + i); i += width }
+        var sum: Float = 0
+        for lane in 0..<width { sum += acc[lane] }
+        while i < n { sum += a[i] * b[i]; i += 1 }
+        return sum
+    }
+
     @inlinable @inline(__always)
     package static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)

@@ -220,15 +220,16 @@ public final class Trainer {
         for (micro, batch) in batches.enumerated() where labelCounts[micro] > 0 {
             let seed = Self.mix(options.seed, UInt64(stepIndex), UInt64(micro))
             let mask = batch.isUnpadded ? nil : batch.attentionMask
+            let weight = batches.count == 1 ? 1.0 : Double(labelCounts[micro]) / Double(labelTokens)
+            // The loss scale lets the forward fold the output layer's backward into its chunked loss (no logits kept).
             guard let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
                                                attentionMask: mask, labels: batch.labels, training: true, dropoutSeed: seed,
-                                               computeAllLogits: false) else {
+                                               computeAllLogits: false, lossScale: Float(weight)) else {
                 throw TrainingError.noExamples
             }
             let l = Double(loss)
             guard l.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: l) }
-            let weight = batches.count == 1 ? 1.0 : Double(labelCounts[micro]) / Double(labelTokens)
-            model.backward(lossScale: Float(weight))
+            model.backward()
             weightedLoss += l * weight
             realTokens += batch.attentionMask.reduce(0) { $0 + Int($1) }
         }

@@ -121,9 +121,9 @@ func weightedSum(_ out: [Float], _ w: [Float]) -> Double {
         let scale: Float = 0.4
         let scratch = FloatBuffer(count: Attention.scratchCount(T: T))
         func run(_ qkv: [Float]) -> (out: [Float], att: FloatBuffer) {
-            let out = FloatBuffer(count: B * T * C), att = FloatBuffer(count: B * NH * T * T), q = owned(qkv)
+            let out = FloatBuffer(count: B * T * C), att = FloatBuffer(count: Attention.statisticsCount(B: B, T: T, NH: NH)), q = owned(qkv)
             withExtendedLifetime((q, mask, scratch)) {
-                Attention.forward(out: out.buffer, att: att.buffer, qkv: q.buffer.readOnly, keyMask: masked ? mask.buffer : nil,
+                Attention.forward(out: out.buffer, statistics: att.buffer, qkv: q.buffer.readOnly, keyMask: masked ? mask.buffer : nil,
                                   scratch: scratch.buffer, B: B, T: T, C: C, NH: NH, scale: scale, dropout: dropout, dropoutSeed: 42)
             }
             return (out.toArray(), att)
@@ -131,7 +131,7 @@ func weightedSum(_ out: [Float], _ w: [Float]) -> Double {
         let f = run(qkv)
         let dqkv = FloatBuffer(count: qkv.count), q = owned(qkv), doutb = owned(dout)
         withExtendedLifetime((doutb, q, f.att, mask, scratch)) {
-            Attention.backward(dqkv: dqkv.buffer, dout: doutb.buffer.readOnly, qkv: q.buffer.readOnly, att: f.att.buffer.readOnly,
+            Attention.backward(dqkv: dqkv.buffer, dout: doutb.buffer.readOnly, qkv: q.buffer.readOnly, statistics: f.att.buffer.readOnly,
                                keyMask: masked ? mask.buffer : nil, scratch: scratch.buffer,
                                B: B, T: T, C: C, NH: NH, scale: scale, dropout: dropout, dropoutSeed: 42)
         }
@@ -141,6 +141,70 @@ func weightedSum(_ out: [Float], _ w: [Float]) -> Double {
         for c in 0..<(3 * C) { changed[(T - 1) * 3 * C + c] += 1 }
         let g = run(changed)
         #expect(Array(g.out[0 ..< C]) == Array(f.out[0 ..< C]))
+    }
+
+    /// Several query tiles (T not a multiple of the tile), padding and dropout: the tiled kernel equals a
+    /// plain T×T implementation of the same definition, forward and backward.
+    @Test(arguments: [(false, Float(0)), (true, Float(0.2))])
+    func attentionTilesMatchPlainSoftmax(masked: Bool, dropout: Float) {
+        let B = 2, T = 2 * Attention.tileRows + 22, C = 16, NH = 2, hs = C / NH, C3 = 3 * C
+        var rng = TestRNG(11)
+        let qkv = rng.array(B * T * C3, scale: 2), dout = rng.array(B * T * C)
+        let maskValues = (0..<(B * T)).map { i in Int32(masked && i % 7 == 3 ? 0 : 1) }
+        let scale: Float = 0.35, seed: UInt64 = 9
+        // Plain reference in Double: probabilities per (b, h), full T×T.
+        var refOut = [Double](repeating: 0, count: B * T * C), refD = [Double](repeating: 0, count: B * T * C3)
+        for b in 0..<B {
+            for h in 0..<NH {
+                func q(_ t: Int, _ i: Int) -> Double { Double(qkv[(b * T + t) * C3 + h * hs + i]) }
+                func k(_ t: Int, _ i: Int) -> Double { Double(qkv[(b * T + t) * C3 + C + h * hs + i]) }
+                func v(_ t: Int, _ i: Int) -> Double { Double(qkv[(b * T + t) * C3 + 2 * C + h * hs + i]) }
+                let site = Dropout.siteSeed(seed, site: b * NH + h)
+                for t in 0..<T {
+                    let unmasked = (0...t).filter { maskValues[b * T + $0] != 0 }
+                    var p = [Double](repeating: 1 / Double(t + 1), count: t + 1) // every key hidden: equal scores, uniform
+                    let scores = (0...t).map { t2 in Double(scale) * (0..<hs).reduce(0.0) { $0 + q(t, $1) * k(t2, $1) } }
+                    if !unmasked.isEmpty {
+                        let m = unmasked.map { scores[$0] }.max() ?? 0
+                        let z = unmasked.reduce(0.0) { $0 + exp(scores[$1] - m) }
+                        p = (0...t).map { maskValues[b * T + $0] != 0 ? exp(scores[$0] - m) / z : 0 }
+                    }
+                    let keep = (0...t).map { t2 in dropout == 0 || Dropout.keeps(seed: site, index: t * T + t2, p: dropout) ? 1 / (1 - Double(dropout)) : 0 }
+                    let dO = (0..<hs).map { Double(dout[(b * T + t) * C + h * hs + $0]) }
+                    var dp = [Double](repeating: 0, count: t + 1)
+                    for t2 in 0...t {
+                        for i in 0..<hs {
+                            refOut[(b * T + t) * C + h * hs + i] += p[t2] * keep[t2] * v(t2, i)
+                            refD[(b * T + t2) * C3 + 2 * C + h * hs + i] += p[t2] * keep[t2] * dO[i]
+                            dp[t2] += dO[i] * v(t2, i) * keep[t2]
+                        }
+                    }
+                    let dot = (0...t).reduce(0.0) { $0 + p[$1] * dp[$1] }
+                    for t2 in 0...t where maskValues[b * T + t2] != 0 { // a hidden key's score does not depend on q, k
+                        let ds = p[t2] * (dp[t2] - dot) * Double(scale)
+                        for i in 0..<hs {
+                            refD[(b * T + t) * C3 + h * hs + i] += ds * k(t2, i)
+                            refD[(b * T + t2) * C3 + C + h * hs + i] += ds * q(t, i)
+                        }
+                    }
+                }
+            }
+        }
+        let out = FloatBuffer(count: B * T * C), stats = FloatBuffer(count: Attention.statisticsCount(B: B, T: T, NH: NH))
+        let scratch = FloatBuffer(count: Attention.scratchCount(T: T)), dqkv = FloatBuffer(count: B * T * C3)
+        let q = owned(qkv), d = owned(dout), mask = OwnedIDs(maskValues)
+        withExtendedLifetime((q, d, mask)) {
+            Attention.forward(out: out.buffer, statistics: stats.buffer, qkv: q.buffer.readOnly, keyMask: masked ? mask.buffer : nil,
+                              scratch: scratch.buffer, B: B, T: T, C: C, NH: NH, scale: scale, dropout: dropout, dropoutSeed: seed)
+            Attention.backward(dqkv: dqkv.buffer, dout: d.buffer.readOnly, qkv: q.buffer.readOnly, statistics: stats.buffer.readOnly,
+                               keyMask: masked ? mask.buffer : nil, scratch: scratch.buffer,
+                               B: B, T: T, C: C, NH: NH, scale: scale, dropout: dropout, dropoutSeed: seed)
+        }
+        func maxError(_ ours: [Float], _ ref: [Double]) -> Double {
+            zip(ours, ref).map { abs(Double($0) - $1) / (1 + abs($1)) }.max() ?? 0
+        }
+        #expect(maxError(out.toArray(), refOut) < 2e-5)
+        #expect(maxError(dqkv.toArray(), refD) < 2e-5)
     }
 
     @Test(arguments: Activation.allCases)
