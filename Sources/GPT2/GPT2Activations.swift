@@ -3,20 +3,24 @@ import Kernels
 /// The forward activations of one (B, T) shape, as one allocation with a view per buffer (llm.c's
 /// `ActivationTensors`). Shapes use llm.c letters: N = B·T rows, F the MLP width, NH heads.
 ///
-/// Per block `l` (layer input is `encoded` for l = 0, else block l−1's `residual3`):
-/// `ln1` (N, C), `ln1Mean`/`ln1Rstd` (N), `qkv` (N, 3C), `atty` (N, C) the heads' outputs before c_proj,
+/// Per block `l` (layer input is `encoded` for l = 0, else block l−1's `residual3`), what backward needs:
+/// `ln1Mean`/`ln1Rstd` (N), `qkv` (N, 3C), `atty` (N, C) the heads' outputs before c_proj,
 /// `attStatistics` (B, NH, T, 2) each attention row's maximum score and 1/Σ (the probabilities themselves are
-/// recomputed in backward, see `Attention`), `attproj` (N, C) after c_proj and dropout,
-/// `residual2` (N, C), `ln2`, `ln2Mean`, `ln2Rstd`, `fch` (N, F) before the activation, `fchAct` (N, F),
-/// `fcproj` (N, C) after c_proj and dropout, `residual3` (N, C).
+/// recomputed in backward, see `Attention`), `residual2` (N, C), `ln2Mean`, `ln2Rstd`, `fch` (N, F) before
+/// the activation, `residual3` (N, C). What backward can recompute cheaply is not kept per block: the
+/// LayerNorm outputs (from the input and its mean and rstd) and the activation's output (from `fch`) live in
+/// the shared `normalized` (N, C) and `activated` (N, F) while a block runs, and a projection's output before
+/// the residual add (`projected`, (N, C)) is never needed again. Bitwise the same values either way.
 ///
 /// `lnfScored` (M ≤ N, C) holds the `lnf` rows of scored positions when only those get logits; `logits` then
 /// holds one chunk of `outputChunkRows` rows at a time (the output layer and loss run chunk by chunk), else
 /// all (N, V). The gradient table's `dlogits` is one such chunk.
 struct ActivationTable {
-    enum Global: Int, CaseIterable { case encoded, lnf, lnfMean, lnfRstd, lnfScored, logits, logsumexp, losses, scratch }
+    enum Global: Int, CaseIterable {
+        case encoded, normalized, activated, projected, lnf, lnfMean, lnfRstd, lnfScored, logits, logsumexp, losses, scratch
+    }
     enum Layer: Int, CaseIterable {
-        case ln1, ln1Mean, ln1Rstd, qkv, atty, attStatistics, attproj, residual2, ln2, ln2Mean, ln2Rstd, fch, fchAct, fcproj, residual3
+        case ln1Mean, ln1Rstd, qkv, atty, attStatistics, residual2, ln2Mean, ln2Rstd, fch, residual3
     }
     /// Gradients of activations; shared by all blocks during backward.
     enum Grad: Int, CaseIterable { case dlogits, dlnf, dresidual, dtemp, dln, dqkv, datty, dfch, dfchAct }
@@ -41,7 +45,8 @@ struct ActivationTable {
         for g in Global.allCases {
             let n: Int
             switch g {
-            case .encoded, .lnf, .lnfScored: n = N * C
+            case .encoded, .normalized, .projected, .lnf, .lnfScored: n = N * C
+            case .activated: n = N * F
             case .lnfMean, .lnfRstd, .logsumexp, .losses: n = N
             case .logits: n = (allLogits ? N : outputChunkRows) * V
             case .scratch: n = Attention.scratchCount(T: T)
@@ -53,11 +58,11 @@ struct ActivationTable {
         for a in Layer.allCases {
             let n: Int
             switch a {
-            case .ln1, .atty, .attproj, .residual2, .ln2, .fcproj, .residual3: n = N * C
+            case .atty, .residual2, .residual3: n = N * C
             case .ln1Mean, .ln1Rstd, .ln2Mean, .ln2Rstd: n = N
             case .qkv: n = N * 3 * C
             case .attStatistics: n = Attention.statisticsCount(B: B, T: T, NH: NH)
-            case .fch, .fchAct: n = N * F
+            case .fch: n = N * F
             }
             layerOffsets.append(inLayer); layerCounts.append(n); inLayer += n
         }

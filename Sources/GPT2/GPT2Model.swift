@@ -297,9 +297,9 @@ public final class GPT2Model {
         if pEmbd > 0 { Dropout.forward(out: encoded, inp: encoded.readOnly, N: N * C, p: pEmbd, seed: siteSeed(0)) }
         var residual = encoded.readOnly // (N, C)
         for l in 0..<L {
-            let ln1 = a(l, .ln1), qkv = a(l, .qkv), atty = a(l, .atty), attproj = a(l, .attproj)
-            let residual2 = a(l, .residual2), ln2 = a(l, .ln2), fch = a(l, .fch), fchAct = a(l, .fchAct)
-            let fcproj = a(l, .fcproj), residual3 = a(l, .residual3)
+            let ln1 = a(.normalized), qkv = a(l, .qkv), atty = a(l, .atty), attproj = a(.projected)
+            let residual2 = a(l, .residual2), ln2 = a(.normalized), fch = a(l, .fch), fchAct = a(.activated)
+            let fcproj = a(.projected), residual3 = a(l, .residual3)
             LayerNorm.forward(out: ln1, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), inp: residual,
                               weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
             MatMul.forward(out: qkv, inp: ln1.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
@@ -491,16 +491,23 @@ public final class GPT2Model {
                 Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l))
                 dproj = t.readOnly
             }
+            // The activation's output, recomputed into dfch's buffer (free until dfch is formed below).
+            let fchAct = G[tb.range(.dfch)]
+            activation.forward(out: fchAct, inp: a(l, .fch), N: N * F)
             let dfchAct = zeroed(.dfchAct) // (N, F)
             MatMul.backward(dinp: dfchAct, dweight: dw(l, .fcProjWeight), dbias: dw(l, .fcProjBias), dout: dproj,
-                            inp: a(l, .fchAct), weight: w(l, .fcProjWeight), N: N, C: F, OC: C)
-            adapterBackward(l, .feedForwardProjection, inp: a(l, .fchAct), dout: dproj, dinp: dfchAct, N: N)
+                            inp: fchAct.readOnly, weight: w(l, .fcProjWeight), N: N, C: F, OC: C)
+            adapterBackward(l, .feedForwardProjection, inp: fchAct.readOnly, dout: dproj, dinp: dfchAct, N: N)
             let dfch = zeroed(.dfch) // (N, F)
             activation.backward(dinp: dfch, inp: a(l, .fch), dout: dfchAct.readOnly, N: N * F)
+            // ln2's output, recomputed into dtemp (free: dproj is no longer read).
+            let ln2 = G[tb.range(.dtemp)]
+            LayerNorm.recompute(out: ln2, inp: a(l, .residual2), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd),
+                                weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C)
             var dln = zeroed(.dln) // (N, C)
             MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
-                            inp: a(l, .ln2), weight: w(l, .fcWeight), N: N, C: C, OC: F)
-            adapterBackward(l, .feedForward, inp: a(l, .ln2), dout: dfch.readOnly, dinp: dln, N: N)
+                            inp: ln2.readOnly, weight: w(l, .fcWeight), N: N, C: C, OC: F)
+            adapterBackward(l, .feedForward, inp: ln2.readOnly, dout: dfch.readOnly, dinp: dln, N: N)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln2Weight), dbias: dw(l, .ln2Bias), dout: dln.readOnly,
                                inp: a(l, .residual2), weight: w(l, .ln2Weight), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), N: N, C: C)
             // attention: residual2 = residual + dropout(atty · Wproj + b)
@@ -517,10 +524,14 @@ public final class GPT2Model {
             let dqkv = zeroed(.dqkv) // (N, 3C)
             Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), statistics: a(l, .attStatistics), keyMask: mask, scratch: scratch,
                                B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
+            // ln1's output, recomputed into dtemp (free again after the projection's backward).
+            let ln1 = G[tb.range(.dtemp)]
+            LayerNorm.recompute(out: ln1, inp: residual, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd),
+                                weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C)
             dln = zeroed(.dln)
             MatMul.backward(dinp: dln, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
-                            inp: a(l, .ln1), weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
-            adapterBackward(l, .attention, inp: a(l, .ln1), dout: dqkv.readOnly, dinp: dln, N: N)
+                            inp: ln1.readOnly, weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
+            adapterBackward(l, .attention, inp: ln1.readOnly, dout: dqkv.readOnly, dinp: dln, N: N)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln.readOnly,
                                inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)
         }

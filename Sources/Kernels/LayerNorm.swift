@@ -27,11 +27,34 @@ public enum LayerNorm {
             for i in 0..<C { let d = xn[i] - m; v += d * d }
             v /= Float(C)
             let s = 1 / (v + eps).squareRoot()
-            let on = o + n * C
-            for i in 0..<C { on[i] = (xn[i] - m) * s * w[i] + bi[i] }
+            normalizeRow(o + n * C, xn, m, s, w, bi, C)
             mp[n] = m
             rp[n] = s
         }
+    }
+
+    /// out = (inp - mean) * rstd * weight + bias from the statistics `forward` saved: the same floats as its output,
+    /// so backward can recompute a normalised input instead of keeping it.
+    public static func recompute(
+        out: UnsafeMutableBufferPointer<Float>, // (N, C)
+        inp: UnsafeBufferPointer<Float>,        // (N, C)
+        mean: UnsafeBufferPointer<Float>,       // (N)
+        rstd: UnsafeBufferPointer<Float>,       // (N)
+        weight: UnsafeBufferPointer<Float>,     // (C)
+        bias: UnsafeBufferPointer<Float>,       // (C)
+        N: Int, C: Int
+    ) {
+        requireCount(out, N * C, "LayerNorm.recompute out"); requireCount(inp, N * C, "LayerNorm.recompute inp")
+        requireCount(mean, N, "LayerNorm.recompute mean"); requireCount(rstd, N, "LayerNorm.recompute rstd")
+        requireCount(weight, C, "LayerNorm.recompute weight"); requireCount(bias, C, "LayerNorm.recompute bias")
+        let o = out.ptr, x = inp.ptr, w = weight.ptr, bi = bias.ptr, mp = mean.ptr, rp = rstd.ptr
+        for n in 0..<N { normalizeRow(o + n * C, x + n * C, mp[n], rp[n], w, bi, C) }
+    }
+
+    @inline(__always)
+    private static func normalizeRow(_ on: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>, _ m: Float, _ s: Float,
+                                     _ w: UnsafePointer<Float>, _ bi: UnsafePointer<Float>, _ C: Int) {
+        for i in 0..<C { on[i] = (xn[i] - m) * s * w[i] + bi[i] }
     }
 
     /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`). A nil dweight/dbias is a frozen
