@@ -127,7 +127,12 @@ public enum Attention {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(hs),
                             1, dOut, Int32(C), v, Int32(C3), 0, dscores, Int32(keys))
                 if dropout > 0 {
-                    applyDropout(to: dscores, from: dscores, t0: t0, rows: rows, keys: keys, T: T, seed: seed, p: dropout, scale: dropScale)
+                    // dP ⊙ keep·scale. Where P ≠ 0 the kept entries are exactly the non-zero dropped ones; where P = 0,
+                    // dP does not matter (dS = P ⊙ (…) and Σ P·dP ignore it). So no second pass of the mask's hash.
+                    for i in 0..<rows {
+                        let drow = dscores + i * keys, kept = dropped + i * keys
+                        for j in 0...(t0 + i) { drow[j] = kept[j] != 0 ? drow[j] * dropScale : 0 }
+                    }
                 }
                 // softmax backward in place: dS = P ⊙ (dP − Σ P·dP); zero above the diagonal and on masked keys
                 for i in 0..<rows {
