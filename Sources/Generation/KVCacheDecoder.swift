@@ -11,10 +11,13 @@ import Kernels
 public final class KVCacheDecoder {
     /// The model whose weights are read (not modified).
     public let model: GPT2Model
-    /// Rows decoded together.
-    public let batchSize: Int
-    /// Positions the cache holds (at most the model's `maxPositions`).
+    /// Rows decoded together (fewer after `keepRows`).
+    public private(set) var batchSize: Int
+    /// Slots the cache holds per row: at most the model's `maxPositions`, or twice that for left-padded rows
+    /// (padding takes slots but no positions).
     public let capacity: Int
+    /// Rows the cache was allocated for.
+    private let allocatedRows: Int
     /// Positions already cached.
     public private(set) var position = 0
 
@@ -31,12 +34,13 @@ public final class KVCacheDecoder {
     /// The most floats one buffer (the cache, a work buffer) may hold: 2³³ (32 GiB).
     public static let maximumBufferFloats = 1 << 33
 
-    /// A decoder for `batchSize` rows of up to `capacity` positions. Throws when a buffer would exceed
-    /// `maximumBufferFloats`.
-    public init(model: GPT2Model, batchSize: Int, capacity: Int) throws(GenerationError) {
+    /// A decoder for `batchSize` rows of up to `capacity` cache slots (`leftPadded`: rows will be fed padding, so
+    /// slots may reach twice `maxPositions`). Throws when a buffer would exceed `maximumBufferFloats`.
+    public init(model: GPT2Model, batchSize: Int, capacity: Int, leftPadded: Bool = false) throws(GenerationError) {
         let config = model.config
         guard batchSize >= 1 else { throw .invalidOption(name: "batch size", value: "\(batchSize)", expected: "an integer >= 1") }
-        guard capacity >= 1, capacity <= config.maxPositions else { throw .lengthExceedsContext(maxLength: capacity, contextLength: config.maxPositions) }
+        let slotLimit = leftPadded ? 2 * config.maxPositions : config.maxPositions
+        guard capacity >= 1, capacity <= slotLimit else { throw .lengthExceedsContext(maxLength: capacity, contextLength: config.maxPositions) }
         // Sizes come from the caller's batch size: check every buffer's float count before allocating.
         func product(_ xs: Int...) -> Int? {
             var p = 1
@@ -65,6 +69,7 @@ public final class KVCacheDecoder {
         }
         self.model = model
         self.batchSize = batchSize
+        self.allocatedRows = batchSize
         self.capacity = capacity
         C = config.embeddingSize; NH = config.headCount; L = config.layerCount
         V = config.vocabularySize; F = config.feedForwardSize; hs = config.headSize
@@ -84,8 +89,27 @@ public final class KVCacheDecoder {
 
     /// The key (`kind == 0`) or value (`kind == 1`) cache of `layer`, (B, NH, capacity, hs).
     private func cacheView(layer: Int, kind: Int) -> UnsafeMutableBufferPointer<Float> {
-        let n = batchSize * capacity * C
-        return cache.slice((layer * 2 + kind) * n, n)
+        cache.slice((layer * 2 + kind) * allocatedRows * capacity * C, batchSize * capacity * C)
+    }
+
+    /// Keeps only the rows at `rows` (ascending indices of the current rows), in that order: their caches move
+    /// down, the others are forgotten, and later calls feed `rows.count` rows.
+    public func keepRows(_ rows: [Int]) {
+        precondition(!rows.isEmpty && zip(rows, rows.dropFirst()).allSatisfy { $0 < $1 } && rows.allSatisfy { (0..<batchSize).contains($0) },
+                     "keepRows: \(rows) of \(batchSize) rows")
+        let rowFloats = capacity * C
+        for layer in 0..<L {
+            for kind in 0..<2 {
+                let view = cacheView(layer: layer, kind: kind)
+                for (to, from) in rows.enumerated() where to != from {
+                    view[to * rowFloats ..< (to + 1) * rowFloats].update(fromContentsOf: view[from * rowFloats ..< (from + 1) * rowFloats])
+                }
+            }
+        }
+        for (to, from) in rows.enumerated() where to != from {
+            for t in 0..<capacity { keyMask[to * capacity + t] = keyMask[from * capacity + t] }
+        }
+        batchSize = rows.count
     }
 
     /// Work buffer offsets for `T` positions per row.

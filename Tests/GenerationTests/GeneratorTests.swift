@@ -181,3 +181,49 @@ extension GeneratorTests {
         }
     }
 }
+
+/// Different prompts in one left-padded batch give what each prompt gives alone.
+struct BatchedPromptsTests {
+    static let prompts = [[18308, 14179], [18308, 14179, 318, 257, 2168, 286], [464, 3290, 286, 4881], [262]]
+
+    func alone(_ model: GPT2Model, _ options: GenerationOptions) throws -> [[Int]] {
+        try Self.prompts.flatMap { try Generator(model: model, prompts: [$0], options: options).run() }
+    }
+
+    @Test func greedyRowsEqualEachPromptAlone() throws {
+        let model = try Tiny.model()
+        for options in [GenerationOptions(maxNewTokens: 9), GenerationOptions(maxLength: 12)] {
+            let together = try Generator(model: model, prompts: Self.prompts, options: options).run()
+            #expect(together == (try alone(model, options)))
+            #expect(zip(together, Self.prompts).allSatisfy { Array($0.prefix($1.count)) == $1 })
+        }
+    }
+
+    @Test func rowsFinishingEarlyLeaveTheBatchAndMatchAlone() throws {
+        let model = try Tiny.model()
+        // 33277 is an early greedy token of the second prompt: make it the EOS id so that row stops first.
+        let options = GenerationOptions(maxNewTokens: 10, eosTokenIDs: [33277], padTokenID: 7, numReturnSequences: 2)
+        let generator = try Generator(model: model, prompts: Self.prompts, options: options)
+        let together = generator.run()
+        #expect(together == (try alone(model, options)))
+        #expect(generator.decoder.batchSize < Self.prompts.count * 2)
+    }
+
+    @Test func samplingUsesEachPromptsOwnSeededDraws() throws {
+        let model = try Tiny.model()
+        let options = GenerationOptions(maxNewTokens: 8, strategy: .sampling(SamplingOptions(topK: 10, topP: 0.75)),
+                                        eosTokenIDs: [50256], numReturnSequences: 3, seed: 5)
+        let together = try Generator(model: model, prompts: Self.prompts, options: options).run()
+        #expect(together == (try alone(model, options)))
+    }
+
+    @Test func aBadPromptIsNamedByItsLength() throws {
+        let model = try Tiny.model()
+        #expect(throws: GenerationError.promptTooLong(promptLength: 65, contextLength: 64)) {
+            try Generator(model: model, prompts: [[1, 2], Array(repeating: 1, count: 65)], options: GenerationOptions(maxNewTokens: 1))
+        }
+        #expect(throws: GenerationError.emptyPrompt) {
+            try Generator(model: model, prompts: [[1, 2], []], options: GenerationOptions(maxNewTokens: 1))
+        }
+    }
+}
