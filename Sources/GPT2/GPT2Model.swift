@@ -94,6 +94,19 @@ public final class GPT2Model {
     /// Parameter table (names, shapes, offsets).
     public var layout: GPT2ParameterLayout { parameters.layout }
 
+    private var encodedWeights: [QuantizedMatrix.Format: DecodingWeights] = [:]
+
+    /// The projections re-encoded in `format` for decoding, built on first use and kept (they do not follow later
+    /// changes of the parameters: call after training). Nil when the shapes cannot take the format (see
+    /// `DecodingWeights.unsupportedReason`).
+    public func decodingWeights(_ format: QuantizedMatrix.Format) -> DecodingWeights? {
+        if let w = encodedWeights[format] { return w }
+        guard DecodingWeights.unsupportedReason(format, config: config) == nil else { return nil }
+        let w = DecodingWeights(parameters: parameters, format: format)
+        encodedWeights[format] = w
+        return w
+    }
+
     /// Bytes of activation buffers a forward of (B, T) with labels allocates (the logits a chunk of rows at a
     /// time), plus their gradients when `training`: linear in T (no T×T or N×V buffer). Nil if it overflows.
     public static func activationBytes(config: GPT2Config, batchSize B: Int, sequenceLength T: Int, training: Bool) -> Int? {
@@ -481,15 +494,24 @@ public final class GPT2Model {
     /// floats) marks inference: the adapter keeps nothing for backward.
     package func forwardBlock(_ l: Int, input: UnsafeBufferPointer<Float>, into x: BlockBuffers, B: Int, T: Int,
                               attention: BlockAttention, residualDropout pResid: Float, dropoutSeed: UInt64,
-                              adapterScratch: UnsafeMutableBufferPointer<Float>?) {
+                              adapterScratch: UnsafeMutableBufferPointer<Float>?, weights encoded: DecodingWeights? = nil) {
         let C = config.embeddingSize, NH = config.headCount, F = config.feedForwardSize, N = B * T
         let eps = Float(config.layerNormEpsilon)
         let P = parameters
         func w(_ t: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, t)) }
         func site(_ k: Int) -> UInt64 { Dropout.siteSeed(dropoutSeed, site: k + 3 * l) }
+        // A projection C→OC in float32 or in the re-encoded weights.
+        func project(_ weight: GPT2ParameterLayout.LayerTensor, _ bias: GPT2ParameterLayout.LayerTensor,
+                     out: UnsafeMutableBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, C: Int, OC: Int) {
+            if let m = encoded?.matrix(layer: l, weight) {
+                m.forward(out: out, inp: inp, bias: w(bias), N: N)
+            } else {
+                MatMul.forwardFewRows(out: out, inp: inp, weight: w(weight), bias: w(bias), N: N, C: C, OC: OC)
+            }
+        }
         LayerNorm.forward(out: x.normalized, mean: x.ln1Mean, rstd: x.ln1Rstd, inp: input,
                           weight: w(.ln1Weight), bias: w(.ln1Bias), N: N, C: C, eps: eps)
-        MatMul.forwardFewRows(out: x.qkv, inp: x.normalized.readOnly, weight: w(.attnWeight), bias: w(.attnBias), N: N, C: C, OC: 3 * C)
+        project(.attnWeight, .attnBias, out: x.qkv, inp: x.normalized.readOnly, C: C, OC: 3 * C)
         adapterForward(l, .attention, inp: x.normalized.readOnly, out: x.qkv, N: N, inferenceScratch: adapterScratch)
         switch attention {
         case let .full(statistics, keyMask, scratch, dropout):
@@ -499,16 +521,16 @@ public final class GPT2Model {
             CachedAttention.forward(out: x.atty, qkv: x.qkv.readOnly, keyCache: keys, valueCache: values, keyMask: keyMask, scratch: scratch,
                                     B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: attentionScale(layer: l))
         }
-        MatMul.forwardFewRows(out: x.projected, inp: x.atty.readOnly, weight: w(.attnProjWeight), bias: w(.attnProjBias), N: N, C: C, OC: C)
+        project(.attnProjWeight, .attnProjBias, out: x.projected, inp: x.atty.readOnly, C: C, OC: C)
         adapterForward(l, .attentionProjection, inp: x.atty.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
         if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(2)) }
         Residual.forward(out: x.residual2, a: input, b: x.projected.readOnly, N: N * C)
         LayerNorm.forward(out: x.normalized, mean: x.ln2Mean, rstd: x.ln2Rstd, inp: x.residual2.readOnly,
                           weight: w(.ln2Weight), bias: w(.ln2Bias), N: N, C: C, eps: eps)
-        MatMul.forwardFewRows(out: x.fch, inp: x.normalized.readOnly, weight: w(.fcWeight), bias: w(.fcBias), N: N, C: C, OC: F)
+        project(.fcWeight, .fcBias, out: x.fch, inp: x.normalized.readOnly, C: C, OC: F)
         adapterForward(l, .feedForward, inp: x.normalized.readOnly, out: x.fch, N: N, inferenceScratch: adapterScratch)
         activation.forward(out: x.activated, inp: x.fch.readOnly, N: N * F)
-        MatMul.forwardFewRows(out: x.projected, inp: x.activated.readOnly, weight: w(.fcProjWeight), bias: w(.fcProjBias), N: N, C: F, OC: C)
+        project(.fcProjWeight, .fcProjBias, out: x.projected, inp: x.activated.readOnly, C: F, OC: C)
         adapterForward(l, .feedForwardProjection, inp: x.activated.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
         if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(3)) }
         Residual.forward(out: x.residual3, a: x.residual2.readOnly, b: x.projected.readOnly, N: N * C)

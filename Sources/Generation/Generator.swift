@@ -101,7 +101,7 @@ public final class Generator: IteratorProtocol, Sequence {
         // The last token of a row is chosen from the logits of its position maxLength - 2 and never fed back:
         // a row feeds `longest` padded prompt slots, then (new tokens − 1) more.
         let slots = longest + (zip(prompts, maxLengths).map { $1 - $0.count }.max() ?? 1) - 1
-        decoder = try KVCacheDecoder(model: model, batchSize: B, capacity: slots, leftPadded: isPadded)
+        decoder = try KVCacheDecoder(model: model, batchSize: B, capacity: slots, leftPadded: isPadded, weights: options.weights)
         var samplers: [TokenSampler] = []
         for _ in prompts { samplers.append(try TokenSampler(vocabularySize: config.vocabularySize, strategy: options.strategy, seed: options.seed)) }
         self.samplers = samplers

@@ -18,6 +18,9 @@ public final class KVCacheDecoder {
     public let capacity: Int
     /// Rows the cache was allocated for.
     private let allocatedRows: Int
+    /// The precision projections are read in.
+    public let precision: WeightPrecision
+    private let encoded: DecodingWeights?
     /// Positions already cached.
     public private(set) var position = 0
 
@@ -35,9 +38,15 @@ public final class KVCacheDecoder {
     public static let maximumBufferFloats = 1 << 33
 
     /// A decoder for `batchSize` rows of up to `capacity` cache slots (`leftPadded`: rows will be fed padding, so
-    /// slots may reach twice `maxPositions`). Throws when a buffer would exceed `maximumBufferFloats`.
-    public init(model: GPT2Model, batchSize: Int, capacity: Int, leftPadded: Bool = false) throws(GenerationError) {
+    /// slots may reach twice `maxPositions`), reading the projections in `weights` precision (re-encoded once,
+    /// see `GPT2Model.decodingWeights`). Throws when a buffer would exceed `maximumBufferFloats` or the model's
+    /// shapes cannot take the precision.
+    public init(model: GPT2Model, batchSize: Int, capacity: Int, leftPadded: Bool = false,
+                weights: WeightPrecision = .f32) throws(GenerationError) {
         let config = model.config
+        if let format = weights.matrixFormat, let reason = DecodingWeights.unsupportedReason(format, config: config) {
+            throw .invalidOption(name: "weights", value: weights.rawValue, expected: "usable here: \(reason)")
+        }
         guard batchSize >= 1 else { throw .invalidOption(name: "batch size", value: "\(batchSize)", expected: "an integer >= 1") }
         let slotLimit = leftPadded ? 2 * config.maxPositions : config.maxPositions
         guard capacity >= 1, capacity <= slotLimit else { throw .lengthExceedsContext(maxLength: capacity, contextLength: config.maxPositions) }
@@ -70,6 +79,8 @@ public final class KVCacheDecoder {
         self.model = model
         self.batchSize = batchSize
         self.allocatedRows = batchSize
+        self.precision = weights
+        self.encoded = weights.matrixFormat.flatMap { model.decodingWeights($0) }
         self.capacity = capacity
         C = config.embeddingSize; NH = config.headCount; L = config.layerCount
         V = config.vocabularySize; F = config.feedForwardSize; hs = config.headSize
@@ -172,7 +183,7 @@ public final class KVCacheDecoder {
                 model.forwardBlock(l, input: residual.readOnly, into: buffers, B: B, T: T,
                                    attention: .cached(keys: cacheView(layer: l, kind: 0), values: cacheView(layer: l, kind: 1),
                                                       keyMask: isPadded ? mask : nil, scratch: scratch, capacity: capacity, position: position),
-                                   residualDropout: 0, dropoutSeed: 0, adapterScratch: W[ws.adapter])
+                                   residualDropout: 0, dropoutSeed: 0, adapterScratch: W[ws.adapter], weights: encoded)
             }
         }
         // final layer norm and logits only for each row's last position
@@ -186,7 +197,11 @@ public final class KVCacheDecoder {
         LayerNorm.forward(out: lnLast, mean: W[ws.mean.lowerBound ..< ws.mean.lowerBound + B], rstd: W[ws.rstd.lowerBound ..< ws.rstd.lowerBound + B],
                           inp: last.readOnly, weight: w(.lnfWeight), bias: w(.lnfBias), N: B, C: C, eps: eps)
         let logits = W[ws.logits]
-        MatMul.forwardFewRows(out: logits, inp: lnLast.readOnly, weight: w(.wte), bias: nil, N: B, C: C, OC: V, layout: .outputMajor)
+        if let encoded {
+            encoded.outputLayer(out: logits, inp: lnLast.readOnly, N: B)
+        } else {
+            MatMul.forwardFewRows(out: logits, inp: lnLast.readOnly, weight: w(.wte), bias: nil, N: B, C: C, OC: V, layout: .outputMajor)
+        }
         position += T
         return logits
     }
