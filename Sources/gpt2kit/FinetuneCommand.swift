@@ -10,7 +10,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Model folder or weights file to start from.") var model: String?
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("eval-data"), help: "JSONL evaluated at the end (and every --eval-every steps).") var evalData: String?
+    @Option(name: .customLong("eval-data"), help: "Data evaluated at the end (and every --eval-every steps): the kinds --data takes.") var evalData: String?
     @Option(help: "Output run folder.") var out: String
     @Option(help: "Continue the run saved in this folder (or its newest checkpoint-N).") var resume: String?
 
@@ -78,13 +78,15 @@ struct FinetuneCommand: ParsableCommand {
         options.shuffle = !noShuffle; options.seed = seed; options.evalEvery = evalEvery
         settings.options = options
 
-        let run = try FineTuningRun(settings: settings) { tokenizer, maximumLength in
-            let train = try dataOptions.examples(tokenizer: tokenizer, maximumLength: maximumLength)
-            let eval = try evalData.map {
-                try DataOptions.examples(path: $0, tokenizer: tokenizer, maximumLength: maximumLength, truncate: dataOptions.truncate)
-            } ?? []
-            return (train, eval)
+        var summaries: [String] = []
+        let run = try FineTuningRun(settings: settings) { tokenizer, config in
+            let train = try dataOptions.dataSet(tokenizer: tokenizer, config: config)
+            if train.blocks != nil { summaries.append("training data: " + train.summary) }
+            let eval = try evalData.map { try dataOptions.dataSet(path: $0, tokenizer: tokenizer, config: config) }
+            if let eval, eval.blocks != nil { summaries.append("eval data: " + eval.summary) }
+            return (train.source, eval?.source ?? [TrainingExample]())
         }
+        if !json { summaries.forEach(Console.err) }
         let trainer = run.trainer
         let display = ProgressDisplay(total: trainer.totalSteps, logEvery: logEvery, isTerminal: !json && Console.stderrIsTerminal)
         do {
@@ -104,12 +106,15 @@ struct FinetuneCommand: ParsableCommand {
                     if json {
                         var o: [String: Any] = ["step": report.step, "loss": report.loss, "lr": report.learningRate,
                                                 "grad_norm": report.gradientNorm, "tokens_per_s": report.tokensPerSecond, "epoch": report.epoch]
-                        if let e = report.evalLoss { o["eval_loss"] = e }
+                        if let e = report.evalLoss { o["eval_loss"] = e; o["eval_perplexity"] = exp(e) }
                         Console.out(Console.json(o))
                     } else {
                         var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
                                       ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                        if let e = report.evalLoss { fields.append(("eval", String(format: "%.4f", e))) }
+                        if let e = report.evalLoss {
+                            fields.append(("eval", String(format: "%.4f", e)))
+                            fields.append(("ppl", String(format: "%.2f", exp(e))))
+                        }
                         display.update(step: report.step, fields: fields)
                     }
                 case let .checkpointSaved(path):
