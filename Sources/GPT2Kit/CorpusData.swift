@@ -188,6 +188,9 @@ public struct CorpusEncoder: Sendable {
             try progress(statistics)
         }
 
+        // One read buffer for every file (uninitialized: a small file must not cost a piece-sized fill).
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceBytes, alignment: 16)
+        defer { scratch.deallocate() }
         for file in files {
             let fd: Int32
             do { (fd, _) = try InputFile.openRegular(file) } catch { throw CorpusError.cannotRead(path: file, reason: error.reason) }
@@ -198,14 +201,10 @@ public struct CorpusEncoder: Sendable {
             var startsDocument = true
             var atEnd = false
             while !atEnd {
-                // Read up to a piece (more when no cut was found in what is carried).
-                let want = pieceBytes
-                let old = carry.count
-                carry.reserveCapacity(old + want)
-                carry.append(contentsOf: repeatElement(0, count: want))
+                // Read up to a piece more (the carried text had no safe cut, or is the rest of the last piece).
                 var got = 0
-                while got < want {
-                    let n = carry.withUnsafeMutableBytes { read(fd, $0.baseAddress! + old + got, want - got) }
+                while got < pieceBytes {
+                    let n = read(fd, scratch.baseAddress! + got, pieceBytes - got)
                     if n < 0 {
                         if errno == EINTR { continue }
                         throw CorpusError.cannotRead(path: file, reason: String(cString: strerror(errno)))
@@ -213,7 +212,7 @@ public struct CorpusEncoder: Sendable {
                     if n == 0 { atEnd = true; break }
                     got += n
                 }
-                carry.removeLast(want - got)
+                carry.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0 ..< got]))
                 statistics.bytes += got
                 let cut: Int
                 if atEnd {
