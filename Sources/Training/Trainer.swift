@@ -119,7 +119,8 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible, Equatable {
         switch self {
         case .noExamples: return "no training examples"
         case let .nonFiniteLoss(s, l): return "step \(s): loss is \(l); stopped (the last saved checkpoint is kept)"
-        case .dataMismatch: return "the training data differs from the data of the run being resumed"
+        case .dataMismatch:
+            return "the training data differs from the data of the run being resumed (give the same --data, and for text or shards the same --block-size)"
         case let .invalidOption(m): return m
         }
     }

@@ -5,7 +5,13 @@ import GPT2Kit
 struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).")
+        abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).",
+        discussion: """
+            Data: --context/--label, a JSONL file, or corpus data — a .txt file, a folder of .txt files, or llm.c \
+            token shards from `gpt2kit tokenize --shards OUT FILES…` — joined with <|endoftext|> and packed into \
+            blocks of --block-size tokens (default n_positions; the tail shorter than a block is dropped). Text is \
+            tokenized into memory (2 bytes per token); shards are memory-mapped, for corpora of any size.
+            """)
 
     @Option(help: "Model folder or weights file to start from.") var model: String?
     @OptionGroup var modelOptions: ModelOptions
