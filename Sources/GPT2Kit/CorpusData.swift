@@ -71,6 +71,21 @@ public enum CorpusFiles {
         throw .unsupportedKind(path: path)
     }
 
+    /// `resolve` for several paths, which must hold one kind; their files are taken in the order of `paths`.
+    public static func resolve(_ paths: [String]) throws(CorpusError) -> (kind: Kind, files: [String], ignored: Int) {
+        guard let first = paths.first else { throw .invalidSetting("no data paths given") }
+        var (kind, files, ignored) = try resolve(first)
+        for path in paths.dropFirst() {
+            let next = try resolve(path)
+            guard next.kind == kind else {
+                throw .invalidSetting("\(first) is \(kind.rawValue) data but \(path) is \(next.kind.rawValue); give one kind")
+            }
+            files += next.files
+            ignored += next.ignored
+        }
+        return (kind, files, ignored)
+    }
+
     /// The text files named by `paths` for `gpt2kit tokenize --shards`, in the order given: a file is taken as
     /// text whatever its name (except `.jsonl` and `.bin`, which are not plain text); a folder gives its `.txt`
     /// files as `resolve` does. Returns the files and how many other files folders held.
@@ -141,7 +156,8 @@ public struct CorpusStatistics: Sendable, Equatable {
 /// character, where the pre-tokenizer cannot see the cut, so the ids equal those of each file encoded whole.
 /// Pieces are gathered into batches of about `threadCount × batchBytesPerThread` and encoded on `threadCount`
 /// threads (`GPT2Tokenizer.encode(batch:)`). Memory stays bounded by a batch (≈ 5 bytes per byte of batch text,
-/// ≈ 80 MB by default), whatever the corpus size; tokens leave through `sink` in order.
+/// ≈ 80 MB by default), whatever the corpus size; tokens leave through `sink` in order. (A file with no such
+/// newline, one very long line, is read whole before it is encoded.)
 public struct CorpusEncoder: Sendable {
     public let tokenizer: GPT2Tokenizer
     public var threadCount: Int
@@ -248,12 +264,18 @@ public struct CorpusEncoder: Sendable {
     }
 
     /// Encodes `files` into llm.c shards in `folder` (see `TokenShardWriter`); `progress` gets the statistics
-    /// after every batch. Returns the shard paths and the statistics.
+    /// after every batch. Returns the shard paths and the statistics. When anything fails (a file unreadable or
+    /// not UTF-8, the disk full), the shards already written are removed, so a folder never holds part of a corpus.
     public func writeShards(files: [String], folder: String, shardTokens: Int = TokenShard.defaultShardTokens,
                             progress: (CorpusStatistics) throws -> Void = { _ in }) throws -> (shards: [String], statistics: CorpusStatistics) {
         let writer = try TokenShardWriter(folder: folder, shardTokens: shardTokens)
-        let statistics = try encode(files: files, progress: progress) { try writer.append($0) }
-        return (try writer.finish(), statistics)
+        do {
+            let statistics = try encode(files: files, progress: progress) { try writer.append($0) }
+            return (try writer.finish(), statistics)
+        } catch {
+            for path in writer.shards { unlink(path) }
+            throw error
+        }
     }
 }
 
@@ -288,11 +310,23 @@ public struct TrainingDataSet {
     public static func load(path: String, tokenizer: GPT2Tokenizer, maximumLength: Int, vocabularySize: Int,
                             blockSize: Int? = nil, truncate: TruncationSide? = nil,
                             threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> TrainingDataSet {
-        let (kind, files, ignored) = try CorpusFiles.resolve(path)
+        try load(paths: [path], tokenizer: tokenizer, maximumLength: maximumLength, vocabularySize: vocabularySize,
+                 blockSize: blockSize, truncate: truncate, threadCount: threadCount)
+    }
+
+    /// Loads several paths of one kind as one data set, in the order given (JSONL files' examples one after
+    /// another; text files or shards as one stream), e.g. llm.c's `fineweb_train_*.bin` without its `_val_` shard.
+    public static func load(paths: [String], tokenizer: GPT2Tokenizer, maximumLength: Int, vocabularySize: Int,
+                            blockSize: Int? = nil, truncate: TruncationSide? = nil,
+                            threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> TrainingDataSet {
+        let (kind, files, ignored) = try CorpusFiles.resolve(paths)
+        let path = paths.joined(separator: ", ")
         if kind == .jsonl {
-            return TrainingDataSet(source: try TrainingRecord.examples(path: path, tokenizer: tokenizer, maximumLength: maximumLength,
-                                                                         truncate: truncate),
-                                   kind: kind, files: files, ignoredFiles: 0, statistics: nil)
+            var examples: [TrainingExample] = []
+            for file in files {
+                examples += try TrainingRecord.examples(path: file, tokenizer: tokenizer, maximumLength: maximumLength, truncate: truncate)
+            }
+            return TrainingDataSet(source: examples, kind: kind, files: files, ignoredFiles: 0, statistics: nil)
         }
         let block = blockSize ?? maximumLength
         guard (2 ... maximumLength).contains(block) else { throw TrainingDataError.invalidBlockSize(block, maximum: maximumLength) }

@@ -12,14 +12,15 @@ struct DataOptions: ParsableArguments {
         discussion: "A .jsonl file of {\"context\",\"label\"}, {\"prompt\",\"completion\"} or {\"text\"} objects (one example each); "
             + "a .txt file or a folder of .txt files (recursive, sorted; each file a document; tokenized in memory); "
             + "or llm.c token shards (.bin files or a folder of them, from `gpt2kit tokenize --shards`; memory-mapped). "
-            + "Text and shards are joined with <|endoftext|> and cut into blocks of --block-size tokens.")) var data: String?
+            + "Text and shards are joined with <|endoftext|> and cut into blocks of --block-size tokens. "
+            + "Repeat --data to join several paths of one kind, in order.")) var data: [String] = []
     @Option(help: "Tokens per block for text and shards (default: the model's n_positions).") var blockSize: Int?
     @Option(help: "Cut over-long JSONL sequences from the left or right instead of failing.") var truncate: TruncationSide?
     @Option(help: "Tokenizer folder (default: the model folder).") var tokenizer: String?
 
     /// Loads the pair, the JSONL file or the corpus.
     func dataSet(tokenizer: GPT2Tokenizer, config: GPT2Config) throws -> TrainingDataSet {
-        if let data {
+        if !data.isEmpty {
             guard context == nil, label == nil else { throw ValidationError("give either --data or --context/--label, not both") }
             // Option checks before any tokenizing.
             let kind = try CorpusFiles.resolve(data).kind
@@ -29,7 +30,7 @@ struct DataOptions: ParsableArguments {
             if kind != .jsonl, truncate != nil {
                 throw ValidationError("--truncate cuts JSONL records; text and shards are cut into blocks of --block-size")
             }
-            return try dataSet(path: data, tokenizer: tokenizer, config: config)
+            return try dataSet(paths: data, tokenizer: tokenizer, config: config)
         }
         guard let context, let label else { throw ValidationError("give --context and --label, or --data FILE") }
         if blockSize != nil { throw ValidationError("--block-size packs --data text or shards; it does not apply to --context/--label") }
@@ -38,9 +39,9 @@ struct DataOptions: ParsableArguments {
                                                              truncation: truncate, source: "--context/--label")])
     }
 
-    /// Loads a `--data`/`--eval-data` path with this command's block size and truncation.
-    func dataSet(path: String, tokenizer: GPT2Tokenizer, config: GPT2Config) throws -> TrainingDataSet {
-        try TrainingDataSet.load(path: path, tokenizer: tokenizer, maximumLength: config.maxPositions,
+    /// Loads `--data`/`--eval-data` paths with this command's block size and truncation.
+    func dataSet(paths: [String], tokenizer: GPT2Tokenizer, config: GPT2Config) throws -> TrainingDataSet {
+        try TrainingDataSet.load(paths: paths, tokenizer: tokenizer, maximumLength: config.maxPositions,
                                  vocabularySize: config.vocabularySize, blockSize: blockSize, truncate: truncate)
     }
 }

@@ -16,7 +16,8 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Model folder or weights file to start from.") var model: String?
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("eval-data"), help: "Data evaluated at the end (and every --eval-every steps): the kinds --data takes.") var evalData: String?
+    @Option(name: .customLong("eval-data"), help: "Data evaluated at the end (and every --eval-every steps): the kinds --data takes (repeatable).")
+    var evalData: [String] = []
     @Option(help: "Output run folder.") var out: String
     @Option(help: "Continue the run saved in this folder (or its newest checkpoint-N).") var resume: String?
 
@@ -88,7 +89,7 @@ struct FinetuneCommand: ParsableCommand {
         let run = try FineTuningRun(settings: settings) { tokenizer, config in
             let train = try dataOptions.dataSet(tokenizer: tokenizer, config: config)
             if train.blocks != nil { summaries.append("training data: " + train.summary) }
-            let eval = try evalData.map { try dataOptions.dataSet(path: $0, tokenizer: tokenizer, config: config) }
+            let eval = evalData.isEmpty ? nil : try dataOptions.dataSet(paths: evalData, tokenizer: tokenizer, config: config)
             if let eval, eval.blocks != nil { summaries.append("eval data: " + eval.summary) }
             return (train.source, eval?.source ?? [TrainingExample]())
         }

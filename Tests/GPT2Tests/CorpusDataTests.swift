@@ -200,6 +200,9 @@ import TestSupport
         #expect(sharded.kind == .shards && sharded.files == shards)
         #expect(text.source.count == sharded.source.count && text.source.count > 10)
         for i in 0 ..< text.source.count { #expect(try text.source.example(at: i) == sharded.source.example(at: i), "block \(i)") }
+        // Shard files named one by one (repeated --data) are the same stream.
+        let named = try TrainingDataSet.load(paths: shards, tokenizer: try Self.tokenizer, maximumLength: 64, vocabularySize: 50257, blockSize: 48)
+        #expect(named.source.fingerprint == sharded.source.fingerprint)
         // One shard file on its own is data too.
         #expect(try TrainingDataSet.load(path: shards[0], tokenizer: try Self.tokenizer, maximumLength: 64, vocabularySize: 50257).kind == .shards)
     }
@@ -227,6 +230,8 @@ import TestSupport
         #expect(throws: CorpusError.noFiles(path: dir + "/empty")) { try CorpusFiles.resolve(dir + "/empty") }
         #expect(throws: CorpusError.self) { try CorpusFiles.resolve(dir + "/missing") }
         #expect(throws: CorpusError.self) { try CorpusFiles.textFiles([dir + "/x.jsonl"]) }
+        #expect(throws: CorpusError.self) { try CorpusFiles.resolve([dir + "/t/b.txt", dir + "/x.jsonl"]) }
+        #expect(try CorpusFiles.resolve([dir + "/t/b.txt", dir + "/t/a/z.txt"]).files == [dir + "/t/b.txt", dir + "/t/a/z.txt"])
         // Block sizes outside 2...n_positions, a corpus below one block, invalid UTF-8 (file and offset named).
         #expect(throws: TrainingDataError.invalidBlockSize(65, maximum: 64)) {
             try TrainingDataSet.load(path: dir + "/t/b.txt", tokenizer: try Self.tokenizer, maximumLength: 64, vocabularySize: 50257, blockSize: 65)
@@ -238,6 +243,13 @@ import TestSupport
         #expect(throws: CorpusError.invalidUTF8(path: dir + "/bad.txt", offset: 4)) {
             try CorpusEncoder(tokenizer: try Self.tokenizer).encode(files: [dir + "/bad.txt"]) { _ in }
         }
+        // A failure part-way leaves no shards behind (a folder never holds part of a corpus).
+        try Self.write(String(repeating: "A line of text.\n", count: 400), to: dir + "/good.txt")
+        #expect(throws: CorpusError.invalidUTF8(path: dir + "/bad.txt", offset: 4)) {
+            try CorpusEncoder(tokenizer: try Self.tokenizer, threadCount: 1, pieceBytes: 64, batchBytesPerThread: 64)
+                .writeShards(files: [dir + "/good.txt", dir + "/bad.txt"], folder: dir + "/partial", shardTokens: 100)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/partial") == [])
         #expect(mkfifo(dir + "/fifo.txt", 0o644) == 0)
         #expect(throws: CorpusError.self) { try CorpusEncoder(tokenizer: try Self.tokenizer).encode(files: [dir + "/fifo.txt"]) { _ in } }
     }
