@@ -99,8 +99,8 @@ public struct TokenSegment: @unchecked Sendable {
 /// block gives `blockSize - 1` predictions). The tail shorter than a block is dropped, as `run_clm` drops it.
 ///
 /// Token ids are checked against `vocabularySize` lazily, when a block is read: a bad id throws
-/// `TrainingDataError.tokenOutOfRange` naming the segment's file and position. Memory-mapped pages of a block
-/// are released back to the kernel after it is copied, so reading a corpus keeps memory flat.
+/// `TrainingDataError.tokenOutOfRange` naming the segment's file and position. Memory-mapped pages around a
+/// block are handed back to the kernel after it is copied, so reading a corpus keeps memory flat.
 public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
     public let segments: [TokenSegment]
     public let blockSize: Int
@@ -198,15 +198,22 @@ public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
         return TrainingExample(inputIDs: ids, labels: ids)
     }
 
-    /// Tells the kernel the mapped pages wholly inside the tokens just read are not needed (they are file-backed
-    /// and re-read on demand), so resident memory does not grow with the part of the corpus seen.
+    /// Bytes around a block whose mapped pages are handed back after it is read: the kernel maps file pages
+    /// around a fault in windows of up to 64 KiB (`fault_around_bytes`), more than a block holds.
+    static let releaseWindow = 1 << 16
+
+    /// Tells the kernel that the mapped pages around the tokens just read are not needed (they are clean,
+    /// file-backed and read again on demand), so resident memory does not grow with the part of the corpus seen.
     private static func release(_ segment: TokenSegment, fromToken start: Int, count: Int) {
         guard let base = segment.storage.baseAddress else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         guard page > 0 else { return }
-        let from = Int(bitPattern: base) + segment.byteOffset + 2 * start
+        let window = max(page, releaseWindow)
+        let mapStart = Int(bitPattern: base)  // page-aligned (mmap)
+        let mapEnd = (mapStart + segment.storage.byteCount + page - 1) / page * page
+        let from = mapStart + segment.byteOffset + 2 * start
         let to = from + 2 * count
-        let first = (from + page - 1) / page * page, last = to / page * page
+        let first = max(mapStart, from / window * window), last = min(mapEnd, (to + window - 1) / window * window)
         guard last > first, let p = UnsafeMutableRawPointer(bitPattern: first) else { return }
         _ = madvise(p, last - first, Int32(MADV_DONTNEED))
     }
