@@ -85,10 +85,10 @@ struct FinetuneCommand: ParsableCommand {
         options.shuffle = !noShuffle; options.seed = seed; options.evalEvery = evalEvery
         settings.options = options
 
-        var summaries: [String] = []
+        var summaries: [String] = [], unit = "example"
         let run = try FineTuningRun(settings: settings) { tokenizer, config in
             let train = try dataOptions.dataSet(tokenizer: tokenizer, config: config)
-            if train.blocks != nil { summaries.append("training data: " + train.summary) }
+            if train.blocks != nil { summaries.append("training data: " + train.summary); unit = "block" }
             let eval = evalData.isEmpty ? nil : try dataOptions.dataSet(paths: evalData, tokenizer: tokenizer, config: config)
             if let eval, eval.blocks != nil { summaries.append("eval data: " + eval.summary) }
             return (train.source, eval?.source ?? [TrainingExample]())
@@ -104,7 +104,7 @@ struct FinetuneCommand: ParsableCommand {
                 case let .started(examples, total, trained, resumedAt):
                     if !json {
                         let what = trainer.model.adapter.map { "LoRA r=\($0.configuration.rank) on \($0.modules.count) modules" } ?? "every weight"
-                        Console.err("fine-tuning \(what): \(examples) example\(examples == 1 ? "" : "s"), \(total) steps, "
+                        Console.err("fine-tuning \(what): \(examples) \(unit)\(examples == 1 ? "" : "s"), \(total) steps, "
                                     + "\(trained) trained parameters, lr \(trainer.options.learningRate), "
                                     + "batch \(trainer.options.batchSize)×\(trainer.options.gradientAccumulation)"
                                     + (resumedAt.map { ", resumed at step \($0)" } ?? ""))
