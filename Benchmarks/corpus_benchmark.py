@@ -11,10 +11,11 @@ tiktoken's ids.
         --shards Benchmarks/shards-200mb --gpt2kit .build/release/gpt2kit
 
 finetune: run a short `gpt2kit finetune` on each shard folder and report the peak RSS of each run
-(os.wait4's ru_maxrss), so that runs over corpora of different sizes can be compared.
+(os.wait4's ru_maxrss), so that runs over corpora of different sizes can be compared. `--text FOLDER`
+adds runs on text folders (tokenized into memory at start-up) for contrast.
 
     python3 Benchmarks/corpus_benchmark.py finetune --model Benchmarks/g124 \
-        --shards Benchmarks/shards-20mb Benchmarks/shards-200mb --gpt2kit .build/release/gpt2kit
+        --shards Benchmarks/shards-20mb Benchmarks/shards-200mb [--text Benchmarks/corpus-200mb] --gpt2kit .build/release/gpt2kit
 
 Both references are built offline from fixtures/gpt2-tokenizer (see tokenizer_reference.py).
 """
@@ -132,8 +133,11 @@ def tokenize(args):
 
 def finetune(args):
     rows = []
-    for folder in args.shards:
-        tokens = sum((os.path.getsize(os.path.join(folder, n)) - 1024) // 2 for n in os.listdir(folder) if n.endswith(".bin"))
+    for folder in args.shards + args.text:
+        if folder in args.shards:
+            tokens = sum((os.path.getsize(os.path.join(folder, n)) - 1024) // 2 for n in os.listdir(folder) if n.endswith(".bin"))
+        else:
+            tokens = None
         run = os.path.join(args.runs, os.path.basename(os.path.normpath(folder)))
         shutil.rmtree(run, ignore_errors=True)
         command = [args.gpt2kit, "finetune", "--model", args.model, "--tokenizer", args.tokenizer, "--data", folder,
@@ -146,10 +150,13 @@ def finetune(args):
         step_seconds = statistics.median(s["tokens_per_s"] for s in steps)
         rows.append((folder, tokens, seconds, rss, step_seconds, steps[-1]["loss"]))
         shutil.rmtree(run, ignore_errors=True)
-    print("| shards | tokens | shard bytes (MB) | run (s) | median tokens/s | last loss | peak RSS (MB) |")
+    print("| data | tokens | shard bytes (MB) | run (s) | median tokens/s | last loss | peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for folder, tokens, seconds, rss, tps, loss in rows:
-        print(f"| {folder} | {tokens} | {(1024 + 2 * tokens) / 1e6:.0f} | {seconds:.1f} | {tps:.0f} | {loss:.4f} | {rss:.0f} |")
+        if tokens is None:
+            print(f"| {folder} (text, in memory) | — | — | {seconds:.1f} | {tps:.0f} | {loss:.4f} | {rss:.0f} |")
+        else:
+            print(f"| {folder} | {tokens} | {(1024 + 2 * tokens) / 1e6:.0f} | {seconds:.1f} | {tps:.0f} | {loss:.4f} | {rss:.0f} |")
 
 
 def main():
@@ -163,6 +170,7 @@ def main():
     f = sub.add_parser("finetune")
     f.add_argument("--model", required=True)
     f.add_argument("--shards", nargs="+", required=True)
+    f.add_argument("--text", nargs="*", default=[])
     f.add_argument("--runs", default="runs/corpus-benchmark")
     f.add_argument("--steps", type=int, default=10)
     f.add_argument("--batch-size", type=int, default=1)
