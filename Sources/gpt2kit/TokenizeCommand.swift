@@ -90,10 +90,17 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .long, help: "Tokens per shard with --shards (default \(TokenShard.defaultShardTokens), as llm.c).")
     var shardTokens: Int?
 
+    @Option(name: .long, help: "Threads to encode on (default: every core).")
+    var threads: Int?
+
+    /// `--threads`, else every core.
+    var threadCount: Int { max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount) }
+
     @Argument(help: "Text to tokenize (joined by spaces); with --shards, text files and folders. Without it, --file or stdin is read.")
     var text: [String] = []
 
     func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if shards != nil {
             if text.isEmpty { throw ValidationError("--shards needs the text files or folders to tokenize as arguments") }
             if file != nil || jsonl { throw ValidationError("--shards reads the files given as arguments, not --file or --jsonl") }
@@ -124,7 +131,7 @@ struct TokenizeCommand: ParsableCommand {
             if jsonl {
                 try runJSONLines(input, tokenizer: tokenizer)
             } else {
-                let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+                let threads = threadCount
                 let ids = tokenizer.encode(input, allowSpecial: !ordinary, threadCount: threads)
                 writeStandardOutput(formatIDs(ids, separator: json ? "," : ", ") + "\n")
             }
@@ -137,7 +144,7 @@ struct TokenizeCommand: ParsableCommand {
 
     private func writeShards(into folder: String, tokenizer: GPT2Tokenizer) throws {
         let (files, ignored) = try CorpusFiles.textFiles(text)
-        let encoder = try CorpusEncoder(tokenizer: tokenizer)
+        let encoder = try CorpusEncoder(tokenizer: tokenizer, threadCount: threadCount)
         let start = DispatchTime.now().uptimeNanoseconds
         let seconds = { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         let showProgress = Console.stderrIsTerminal && !json
@@ -172,7 +179,7 @@ struct TokenizeCommand: ParsableCommand {
             }
             texts.append(text)
         }
-        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let threads = threadCount
         let results = tokenizer.encode(batch: texts, allowSpecial: !ordinary, threadCount: threads)
         var output = ""
         for ids in results { output += "{\"ids\": " + formatIDs(ids) + "}\n" }
