@@ -103,11 +103,17 @@ public final class TokenShardWriter {
         while i < tokens.count {
             if current == nil { try startShard() }
             let n = min(tokens.count - i, shardTokens - currentCount)
-            buffer.removeAll(keepingCapacity: true)
-            buffer.reserveCapacity(2 * n)
-            for t in tokens[i ..< i + n] { buffer.append(UInt8(truncatingIfNeeded: t)); buffer.append(UInt8(truncatingIfNeeded: t >> 8)) }
             guard let writer = current else { return }
-            do { try writer.write(buffer) } catch { throw .cannotWrite(path: writer.path, reason: error.reason) }
+            let part = UnsafeBufferPointer(rebasing: tokens[i ..< i + n])
+            do {
+                #if _endian(little)
+                try writer.write(UnsafeRawBufferPointer(part))
+                #else
+                buffer.removeAll(keepingCapacity: true)
+                for t in part { buffer.append(UInt8(truncatingIfNeeded: t)); buffer.append(UInt8(truncatingIfNeeded: t >> 8)) }
+                try writer.write(buffer)
+                #endif
+            } catch { throw .cannotWrite(path: writer.path, reason: error.reason) }
             currentCount += n
             tokenCount += n
             i += n
