@@ -62,9 +62,10 @@ public final class FineTuningRun {
     private let locks: [RunFolderLock]
     private let leftovers: [String]
 
-    /// Prepares the run. `data` turns the tokenizer and the context length into training and evaluation examples.
+    /// Prepares the run. `data` turns the tokenizer and the model's config (context length, vocabulary) into
+    /// training and evaluation data: JSONL examples (`[TrainingExample]`) or packed blocks (`TrainingDataSet.load`).
     public init(settings: FineTuningSettings,
-                data: (GPT2Tokenizer, Int) throws -> (train: [TrainingExample], eval: [TrainingExample])) throws {
+                data: (GPT2Tokenizer, GPT2Config) throws -> (train: any TrainingDataSource, eval: any TrainingDataSource)) throws {
         self.settings = settings
         let fm = FileManager.default
         let out = settings.output
@@ -151,7 +152,7 @@ public final class FineTuningRun {
         let gpt2 = try GPT2Model(parameters: parameters, trainable: isAdapterRun ? .none(parameters.layout) : nil, adapter: adapter)
         let tokenizerFolder = settings.tokenizerFolder ?? location.folder
         tokenizer = try ModelIO.loadTokenizer(for: location, override: settings.tokenizerFolder)
-        let (examples, evalExamples) = try data(tokenizer, config.maxPositions)
+        let (examples, evalExamples) = try data(tokenizer, config)
 
         var options: TrainingOptions
         if let saved {
