@@ -32,7 +32,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case let .tokenOutOfRange(id, v): return "prompt token id \(id) is outside the vocabulary (0..<\(v))"
         case let .promptTooLong(p, n): return "prompt has \(p) tokens, more than the model's \(n) positions; --truncate left (with --max-new-tokens) keeps its end"
         case let .lengthExceedsContext(m, n):
-            return "max length \(m) (prompt + new tokens) passes the model's \(n) positions; lower --max-length or --max-new-tokens"
+            return "max length \(m) (prompt + new tokens) passes the model's \(n) positions; lower --max-length or --max-new-tokens, or shorten the prompt (--truncate left)"
         case let .newTokensExceedContext(m, p, n):
             return "max new tokens \(m) plus the \(p)-token prompt passes the model's \(n) positions; at most \(n - p) new tokens fit, or --truncate left shortens the prompt"
         case let .noRoomForPrompt(m, n):

@@ -68,6 +68,12 @@ public struct StopStringMatch: Sendable, Equatable {
     public var string: String
     /// Where it starts, in bytes from the start of the row's new text; the returned text ends there.
     public var byteOffset: Int
+
+    public init(index: Int, string: String, byteOffset: Int) {
+        self.index = index
+        self.string = string
+        self.byteOffset = byteOffset
+    }
 }
 
 /// Why a row stopped.
