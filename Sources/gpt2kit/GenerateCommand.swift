@@ -39,9 +39,9 @@ struct GenerateCommand: ParsableCommand {
     var topK: Int?
     @Option(name: .long, help: "Sample among the most likely tokens whose probability adds up to p.")
     var topP: Double?
-    @Option(name: .long, help: "Penalise tokens already in the sequence, prompt included: logits divided by P (multiplied when negative); 1: off.")
+    @Option(name: .long, help: ArgumentHelp("Penalise tokens already in the sequence, prompt included: logits divided by P (multiplied when negative); 1: off.", valueName: "P"))
     var repetitionPenalty: Float?
-    @Option(name: .long, help: "Never repeat an n-gram of this many tokens, prompt included (0: off).")
+    @Option(name: .customLong("no-repeat-ngram-size"), help: ArgumentHelp("Never repeat an n-gram of N tokens, prompt included (0: off).", valueName: "N"))
     var noRepeatNGramSize: Int?
     @Option(name: .long, help: ArgumentHelp("Stop a sequence when its new text contains TEXT (repeatable); the text printed ends before it.", valueName: "TEXT"))
     var stop: [String] = []
