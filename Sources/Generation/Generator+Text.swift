@@ -21,12 +21,15 @@ extension Generator {
 
     /// The row's whole text: the prompt's and the new ids' (pad ids included, as `tokenizer.decode` of the
     /// row gives them), or, when a stop string ended the row, the prompt's and the new text before it.
+    /// Throws `unknownTokenID` for an id the tokenizer cannot spell (which streaming skipped).
     /// Precondition: the generator has a tokenizer.
     public func text(row: Int) throws(TokenizerError) -> String {
         guard let tokenizer else { preconditionFailure("Generator.text(row:) needs the tokenizer passed to init") }
-        guard case .stopString? = finishReasons[row] else { return try tokenizer.decode(sequences[row]) }
-        let prompt = try tokenizer.decodeBytes(promptIDs)
-        return String(decoding: prompt + newTexts[row].bytes[..<newTextEnd(row: row)], as: UTF8.self)
+        guard case let .stopString(match)? = finishReasons[row] else { return try tokenizer.decode(sequences[row]) }
+        // every id is checked; the new text before the stop string follows the prompt's bytes
+        let all = try tokenizer.decodeBytes(sequences[row])
+        let promptByteCount = try tokenizer.decodeBytes(promptIDs).count
+        return String(decoding: all[..<(promptByteCount + match.byteOffset)], as: UTF8.self)
     }
 
     /// The row's new text not taken before that is safe to show now: whole characters only, and nothing

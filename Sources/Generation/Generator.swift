@@ -13,7 +13,7 @@ import Tokenization
 /// let sequences = generator.sequences       // prompt ids then new ids, per row
 /// ```
 public final class Generator: IteratorProtocol, Sequence {
-    /// The prompt every row starts from.
+    /// The prompt every row starts from (its end only, when `.left` truncation shortened it).
     public let promptIDs: [Int]
     /// The validated options.
     public let options: GenerationOptions

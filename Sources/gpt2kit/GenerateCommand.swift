@@ -105,6 +105,7 @@ struct GenerateCommand: ParsableCommand {
             out.write(Data(try textTokenizer.decodeBytes(generator.promptIDs)))
             while generator.next() != nil { out.write(Data(generator.takeNewText(row: 0).utf8)) }
             out.write(Data((generator.takeNewText(row: 0) + "\n").utf8))
+            _ = try generator.text(row: 0) // reports an id the tokenizer cannot spell (the stream skipped it)
             return
         }
 
