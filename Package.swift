@@ -23,7 +23,9 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "Tensors"),
-        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"]),
+        // SIMD kernels for decoding with f16 and Q8_0 weights (run-time CPU dispatch; see its header).
+        .target(name: "CDecode"),
+        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS", "CDecode"]),
         // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).
         .target(name: "CPosix"),
         .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib", "CPosix"]),

@@ -154,7 +154,7 @@ public enum GGUF {
                 var out = Tensor(zeros: .f32, shape: info.shape)
                 out.withUnsafeMutableBytes { raw in
                     let dst = raw.bindMemory(to: Float.self)
-                    GGUF.dequantizeQ8_0(UnsafeRawBufferPointer(rebasing: storage.bytes[start ..< start + info.byteCount]), into: dst)
+                    Q8_0.dequantize(UnsafeRawBufferPointer(rebasing: storage.bytes[start ..< start + info.byteCount]), into: dst)
                 }
                 return out
             }
@@ -320,37 +320,6 @@ public enum GGUF {
         }
     }
 
-    // MARK: Q8_0
-
-    /// ggml's `dequantize_row_q8_0`: each block of 34 bytes is an f16 scale d and 32 int8 q; x = d·q.
-    static func dequantizeQ8_0(_ blocks: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) {
-        let n = blocks.count / 34
-        for b in 0..<n {
-            let d = HalfPrecision.float(fromF16: blocks.loadUnaligned(fromByteOffset: b * 34, as: UInt16.self).littleEndian)
-            for j in 0..<32 { out[b * 32 + j] = d * Float(Int8(bitPattern: blocks[b * 34 + 2 + j])) }
-        }
-    }
-
-    /// ggml's `quantize_row_q8_0_ref` (and gguf-py's): d = max|x|/127 stored as f16, q = round(x/d) half away from zero.
-    static func quantizeQ8_0(_ values: UnsafeBufferPointer<Float>) -> [UInt8] {
-        let n = values.count / 32
-        var out = [UInt8](repeating: 0, count: n * 34)
-        for b in 0..<n {
-            var amax: Float = 0
-            for j in 0..<32 { amax = max(amax, abs(values[b * 32 + j])) }
-            let d = amax / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            let h = HalfPrecision.f16(from: d)
-            out[b * 34] = UInt8(h & 0xFF)
-            out[b * 34 + 1] = UInt8(h >> 8)
-            for j in 0..<32 {
-                let q = (values[b * 32 + j] * id).rounded(.toNearestOrAwayFromZero)
-                out[b * 34 + 2 + j] = UInt8(bitPattern: Int8(max(-128, min(127, q))))
-            }
-        }
-        return out
-    }
-
     // MARK: Writing
 
     /// Writes a GGUF v3 file: `metadata` in order (an alignment entry is added when missing), then the tensors in
@@ -392,7 +361,7 @@ public enum GGUF {
                 let start = file.offset
                 switch type {
                 case .q8_0:
-                    try file.write(tensor.floats().withUnsafeBufferPointer { quantizeQ8_0($0) })
+                    try file.write(tensor.floats().withUnsafeBufferPointer { Q8_0.quantize($0) })
                 case .f32, .f16, .bf16:
                     let converted = tensor.converted(to: type == .f32 ? .f32 : type == .f16 ? .f16 : .bf16)
                     try converted.withUnsafeBytes { raw in Result { () throws(FileWriteFailure) in try file.write(raw) } }.get()

@@ -94,6 +94,29 @@ public final class GPT2Model {
     /// Parameter table (names, shapes, offsets).
     public var layout: GPT2ParameterLayout { parameters.layout }
 
+    private var encodedWeights: [QuantizedMatrix.Format: DecodingWeights] = [:]
+
+    /// The projections re-encoded in `format` for decoding, built on first use and kept (they do not follow later
+    /// changes of the parameters: call after training). Nil when the shapes cannot take the format (see
+    /// `DecodingWeights.unsupportedReason`).
+    public func decodingWeights(_ format: QuantizedMatrix.Format) -> DecodingWeights? {
+        if let w = encodedWeights[format] { return w }
+        guard DecodingWeights.unsupportedReason(format, config: config) == nil else { return nil }
+        let w = DecodingWeights(parameters: parameters, format: format)
+        encodedWeights[format] = w
+        return w
+    }
+
+    /// Bytes of activation buffers a forward of (B, T) with labels allocates (the logits a chunk of rows at a
+    /// time), plus their gradients when `training`: linear in T (no T×T or N×V buffer). Nil if it overflows.
+    public static func activationBytes(config: GPT2Config, batchSize B: Int, sequenceLength T: Int, training: Bool) -> Int? {
+        let widest = Double(max(config.vocabularySize, config.feedForwardSize, 3 * config.embeddingSize))
+        // Every buffer is at most (B·T)·widest per layer; refuse what could overflow before building the table.
+        guard B > 0, T > 0, Double(B) * Double(T) * widest * Double(config.layerCount + 8) * 4 < 0x1p52 else { return nil }
+        let table = ActivationTable(config: config, B: B, T: T, allLogits: false)
+        return (table.forwardCount + (training ? table.gradCount : 0)) * 4
+    }
+
     /// The gradient of the base parameter named `name`, or nil (unknown or frozen).
     public func gradient(named name: String) -> UnsafeMutableBufferPointer<Float>? {
         guard let i = layout.entries.firstIndex(where: { $0.name == name }), let packed = trainable.packedRanges[i] else { return nil }
@@ -217,10 +240,18 @@ public final class GPT2Model {
     }
 
     /// Adds the adapter's update of module `kind` in block `layer` to `out` (the base projection's output of `inp`).
+    /// With `inferenceScratch` (N·r floats, decoding) nothing is kept for backward and there is no dropout.
     private func adapterForward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
-                                out: UnsafeMutableBufferPointer<Float>, N: Int) {
-        guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
+                                out: UnsafeMutableBufferPointer<Float>, N: Int, inferenceScratch: UnsafeMutableBufferPointer<Float>?) {
+        guard let adapter, let m = adapter.module(layer: layer, kind) else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
+        let A = adapter.storage.buffer
+        if let h = inferenceScratch {
+            LowRankAdapter.forward(out: out, h: h, inp: inp, a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
+                                   N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+            return
+        }
+        guard let W = adapterActs else { return }
         let index = m.index
         var x = inp
         let p = dropoutP(adapter.configuration.dropout)
@@ -229,7 +260,6 @@ public final class GPT2Model {
             Dropout.forward(out: dropped, inp: inp, N: N * C, p: p, seed: adapterSeed(layer, kind))
             x = dropped.readOnly
         }
-        let A = adapter.storage.buffer
         LowRankAdapter.forward(out: out, h: W.slice(index * N * r, N * r), inp: x,
                                a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
                                N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
@@ -281,7 +311,7 @@ public final class GPT2Model {
 
     private func runForward() {
         guard let tb = table, let A = acts else { return }
-        let B = tb.B, T = tb.T, C = tb.C, NH = tb.NH, L = tb.L, V = tb.V, F = tb.F, N = B * T
+        let B = tb.B, T = tb.T, C = tb.C, L = tb.L, V = tb.V, N = B * T
         let P = parameters
         let eps = Float(config.layerNormEpsilon)
         let tokens = UnsafeBufferPointer(start: ids, count: N)
@@ -297,30 +327,13 @@ public final class GPT2Model {
         if pEmbd > 0 { Dropout.forward(out: encoded, inp: encoded.readOnly, N: N * C, p: pEmbd, seed: siteSeed(0)) }
         var residual = encoded.readOnly // (N, C)
         for l in 0..<L {
-            let ln1 = a(.normalized), qkv = a(l, .qkv), atty = a(l, .atty), attproj = a(.projected)
-            let residual2 = a(l, .residual2), ln2 = a(.normalized), fch = a(l, .fch), fchAct = a(.activated)
-            let fcproj = a(.projected), residual3 = a(l, .residual3)
-            LayerNorm.forward(out: ln1, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), inp: residual,
-                              weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C, eps: eps)
-            MatMul.forward(out: qkv, inp: ln1.readOnly, weight: w(l, .attnWeight), bias: w(l, .attnBias), N: N, C: C, OC: 3 * C)
-            adapterForward(l, .attention, inp: ln1.readOnly, out: qkv, N: N)
-            Attention.forward(out: atty, statistics: a(l, .attStatistics), qkv: qkv.readOnly, keyMask: mask, scratch: a(.scratch),
-                              B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l),
-                              dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
-            MatMul.forward(out: attproj, inp: atty.readOnly, weight: w(l, .attnProjWeight), bias: w(l, .attnProjBias), N: N, C: C, OC: C)
-            adapterForward(l, .attentionProjection, inp: atty.readOnly, out: attproj, N: N)
-            if pResid > 0 { Dropout.forward(out: attproj, inp: attproj.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l)) }
-            Residual.forward(out: residual2, a: residual, b: attproj.readOnly, N: N * C)
-            LayerNorm.forward(out: ln2, mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), inp: residual2.readOnly,
-                              weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C, eps: eps)
-            MatMul.forward(out: fch, inp: ln2.readOnly, weight: w(l, .fcWeight), bias: w(l, .fcBias), N: N, C: C, OC: F)
-            adapterForward(l, .feedForward, inp: ln2.readOnly, out: fch, N: N)
-            activation.forward(out: fchAct, inp: fch.readOnly, N: N * F)
-            MatMul.forward(out: fcproj, inp: fchAct.readOnly, weight: w(l, .fcProjWeight), bias: w(l, .fcProjBias), N: N, C: F, OC: C)
-            adapterForward(l, .feedForwardProjection, inp: fchAct.readOnly, out: fcproj, N: N)
-            if pResid > 0 { Dropout.forward(out: fcproj, inp: fcproj.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l)) }
-            Residual.forward(out: residual3, a: residual2.readOnly, b: fcproj.readOnly, N: N * C)
-            residual = residual3.readOnly
+            let buffers = BlockBuffers(ln1Mean: a(l, .ln1Mean), ln1Rstd: a(l, .ln1Rstd), ln2Mean: a(l, .ln2Mean), ln2Rstd: a(l, .ln2Rstd),
+                                       normalized: a(.normalized), qkv: a(l, .qkv), atty: a(l, .atty), projected: a(.projected),
+                                       residual2: a(l, .residual2), fch: a(l, .fch), activated: a(.activated), residual3: a(l, .residual3))
+            forwardBlock(l, input: residual, into: buffers, B: B, T: T,
+                         attention: .full(statistics: a(l, .attStatistics), keyMask: mask, scratch: a(.scratch), dropout: pAttn),
+                         residualDropout: pResid, dropoutSeed: seed, adapterScratch: nil)
+            residual = buffers.residual3.readOnly
         }
         let lnf = a(.lnf)
         LayerNorm.forward(out: lnf, mean: a(.lnfMean), rstd: a(.lnfRstd), inp: residual,
@@ -431,6 +444,96 @@ public final class GPT2Model {
         for (m, n) in scoredRows.enumerated() {
             dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
         }
+    }
+
+    // MARK: - One block
+
+    /// The buffers one block writes: views of the activation table in training and evaluation, of a decoder's
+    /// work buffer when decoding (there `residual2` and `residual3` may be the block's own input: the adds run
+    /// in place).
+    package struct BlockBuffers {
+        package var ln1Mean, ln1Rstd, ln2Mean, ln2Rstd: UnsafeMutableBufferPointer<Float> // (N)
+        /// ln1's output, then ln2's (N, C).
+        package var normalized: UnsafeMutableBufferPointer<Float>
+        package var qkv: UnsafeMutableBufferPointer<Float>       // (N, 3C)
+        package var atty: UnsafeMutableBufferPointer<Float>      // (N, C)
+        /// A projection's output before the residual add (N, C).
+        package var projected: UnsafeMutableBufferPointer<Float>
+        package var residual2: UnsafeMutableBufferPointer<Float> // (N, C)
+        package var fch: UnsafeMutableBufferPointer<Float>       // (N, F)
+        package var activated: UnsafeMutableBufferPointer<Float> // (N, F)
+        package var residual3: UnsafeMutableBufferPointer<Float> // (N, C)
+
+        package init(ln1Mean: UnsafeMutableBufferPointer<Float>, ln1Rstd: UnsafeMutableBufferPointer<Float>,
+                     ln2Mean: UnsafeMutableBufferPointer<Float>, ln2Rstd: UnsafeMutableBufferPointer<Float>,
+                     normalized: UnsafeMutableBufferPointer<Float>, qkv: UnsafeMutableBufferPointer<Float>,
+                     atty: UnsafeMutableBufferPointer<Float>, projected: UnsafeMutableBufferPointer<Float>,
+                     residual2: UnsafeMutableBufferPointer<Float>, fch: UnsafeMutableBufferPointer<Float>,
+                     activated: UnsafeMutableBufferPointer<Float>, residual3: UnsafeMutableBufferPointer<Float>) {
+            self.ln1Mean = ln1Mean; self.ln1Rstd = ln1Rstd; self.ln2Mean = ln2Mean; self.ln2Rstd = ln2Rstd
+            self.normalized = normalized; self.qkv = qkv; self.atty = atty; self.projected = projected
+            self.residual2 = residual2; self.fch = fch; self.activated = activated; self.residual3 = residual3
+        }
+    }
+
+    /// How a block's attention sees the keys.
+    package enum BlockAttention {
+        /// All T positions of every row at once, keeping per-row statistics for backward (training, evaluation).
+        case full(statistics: UnsafeMutableBufferPointer<Float>, keyMask: UnsafeBufferPointer<Int32>?,
+                  scratch: UnsafeMutableBufferPointer<Float>, dropout: Float)
+        /// T new positions per row after `position` cached ones, appended to the layer's key/value cache
+        /// (B, NH, capacity, hs) each (decoding).
+        case cached(keys: UnsafeMutableBufferPointer<Float>, values: UnsafeMutableBufferPointer<Float>,
+                    keyMask: UnsafeBufferPointer<Int32>?, scratch: UnsafeMutableBufferPointer<Float>, capacity: Int, position: Int)
+    }
+
+    /// Runs block `l` on `input` (B·T rows): ln_1, c_attn, attention, c_proj, dropout, residual add, ln_2, c_fc,
+    /// activation, c_proj, dropout, residual add, with the adapter's update beside each targeted projection. The one
+    /// block implementation behind training, evaluation, prefill and cached decoding. Dropout sites derive from
+    /// `dropoutSeed` (attention 1 + 3l, its output 2 + 3l, the MLP's output 3 + 3l). `adapterScratch` (N·r
+    /// floats) marks inference: the adapter keeps nothing for backward.
+    package func forwardBlock(_ l: Int, input: UnsafeBufferPointer<Float>, into x: BlockBuffers, B: Int, T: Int,
+                              attention: BlockAttention, residualDropout pResid: Float, dropoutSeed: UInt64,
+                              adapterScratch: UnsafeMutableBufferPointer<Float>?, weights encoded: DecodingWeights? = nil) {
+        let C = config.embeddingSize, NH = config.headCount, F = config.feedForwardSize, N = B * T
+        let eps = Float(config.layerNormEpsilon)
+        let P = parameters
+        func w(_ t: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, t)) }
+        func site(_ k: Int) -> UInt64 { Dropout.siteSeed(dropoutSeed, site: k + 3 * l) }
+        // A projection C→OC in float32 or in the re-encoded weights.
+        func project(_ weight: GPT2ParameterLayout.LayerTensor, _ bias: GPT2ParameterLayout.LayerTensor,
+                     out: UnsafeMutableBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, C: Int, OC: Int) {
+            if let m = encoded?.matrix(layer: l, weight) {
+                m.forward(out: out, inp: inp, bias: w(bias), N: N)
+            } else {
+                MatMul.forwardFewRows(out: out, inp: inp, weight: w(weight), bias: w(bias), N: N, C: C, OC: OC)
+            }
+        }
+        LayerNorm.forward(out: x.normalized, mean: x.ln1Mean, rstd: x.ln1Rstd, inp: input,
+                          weight: w(.ln1Weight), bias: w(.ln1Bias), N: N, C: C, eps: eps)
+        project(.attnWeight, .attnBias, out: x.qkv, inp: x.normalized.readOnly, C: C, OC: 3 * C)
+        adapterForward(l, .attention, inp: x.normalized.readOnly, out: x.qkv, N: N, inferenceScratch: adapterScratch)
+        switch attention {
+        case let .full(statistics, keyMask, scratch, dropout):
+            Attention.forward(out: x.atty, statistics: statistics, qkv: x.qkv.readOnly, keyMask: keyMask, scratch: scratch,
+                              B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: dropout, dropoutSeed: site(1))
+        case let .cached(keys, values, keyMask, scratch, capacity, position):
+            CachedAttention.forward(out: x.atty, qkv: x.qkv.readOnly, keyCache: keys, valueCache: values, keyMask: keyMask, scratch: scratch,
+                                    B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: attentionScale(layer: l))
+        }
+        project(.attnProjWeight, .attnProjBias, out: x.projected, inp: x.atty.readOnly, C: C, OC: C)
+        adapterForward(l, .attentionProjection, inp: x.atty.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
+        if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(2)) }
+        Residual.forward(out: x.residual2, a: input, b: x.projected.readOnly, N: N * C)
+        LayerNorm.forward(out: x.normalized, mean: x.ln2Mean, rstd: x.ln2Rstd, inp: x.residual2.readOnly,
+                          weight: w(.ln2Weight), bias: w(.ln2Bias), N: N, C: C, eps: eps)
+        project(.fcWeight, .fcBias, out: x.fch, inp: x.normalized.readOnly, C: C, OC: F)
+        adapterForward(l, .feedForward, inp: x.normalized.readOnly, out: x.fch, N: N, inferenceScratch: adapterScratch)
+        activation.forward(out: x.activated, inp: x.fch.readOnly, N: N * F)
+        project(.fcProjWeight, .fcProjBias, out: x.projected, inp: x.activated.readOnly, C: F, OC: C)
+        adapterForward(l, .feedForwardProjection, inp: x.activated.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
+        if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(3)) }
+        Residual.forward(out: x.residual3, a: x.residual2.readOnly, b: x.projected.readOnly, N: N * C)
     }
 
     // MARK: - Backward

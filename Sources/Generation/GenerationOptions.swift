@@ -1,3 +1,5 @@
+import GPT2
+
 /// What to generate and when to stop, with transformers' `GenerationConfig` defaults and rules.
 public struct GenerationOptions: Sendable, Equatable {
     /// Total length, prompt included (`max_length`, default 20). Ignored when `maxNewTokens` is set.
@@ -24,6 +26,8 @@ public struct GenerationOptions: Sendable, Equatable {
     public var stopStrings: [String]
     /// What to do with a prompt that leaves no room for the new tokens.
     public var truncation: PromptTruncation
+    /// The precision decoding reads the projections in (f16 and Q8_0 are re-encoded once, see `DecodingWeights`).
+    public var weights: WeightPrecision = .f32
 
     public init(maxLength: Int = 20, maxNewTokens: Int? = nil, strategy: DecodingStrategy = .greedy,
                 eosTokenIDs: [Int] = [], padTokenID: Int? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,

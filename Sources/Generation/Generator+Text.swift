@@ -19,8 +19,8 @@ extension Generator {
         return newTexts[row].bytes.count
     }
 
-    /// The row's whole text: the prompt's and the new ids' (pad ids included, as `tokenizer.decode` of the
-    /// row gives them), or, when a stop string ended the row, the prompt's and the new text before it.
+    /// The row's whole text: its prompt's and its new ids' (pad ids included, as `tokenizer.decode` of the
+    /// row gives them), or, when a stop string ended the row, its prompt's and the new text before it.
     /// Throws `unknownTokenID` for an id the tokenizer cannot spell (which streaming skipped).
     /// Precondition: the generator has a tokenizer.
     public func text(row: Int) throws(TokenizerError) -> String {
@@ -28,7 +28,7 @@ extension Generator {
         guard case let .stopString(match)? = finishReasons[row] else { return try tokenizer.decode(sequences[row]) }
         // every id is checked; the new text before the stop string follows the prompt's bytes
         let all = try tokenizer.decodeBytes(sequences[row])
-        let promptByteCount = try tokenizer.decodeBytes(promptIDs).count
+        let promptByteCount = try tokenizer.decodeBytes(prompts[row / options.numReturnSequences]).count
         return String(decoding: all[..<(promptByteCount + match.byteOffset)], as: UTF8.self)
     }
 

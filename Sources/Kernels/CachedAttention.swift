@@ -10,12 +10,14 @@ public enum CachedAttention {
     public static func scratchCount(T: Int, position: Int) -> Int { T * (position + T) }
 
     /// Writes k, v of `qkv` into the cache at positions `position ..< position + T`, then
-    /// out[b,t,h] = Σ_{t2 ≤ position+t} softmax_t2(scale · q[b,t,h]·k[b,t2,h]) · v[b,t2,h].
+    /// out[b,t,h] = Σ_{t2 ≤ position+t} softmax_t2(scale · q[b,t,h]·k[b,t2,h]) · v[b,t2,h], where
+    /// `keyMask[b, t2] == 0` hides cached position t2 of row b (left padding).
     public static func forward(
         out: UnsafeMutableBufferPointer<Float>,     // (B, T, C)
         qkv: UnsafeBufferPointer<Float>,            // (B, T, 3C)
         keyCache: UnsafeMutableBufferPointer<Float>,   // (B, NH, maxT, hs)
         valueCache: UnsafeMutableBufferPointer<Float>, // (B, NH, maxT, hs)
+        keyMask: UnsafeBufferPointer<Int32>? = nil,    // (B, maxT)
         scratch: UnsafeMutableBufferPointer<Float>, // (T, position + T)
         B: Int, T: Int, C: Int, NH: Int, maxT: Int, position: Int, scale: Float
     ) {
@@ -26,8 +28,10 @@ public enum CachedAttention {
         requireCount(keyCache, B * NH * maxT * hs, "CachedAttention.forward keyCache")
         requireCount(valueCache, B * NH * maxT * hs, "CachedAttention.forward valueCache")
         requireCount(scratch, scratchCount(T: T, position: position), "CachedAttention.forward scratch")
+        if let keyMask { requireCount(keyMask, B * maxT, "CachedAttention.forward keyMask") }
         let q0 = qkv.ptr, o0 = out.ptr, kc = keyCache.ptr, vc = valueCache.ptr, s = scratch.ptr
         for b in 0..<B {
+            let mask = keyMask.map { $0.ptr + b * maxT }
             for h in 0..<NH {
                 let kh = kc + (b * NH + h) * maxT * hs, vh = vc + (b * NH + h) * maxT * hs
                 let q = q0 + b * T * C3 + h * hs
@@ -45,7 +49,7 @@ public enum CachedAttention {
                                 scale, q, Int32(C3), kh, Int32(hs), 0, s, Int32(len))
                 }
                 for t in 0..<T {
-                    _ = Attention.normalize(s + t * len, visible: position + t + 1, width: len, mask: nil)
+                    _ = Attention.normalize(s + t * len, visible: position + t + 1, width: len, mask: mask)
                 }
                 if T == 1 {
                     // out_h = Vᵀ·p   (hs)

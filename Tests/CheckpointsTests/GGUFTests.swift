@@ -78,7 +78,7 @@ import Tensors
     @Test func q8_0MatchesGgmlsReferenceBytes() throws {
         // Block: 0, 1, ..., 31 scaled by 0.5 → amax 15.5, d = 15.5/127, q = round(x/d).
         let values = (0..<32).map { Float($0) * 0.5 - 8 }
-        let bytes = values.withUnsafeBufferPointer { GGUF.quantizeQ8_0($0) }
+        let bytes = values.withUnsafeBufferPointer { Q8_0.quantize($0) }
         let amax: Float = 8
         let d = amax / 127
         #expect(bytes.count == 34)
@@ -87,7 +87,7 @@ import Tensors
             #expect(Int8(bitPattern: bytes[2 + j]) == Int8((values[j] / d).rounded(.toNearestOrAwayFromZero)), "q[\(j)]")
         }
         var out = [Float](repeating: 0, count: 32)
-        out.withUnsafeMutableBufferPointer { o in bytes.withUnsafeBytes { GGUF.dequantizeQ8_0($0, into: o) } }
+        out.withUnsafeMutableBufferPointer { o in bytes.withUnsafeBytes { Q8_0.dequantize($0, into: o) } }
         #expect(out[0] == HalfPrecision.float(fromF16: HalfPrecision.f16(from: d)) * -127)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GPT2Kit
+import Kernels
 import Testing
 import TestSupport
 
@@ -179,5 +180,114 @@ extension GeneratorTests {
         #expect(throws: GenerationError.self) {
             try Generator(model: model, promptIDs: [1, 2], options: GenerationOptions(eosTokenIDs: [3], padTokenID: 60000))
         }
+    }
+}
+
+/// Different prompts in one left-padded batch give what each prompt gives alone.
+struct BatchedPromptsTests {
+    static let prompts = [[18308, 14179], [18308, 14179, 318, 257, 2168, 286], [464, 3290, 286, 4881], [262]]
+
+    func alone(_ model: GPT2Model, _ options: GenerationOptions) throws -> [[Int]] {
+        try Self.prompts.flatMap { try Generator(model: model, prompts: [$0], options: options).run() }
+    }
+
+    @Test func greedyRowsEqualEachPromptAlone() throws {
+        let model = try Tiny.model()
+        for options in [GenerationOptions(maxNewTokens: 9), GenerationOptions(maxLength: 12)] {
+            let together = try Generator(model: model, prompts: Self.prompts, options: options).run()
+            #expect(together == (try alone(model, options)))
+            #expect(zip(together, Self.prompts).allSatisfy { Array($0.prefix($1.count)) == $1 })
+        }
+    }
+
+    @Test func rowsFinishingEarlyLeaveTheBatchAndMatchAlone() throws {
+        let model = try Tiny.model()
+        // 33277 is an early greedy token of the second prompt: make it the EOS id so that row stops first.
+        let options = GenerationOptions(maxNewTokens: 10, eosTokenIDs: [33277], padTokenID: 7, numReturnSequences: 2)
+        let generator = try Generator(model: model, prompts: Self.prompts, options: options)
+        let together = generator.run()
+        #expect(together == (try alone(model, options)))
+        #expect(generator.decoder.batchSize < Self.prompts.count * 2)
+    }
+
+    @Test func samplingUsesEachPromptsOwnSeededDraws() throws {
+        let model = try Tiny.model()
+        let options = GenerationOptions(maxNewTokens: 8, strategy: .sampling(SamplingOptions(topK: 10, topP: 0.75)),
+                                        eosTokenIDs: [50256], numReturnSequences: 3, seed: 5)
+        let together = try Generator(model: model, prompts: Self.prompts, options: options).run()
+        #expect(together == (try alone(model, options)))
+    }
+
+    @Test func aBadPromptIsNamedByItsLength() throws {
+        let model = try Tiny.model()
+        #expect(throws: GenerationError.promptTooLong(promptLength: 65, contextLength: 64)) {
+            try Generator(model: model, prompts: [[1, 2], Array(repeating: 1, count: 65)], options: GenerationOptions(maxNewTokens: 1))
+        }
+        #expect(throws: GenerationError.emptyPrompt) {
+            try Generator(model: model, prompts: [[1, 2], []], options: GenerationOptions(maxNewTokens: 1))
+        }
+    }
+}
+
+/// Decoding with projections in f16 and Q8_0.
+struct ReducedPrecisionDecodingTests {
+    /// The kernels equal float32 products of the decoded weights (up to summation order), for every batch size
+    /// the decoder feeds and an output count that does not split evenly over the cores.
+    @Test(arguments: QuantizedMatrix.Format.allCases)
+    func kernelsEqualProductsOfTheDecodedWeights(format: QuantizedMatrix.Format) {
+        let C = 96, OC = 301
+        var rng = SplitMix64(state: 7)
+        func uniform() -> Float { Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let w = (0..<(C * OC)).map { _ in uniform() * 0.3 }, bias = (0..<OC).map { _ in uniform() }
+        // The weights as the matrix holds them, decoded back to float32, (OC, C) from Conv1D's (C, OC).
+        var decoded = [Float](repeating: 0, count: C * OC)
+        for j in 0..<OC {
+            let row = (0..<C).map { w[$0 * OC + j] }
+            switch format {
+            case .f16: for i in 0..<C { decoded[j * C + i] = HalfPrecision.float(fromF16: HalfPrecision.f16(from: row[i])) }
+            case .q8_0:
+                let bytes = row.withUnsafeBufferPointer { Q8_0.quantize($0) }
+                decoded.withUnsafeMutableBufferPointer { d in
+                    bytes.withUnsafeBytes { Q8_0.dequantize($0, into: UnsafeMutableBufferPointer(rebasing: d[j * C ..< (j + 1) * C])) }
+                }
+            }
+        }
+        let matrix = w.withUnsafeBufferPointer { QuantizedMatrix(format: format, weight: $0, C: C, OC: OC, layout: .inputMajor) }
+        for N in 1...9 {
+            let x = (0..<(N * C)).map { _ in uniform() }
+            var out = [Float](repeating: .nan, count: N * OC)
+            out.withUnsafeMutableBufferPointer { o in
+                x.withUnsafeBufferPointer { xi in bias.withUnsafeBufferPointer { matrix.forward(out: o, inp: xi, bias: $0, N: N) } }
+            }
+            var worst: Float = 0
+            for n in 0..<N {
+                for j in 0..<OC {
+                    var ref = Double(bias[j])
+                    for i in 0..<C { ref += Double(decoded[j * C + i]) * Double(x[n * C + i]) }
+                    worst = max(worst, abs(out[n * OC + j] - Float(ref)) / (1 + abs(Float(ref))))
+                }
+            }
+            #expect(worst < 1e-5, "N \(N): max relative error \(worst)")
+        }
+    }
+
+    /// Greedy decoding in f16 and Q8_0 keeps float32's ids on the tiny model; the logit error is measured.
+    @Test(arguments: [WeightPrecision.f16, .q8_0])
+    func greedyIDsSurviveReducedPrecision(precision: WeightPrecision) throws {
+        let model = try Tiny.model()
+        let prompts = BatchedPromptsTests.prompts
+        let f32 = try Generator(model: model, prompts: prompts, options: GenerationOptions(maxNewTokens: 12)).run()
+        var options = GenerationOptions(maxNewTokens: 12)
+        options.weights = precision
+        #expect(try Generator(model: model, prompts: prompts, options: options).run() == f32)
+        // logit error of one prefill
+        let ids = prompts[1].map(Int32.init)
+        let full = try KVCacheDecoder(model: model, batchSize: 1, capacity: ids.count)
+        let reduced = try KVCacheDecoder(model: model, batchSize: 1, capacity: ids.count, weights: precision)
+        let a = ids.withUnsafeBufferPointer { Array(full.append($0, T: ids.count)) }
+        let b = ids.withUnsafeBufferPointer { Array(reduced.append($0, T: ids.count)) }
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0, scale = a.map(abs).max() ?? 1
+        print("[measured] \(precision.rawValue) decoding, tiny model: max |logit − f32 logit| \(worst) (largest |logit| \(scale))")
+        #expect(worst < (precision == .f16 ? 0.01 : 0.1) * max(scale, 1))
     }
 }

@@ -54,6 +54,22 @@ struct ProcessorGolden: CustomTestStringConvertible, Sendable {
         #expect(out == [golden.outputIDs], "margin \(golden.minMargin)")
     }
 
+    /// Prompts of different lengths in one left-padded batch: each row is processed on its own ids (never
+    /// the padding) and gives its golden.
+    @Test(arguments: ["tiny-gpt2", "micro-gpt2"])
+    func processorsWorkPerRowInAMultiPromptBatch(model name: String) throws {
+        let model = try FixtureModel.load(name)
+        let goldens = ProcessorGolden.all.filter { $0.model == name }
+        for setting in Set(goldens.map { "\($0.repetitionPenalty) \($0.noRepeatNGramSize)" }).sorted() {
+            let cases = goldens.filter { "\($0.repetitionPenalty) \($0.noRepeatNGramSize)" == setting }
+            try #require(cases.count == 2 && cases[0].promptIDs.count != cases[1].promptIDs.count)
+            let options = GenerationOptions(maxNewTokens: cases[0].maxNewTokens, eosTokenIDs: [50256], padTokenID: 50256,
+                                            repetitionPenalty: Float(cases[0].repetitionPenalty), noRepeatNGramSize: cases[0].noRepeatNGramSize)
+            let out = try Generator(model: model, prompts: cases.map(\.promptIDs), options: options).run()
+            #expect(out == cases.map(\.outputIDs), "\(name) \(setting)")
+        }
+    }
+
     /// The processors run before the warpers, so top-k 1 sampling with them is greedy with them.
     @Test func processorsApplyBeforeSampling() throws {
         let golden = try #require(ProcessorGolden.all.first { $0.model == "tiny-gpt2" && $0.repetitionPenalty == 1.3 && $0.noRepeatNGramSize == 2 })

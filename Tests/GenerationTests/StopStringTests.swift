@@ -130,6 +130,20 @@ enum Vocabulary {
         #expect(try generator.text(row: 1) == "Harry Potter is a series ofults for")
     }
 
+    @Test func rowsOfDifferentPromptsStopOnTheirOwnText() throws {
+        let model = try Tiny.model(), tokenizer = try Vocabulary.tokenizer()
+        let cat = [464, 3797, 3332, 319, 262, 2603, 780] // "The cat sat on the mat because"
+        // "ts for" straddles the first prompt's "ults" + " forbid" and never occurs in the second's continuation
+        let options = GenerationOptions(maxNewTokens: 6, eosTokenIDs: [50256], stopStrings: ["ts for"])
+        let generator = try Generator(model: model, prompts: [Self.prompt, cat], options: options, tokenizer: tokenizer)
+        let out = generator.run()
+        #expect(out[0] == Self.prompt + [8376, 33277])
+        #expect(out[1].count == cat.count + 6)
+        #expect(generator.finishReasons[1] == .length)
+        #expect(try generator.text(row: 0) == "Harry Potter is a series oful")
+        #expect(try generator.text(row: 1) == (try tokenizer.decode(out[1])))
+    }
+
     @Test func stopStringsNeedATokenizer() throws {
         #expect(throws: GenerationError.stopStringsNeedTokenizer) {
             try Generator(model: try Tiny.model(), promptIDs: Self.prompt, options: GenerationOptions(stopStrings: ["x"]))

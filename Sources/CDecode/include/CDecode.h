@@ -1,0 +1,30 @@
+#ifndef GPT2KIT_CDECODE_H
+#define GPT2KIT_CDECODE_H
+
+// Matrix-times-few-vectors kernels for decoding with weights in fewer bytes than float32. Each weight row is
+// streamed once for all input vectors. AVX2 + FMA + F16C code is chosen at run time where the CPU has them,
+// else portable C (same results up to summation order). Written in C because Swift does not expose the
+// half-to-float conversion and per-function target attributes these loops need.
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// One Q8_0 block, GGUF's layout: an f16 scale d and 32 int8 values q; the weights are d·q.
+typedef struct {
+    uint16_t d;
+    int8_t qs[32];
+} gpt2kit_block_q8_0;
+
+/// out[n·ldo + j] (+)= Σ_i w[j·cols + i] · x[n·cols + i] for rows j in [row0, row1) and n < batch, with w in
+/// IEEE half precision, (rows, cols) row-major. Adds to out when `accumulate`, else overwrites.
+void gpt2kit_rows_f16(const uint16_t *w, const float *x, float *out, long cols, long row0, long row1,
+                      long batch, long ldo, int accumulate);
+
+/// The same with w in Q8_0 blocks, (rows, cols/32) blocks row-major. Precondition: cols % 32 == 0.
+void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const float *x, float *out, long cols, long row0, long row1,
+                       long batch, long ldo, int accumulate);
+
+/// Whether the AVX2/FMA/F16C kernels run on this CPU (else the portable ones).
+int gpt2kit_decode_kernels_vectorized(void);
+
+#endif
