@@ -49,7 +49,7 @@ let package = Package(
                           path: "Benchmarks/CheckpointBenchmark"),
         .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
                           path: "Benchmarks/TrainingBenchmark"),
-        .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels"],
+        .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels", "GPT2Kit"],
                           path: "Benchmarks/GenerationBenchmark"),
 
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),

@@ -172,6 +172,15 @@ def llmc(version):
 put("llmc", "tiny-f32.bin", llmc(3))
 put("llmc", "tiny-bf16.bin", llmc(5))
 
+# shards: llm.c token shards (header 256 int32: magic 20240520, version 1, count; then uint16 ids), one with an
+# id past GPT-2's vocabulary.
+def shard(ids):
+    return struct.pack("<256i", *([20240520, 1, len(ids)] + [0] * 253)) + struct.pack("<%dH" % len(ids), *ids)
+
+
+put("shards", "eot-docs.bin", shard([50256, 18308, 14179, 318, 257, 2168, 286, 50256, 26548, 8842, 16122, 13]))
+put("shards", "out-of-vocab.bin", shard([50256, 1, 2, 50257, 3, 65535, 4, 5]))
+
 # adapter: the committed PEFT configs and variants (a regex target, rsLoRA, layer-specific names).
 for name in ["all-modules", "rslora-attn"]:
     put("adapter", name + ".json", read("peft-tiny", name, "adapter_config.json"))

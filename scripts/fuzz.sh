@@ -5,7 +5,7 @@
 #       runs each harness for N executions or SECONDS, whichever comes first (neither given: 60 s)
 #   bash scripts/fuzz.sh triage HARNESS   replays Fuzz/crashes/HARNESS/* and prints each one's innermost frames
 #
-# Harnesses: safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter.
+# Harnesses: safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter shards.
 # Build output goes to .build-fuzz/ (git-ignored): instrumented modules in mods/, harness binaries in bin/,
 # the growing corpus in corpus/<harness>/ and logs in logs/. Committed seeds are read from Fuzz/seeds/<harness>/
 # (regenerate with `python3 Fuzz/make_seeds.py`); crashing, timing-out and out-of-memory inputs are kept in
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/.build-fuzz
-ALL=(safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter)
+ALL=(safetensors zip torch hdf5 config tokenizer jsonl gguf llmc adapter shards)
 
 target=all; runs=""; seconds=""; build_only=0; triage=0
 while [ $# -gt 0 ]; do
@@ -73,7 +73,7 @@ modules_of() {
         config) echo "Tensors Kernels GPT2" ;;
         tokenizer) echo "Tokenization" ;;
         jsonl) echo "" ;;
-        gguf|llmc|adapter) echo "Tensors Kernels Checkpoints Tokenization GPT2 Optimization Training Generation GPT2Kit" ;;
+        gguf|llmc|adapter|shards) echo "Tensors Kernels Checkpoints Tokenization GPT2 Optimization Training Generation GPT2Kit" ;;
     esac
 }
 extra_sources_of() {
@@ -90,13 +90,14 @@ file_of() {
         config) echo Fuzz/ConfigFuzzer.swift ;; tokenizer) echo Fuzz/TokenizerFuzzer.swift ;;
         jsonl) echo Fuzz/JSONLFuzzer.swift ;;
         gguf) echo Fuzz/GGUFFuzzer.swift ;; llmc) echo Fuzz/LLMCFuzzer.swift ;; adapter) echo Fuzz/AdapterFuzzer.swift ;;
+        shards) echo Fuzz/ShardFuzzer.swift ;;
     esac
 }
 max_len_of() {
     case $1 in
         safetensors) echo 4096 ;; zip) echo 8192 ;; torch) echo 8192 ;; hdf5) echo 16384 ;;
         config) echo 2048 ;; tokenizer) echo 16384 ;; jsonl) echo 4096 ;;
-        gguf) echo 40000 ;; llmc) echo 16384 ;; adapter) echo 4096 ;;
+        gguf) echo 40000 ;; llmc) echo 16384 ;; adapter) echo 4096 ;; shards) echo 4096 ;;
     esac
 }
 

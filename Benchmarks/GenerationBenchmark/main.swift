@@ -1,10 +1,20 @@
 // Generation benchmark: ms per generated token for a GPT-2 124M-sized model with random weights.
 // Usage: swift run -c release generation-benchmark [--repeats N] [--new-tokens N] [--prompt-length N]
-// Compare with Benchmarks/generate_reference.py (transformers' generate on PyTorch CPU).
+//            [--weights f32|f16|q8_0] [--batches 1,3] [--greedy-only]
+//        generation-benchmark --prompts 8 [--weights …]   # 8 different prompts (lengths 4…32) in one batch: tokens/s
+//        generation-benchmark --write-gguf DIR           # the same weights as GGUF f32/f16/q8_0 + prompt.json
+// Compare with Benchmarks/generate_reference.py (transformers) and Benchmarks/generate_llamacpp.py (llama.cpp).
 import Foundation
 import GPT2
+import GPT2Kit
 import Generation
 import Kernels
+
+func textArgument(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
+    return nil
+}
 
 func argument(_ name: String, default value: Int) -> Int {
     let args = CommandLine.arguments
@@ -67,11 +77,48 @@ if CommandLine.arguments.contains("--matmul") {
     }
     exit(0)
 }
-print("GPT-2 124M shape, random weights; prompt \(promptLength) tokens, \(newTokens) new tokens, median of \(repeats) runs")
+guard let weights = WeightPrecision(rawValue: textArgument("--weights") ?? "f32") else { fail(CocoaError(.featureUnsupported)) }
+if let dir = textArgument("--write-gguf") {
+    // The same random weights for llama.cpp, in every precision it is compared in, and the prompt ids.
+    do {
+        let tokenizer = try ModelIO.loadTokenizer(folder: textArgument("--tokenizer") ?? "fixtures/gpt2-tokenizer")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for dtype in GGUFModel.WeightType.allCases {
+            try GGUFModel.write(parameters, tokenizer: tokenizer, name: "gpt2-124m-random", to: "\(dir)/gpt2-124m-random-\(dtype.rawValue).gguf", weightType: dtype)
+        }
+        let prompts = (0..<8).map { i in (0..<(4 + 4 * i)).map { _ in Int(rng.next() % 50257) } }
+        let json = try JSONSerialization.data(withJSONObject: ["prompt": prompt, "prompts": prompts, "new_tokens": newTokens])
+        try json.write(to: URL(fileURLWithPath: "\(dir)/prompt.json"))
+        print("wrote \(dir)/gpt2-124m-random-{f32,f16,q8_0}.gguf and prompt.json")
+    } catch { fail(error) }
+    exit(0)
+}
+print("GPT-2 124M shape, random weights in \(weights.rawValue) (kernels \(QuantizedMatrix.isVectorized ? "AVX2/FMA/F16C" : "portable")); prompt \(promptLength) tokens, \(newTokens) new tokens, median of \(repeats) runs")
 print("OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
-for (label, strategy) in [("greedy", DecodingStrategy.greedy), ("sample top-k 50", .sampling(SamplingOptions()))] {
-    for batch in [1, 3] {
-        let options = GenerationOptions(maxNewTokens: newTokens, strategy: strategy, eosTokenIDs: [], numReturnSequences: batch, seed: 1)
+if let count = textArgument("--prompts").flatMap(Int.init) {
+    // Different prompt lengths in one left-padded batch (lengths 4, 8, …), the same ids `--write-gguf` saves.
+    let prompts = (0..<count).map { i in (0..<(4 + 4 * i)).map { _ in Int(rng.next() % 50257) } }
+    var options = GenerationOptions(maxNewTokens: newTokens, eosTokenIDs: [])
+    options.weights = weights
+    var rates: [Double] = []
+    for run in 0...repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let out: [[Int]]
+        do { out = try Generator(model: model, prompts: prompts, options: options).run() } catch { fail(error) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if run > 0 { rates.append(Double(out.count * newTokens) / seconds) }
+    }
+    print(String(format: "greedy, %d prompts of lengths 4…%d: %.1f new tokens/s (median; min %.1f, max %.1f)",
+                 count, 4 * count, median(rates), rates.min() ?? 0, rates.max() ?? 0))
+    exit(0)
+}
+let batches = (textArgument("--batches") ?? "1,3").split(separator: ",").compactMap { Int($0) }
+let strategies: [(String, DecodingStrategy)] = CommandLine.arguments.contains("--greedy-only")
+    ? [("greedy", .greedy)] : [("greedy", .greedy), ("sample top-k 50", .sampling(SamplingOptions()))]
+for (label, strategy) in strategies {
+    for batch in batches {
+        var options = GenerationOptions(maxNewTokens: newTokens, strategy: strategy, eosTokenIDs: [], numReturnSequences: batch, seed: 1)
+        options.weights = weights
         var times: [Double] = []
         for run in 0...repeats {
             let start = DispatchTime.now().uptimeNanoseconds

@@ -93,6 +93,23 @@ public final class AtomicFileWriter {
         do { try Checkpoints.writeAll(fd, bytes) } catch { throw FileWriteFailure(reason: "cannot write '\(temporaryPath)': \(error.reason)") }
     }
 
+    /// Overwrites bytes already written at `offset` (a header whose counts are known only at the end), after
+    /// writing out what is buffered. `offset + bytes.count` must not pass the bytes written so far.
+    public func rewrite(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileWriteFailure) {
+        precondition(offset >= 0 && offset + bytes.count <= self.offset, "rewrite of \(bytes.count) bytes at \(offset) past \(self.offset)")
+        try flush()
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, base + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system("cannot write '\(temporaryPath)'")
+            }
+            done += n
+        }
+    }
+
     /// Flushes, fsyncs, renames over `path` and fsyncs the folder.
     public func commit() throws(FileWriteFailure) {
         try flush()

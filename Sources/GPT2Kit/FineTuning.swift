@@ -62,9 +62,10 @@ public final class FineTuningRun {
     private let locks: [RunFolderLock]
     private let leftovers: [String]
 
-    /// Prepares the run. `data` turns the tokenizer and the context length into training and evaluation examples.
+    /// Prepares the run. `data` turns the tokenizer and the model's config (context length, vocabulary) into
+    /// training and evaluation data: JSONL examples (`[TrainingExample]`) or packed blocks (`TrainingDataSet.load`).
     public init(settings: FineTuningSettings,
-                data: (GPT2Tokenizer, Int) throws -> (train: [TrainingExample], eval: [TrainingExample])) throws {
+                data: (GPT2Tokenizer, GPT2Config) throws -> (train: any TrainingDataSource, eval: any TrainingDataSource)) throws {
         self.settings = settings
         let fm = FileManager.default
         let out = settings.output
@@ -151,8 +152,7 @@ public final class FineTuningRun {
         let gpt2 = try GPT2Model(parameters: parameters, trainable: isAdapterRun ? .none(parameters.layout) : nil, adapter: adapter)
         let tokenizerFolder = settings.tokenizerFolder ?? location.folder
         tokenizer = try ModelIO.loadTokenizer(for: location, override: settings.tokenizerFolder)
-        let (examples, evalExamples) = try data(tokenizer, config.maxPositions)
-
+        let (examples, evalExamples) = try data(tokenizer, config)
         var options: TrainingOptions
         if let saved {
             options = saved.options
@@ -160,6 +160,15 @@ public final class FineTuningRun {
         } else {
             options = settings.options
         }
+        // Activations of the longest batch (linear in its length: see GPT2Model.activationBytes), beside the weights.
+        let batchRows = min(options.batchSize, max(examples.count, evalExamples.count))
+        let longest = max(examples.longestExample, evalExamples.longestExample)
+        let weightCopies = isAdapterRun ? 1 : 4
+        let weightBytes = config.checkedParameterCount.flatMap { MemoryBudget.total([[$0, 4, weightCopies]]) }
+        let activationBytes = GPT2Model.activationBytes(config: config, batchSize: max(batchRows, 1), sequenceLength: max(longest, 1), training: true)
+        try MemoryBudget.check(bytes: weightBytes.flatMap { w in activationBytes.map { w + $0 } },
+                               for: "training with batches of \(batchRows) × \(longest) tokens (weights, optimizer state and activations)")
+
         trainer = try Trainer(model: gpt2, examples: examples, evalExamples: evalExamples, options: options,
                               padTokenID: Int32(tokenizer.eosTokenID))
         if let saved, let resumeFolder {

@@ -330,6 +330,19 @@ public struct GPT2Tokenizer: Sendable {
         return nil
     }
 
+    /// The last offset in `buffer` (after 0) that holds a newline preceded by a byte that ends a non-space
+    /// scalar: the text before it and the text from it encode (without special tokens, or with special tokens
+    /// free of newlines) to the ids of the whole, so a long document may be encoded piece by piece. Nil when
+    /// there is none.
+    package static func lastSafeCut(in buffer: UnsafeBufferPointer<UInt8>) -> Int? {
+        var i = buffer.count - 1
+        while i > 0 {
+            if buffer[i] == 0x0A, Self.endsNonSpace(buffer, at: i) { return i }
+            i -= 1
+        }
+        return nil
+    }
+
     /// Whether the scalar ending just before offset `i` is not white space.
     private static func endsNonSpace(_ buffer: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
         var start = i - 1

@@ -79,6 +79,18 @@ public struct StepReport: Sendable, Equatable {
     public var evalLoss: Double?
 }
 
+/// The result of evaluating a model on some data.
+public struct Evaluation: Sendable, Equatable {
+    /// Mean cross-entropy over every label token (NaN when there are none).
+    public var loss: Double
+    /// Positions whose shifted label counted.
+    public var labelTokens: Int
+    /// Examples (or blocks) evaluated.
+    public var examples: Int
+    /// `exp(loss)`.
+    public var perplexity: Double { exp(loss) }
+}
+
 /// Everything beyond the weights and optimizer moments that a resumed run needs to continue bit-identically.
 public struct TrainerProgress: Sendable, Equatable, Codable {
     /// Optimizer steps done.
@@ -107,7 +119,8 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible, Equatable {
         switch self {
         case .noExamples: return "no training examples"
         case let .nonFiniteLoss(s, l): return "step \(s): loss is \(l); stopped (the last saved checkpoint is kept)"
-        case .dataMismatch: return "the training data differs from the data of the run being resumed"
+        case .dataMismatch:
+            return "the training data differs from the data of the run being resumed (give the same --data, and for text or shards the same --block-size)"
         case let .invalidOption(m): return m
         }
     }
@@ -118,8 +131,9 @@ public final class Trainer {
     public let model: GPT2Model
     public let optimizer: AdamW
     public let options: TrainingOptions
-    public let examples: [TrainingExample]
-    public let evalExamples: [TrainingExample]
+    /// The training data: JSONL examples or packed blocks, read by index.
+    public let examples: any TrainingDataSource
+    public let evalExamples: any TrainingDataSource
     public let padTokenID: Int32
     public private(set) var progress: TrainerProgress
     /// The example order of `progress.epoch`, computed once per epoch.
@@ -128,9 +142,9 @@ public final class Trainer {
     /// Optimizer steps in the whole run.
     public let totalSteps: Int
 
-    public init(model: GPT2Model, examples: [TrainingExample], evalExamples: [TrainingExample] = [],
+    public init(model: GPT2Model, examples: any TrainingDataSource, evalExamples: any TrainingDataSource = [TrainingExample](),
                 options: TrainingOptions, padTokenID: Int32) throws {
-        guard !examples.isEmpty else { throw TrainingError.noExamples }
+        guard examples.count > 0 else { throw TrainingError.noExamples }
         try options.validate()
         // A batch never holds more than every example (so --batch-size Int.max cannot overflow an index).
         let batch = min(options.batchSize, examples.count)
@@ -157,7 +171,7 @@ public final class Trainer {
                                          eps: options.eps, weightDecay: options.weightDecay),
                           decayMask: mask)
         progress = TrainerProgress()
-        progress.dataFingerprint = Self.fingerprint(examples)
+        progress.dataFingerprint = examples.fingerprint
     }
 
     /// Restores a saved run: progress and optimizer moments (the model must hold the saved weights).
@@ -212,7 +226,7 @@ public final class Trainer {
         let epochAtStart = progress.epoch
         // Token-weighted accumulation (transformers' Trainer since 4.46): each micro-batch's mean loss is weighted
         // by its share of the step's label tokens, so accumulating equals one large batch.
-        let batches = (0..<options.gradientAccumulation).map { _ in nextBatch() }
+        let batches = try (0..<options.gradientAccumulation).map { _ in try nextBatch() }
         let labelCounts = batches.map(\.labelTokenCount)
         let labelTokens = labelCounts.reduce(0, +)
         guard labelTokens > 0 else { throw TrainingError.noExamples }
@@ -249,7 +263,7 @@ public final class Trainer {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var report = StepReport(step: progress.step, totalSteps: totalSteps, epoch: epochAtStart, loss: loss, learningRate: lr,
                                 gradientNorm: norm, tokensPerSecond: Double(realTokens) / max(seconds, 1e-9), seconds: seconds)
-        let evalNow = !evalExamples.isEmpty && ((options.evalEvery > 0 && progress.step % options.evalEvery == 0) || isFinished)
+        let evalNow = evalExamples.count > 0 && ((options.evalEvery > 0 && progress.step % options.evalEvery == 0) || isFinished)
         if evalNow {
             let e = try evaluate(evalExamples)
             progress.evalLosses.append(.init(step: progress.step, loss: e))
@@ -259,17 +273,23 @@ public final class Trainer {
     }
 
     /// Mean loss over every label token of `data` (no dropout, no gradient).
-    public func evaluate(_ data: [TrainingExample]) throws -> Double {
+    public func evaluate(_ data: any TrainingDataSource) throws -> Double {
         try Self.evaluate(model: model, data: data, batchSize: options.batchSize, padTokenID: padTokenID)
     }
 
     /// Mean loss over every label token of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
-    public static func evaluate(model: GPT2Model, data: [TrainingExample], batchSize: Int, padTokenID: Int32) throws -> Double {
+    public static func evaluate(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32) throws -> Double {
+        try evaluation(model: model, data: data, batchSize: batchSize, padTokenID: padTokenID).loss
+    }
+
+    /// Loss, label tokens and perplexity of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
+    /// Examples are read one batch at a time, so packed blocks over shards evaluate in bounded memory.
+    public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32) throws -> Evaluation {
         guard batchSize >= 1 else { throw TrainingError.invalidOption("option '--batch-size': \(batchSize) is not an integer >= 1") }
         var total = 0.0, tokens = 0
         var i = 0
         while i < data.count {
-            let chunk = Array(data[i ..< i + min(batchSize, data.count - i)])
+            let chunk = try (i ..< i + min(batchSize, data.count - i)).map { try data.example(at: $0) }
             i += chunk.count
             // Each example separately weighted by its label tokens: batch them, then weight the batch mean.
             let batch = TrainingBatch(examples: chunk, padTokenID: padTokenID)
@@ -282,17 +302,17 @@ public final class Trainer {
                 tokens += n
             }
         }
-        return tokens > 0 ? total / Double(tokens) : .nan
+        return Evaluation(loss: tokens > 0 ? total / Double(tokens) : .nan, labelTokens: tokens, examples: data.count)
     }
 
-    private func nextBatch() -> TrainingBatch {
+    private func nextBatch() throws -> TrainingBatch {
         if epochOrder?.epoch != progress.epoch {
             epochOrder = (progress.epoch, Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle))
         }
         let order = epochOrder?.order ?? []
         let start = progress.positionInEpoch
         let end = start + min(options.batchSize, order.count - start)
-        let chunk = order[start ..< end].map { examples[$0] }
+        let chunk = try order[start ..< end].map { try examples.example(at: $0) }
         if end >= order.count {
             progress.epoch += 1
             progress.positionInEpoch = 0
@@ -328,22 +348,5 @@ public final class Trainer {
         _ = splitMix(&s)
         s ^= c &* 0xA076_1D64_78BD_642F
         return splitMix(&s)
-    }
-
-    /// FNV-1a over every example's ids and labels.
-    static func fingerprint(_ examples: [TrainingExample]) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        func eat(_ v: Int32) {
-            for shift in stride(from: 0, to: 32, by: 8) {
-                h ^= UInt64(UInt32(bitPattern: v) >> UInt32(shift) & 0xFF)
-                h = h &* 0x100_0000_01B3
-            }
-        }
-        for e in examples {
-            eat(Int32(e.inputIDs.count))
-            e.inputIDs.forEach(eat)
-            e.labels.forEach(eat)
-        }
-        return h
     }
 }

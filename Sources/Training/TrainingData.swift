@@ -52,6 +52,12 @@ public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatab
     case empty(path: String)
     case tooLong(path: String, line: Int, tokens: Int, limit: Int)
     case noLabelTokens(path: String, line: Int)
+    /// `--block-size` outside 2...`maximum` (the model's `n_positions`).
+    case invalidBlockSize(Int, maximum: Int?)
+    /// A corpus with fewer tokens than one block.
+    case corpusTooSmall(path: String, tokens: Int, blockSize: Int)
+    /// A token id in a shard that the model's vocabulary does not have (`position` counts tokens in the file).
+    case tokenOutOfRange(path: String, position: Int, id: Int, vocabularySize: Int)
 
     public var description: String {
         switch self {
@@ -61,6 +67,12 @@ public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatab
         case let .tooLong(p, l, n, m):
             return "\(p):\(l): sequence of \(n) tokens is longer than n_positions \(m); pass --truncate left|right to cut it"
         case let .noLabelTokens(p, l): return "\(p):\(l): no label tokens left to learn from"
+        case let .invalidBlockSize(b, m):
+            return "option '--block-size': \(b) is not " + (m.map { "an integer in 2...\($0) (the model's n_positions)" } ?? "an integer >= 2")
+        case let .corpusTooSmall(p, n, b):
+            return "\(p): \(n) tokens, fewer than one block of \(b) (give a larger corpus or a smaller --block-size)"
+        case let .tokenOutOfRange(p, i, id, v):
+            return "\(p): token \(i) is id \(id), outside the model's vocabulary of \(v) (a shard of another tokenizer, or corrupt)"
         }
     }
 }

@@ -5,12 +5,19 @@ import GPT2Kit
 struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).")
+        abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).",
+        discussion: """
+            Data: --context/--label, a JSONL file, or corpus data — a .txt file, a folder of .txt files, or llm.c \
+            token shards from `gpt2kit tokenize --shards OUT FILES…` — joined with <|endoftext|> and packed into \
+            blocks of --block-size tokens (default n_positions; the tail shorter than a block is dropped). Text is \
+            tokenized into memory (2 bytes per token); shards are memory-mapped, for corpora of any size.
+            """)
 
     @Option(help: "Model folder or weights file to start from.") var model: String?
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("eval-data"), help: "JSONL evaluated at the end (and every --eval-every steps).") var evalData: String?
+    @Option(name: .customLong("eval-data"), help: "Data evaluated at the end (and every --eval-every steps): the kinds --data takes (repeatable).")
+    var evalData: [String] = []
     @Option(help: "Output run folder.") var out: String
     @Option(help: "Continue the run saved in this folder (or its newest checkpoint-N).") var resume: String?
 
@@ -78,13 +85,15 @@ struct FinetuneCommand: ParsableCommand {
         options.shuffle = !noShuffle; options.seed = seed; options.evalEvery = evalEvery
         settings.options = options
 
-        let run = try FineTuningRun(settings: settings) { tokenizer, maximumLength in
-            let train = try dataOptions.examples(tokenizer: tokenizer, maximumLength: maximumLength)
-            let eval = try evalData.map {
-                try DataOptions.examples(path: $0, tokenizer: tokenizer, maximumLength: maximumLength, truncate: dataOptions.truncate)
-            } ?? []
-            return (train, eval)
+        var summaries: [String] = [], unit = "example"
+        let run = try FineTuningRun(settings: settings) { tokenizer, config in
+            let train = try dataOptions.dataSet(tokenizer: tokenizer, config: config)
+            if train.blocks != nil { summaries.append("training data: " + train.summary); unit = "block" }
+            let eval = evalData.isEmpty ? nil : try dataOptions.dataSet(paths: evalData, tokenizer: tokenizer, config: config)
+            if let eval, eval.blocks != nil { summaries.append("eval data: " + eval.summary) }
+            return (train.source, eval?.source ?? [TrainingExample]())
         }
+        if !json { summaries.forEach(Console.err) }
         let trainer = run.trainer
         let display = ProgressDisplay(total: trainer.totalSteps, logEvery: logEvery, isTerminal: !json && Console.stderrIsTerminal)
         do {
@@ -95,7 +104,7 @@ struct FinetuneCommand: ParsableCommand {
                 case let .started(examples, total, trained, resumedAt):
                     if !json {
                         let what = trainer.model.adapter.map { "LoRA r=\($0.configuration.rank) on \($0.modules.count) modules" } ?? "every weight"
-                        Console.err("fine-tuning \(what): \(examples) example\(examples == 1 ? "" : "s"), \(total) steps, "
+                        Console.err("fine-tuning \(what): \(examples) \(unit)\(examples == 1 ? "" : "s"), \(total) steps, "
                                     + "\(trained) trained parameters, lr \(trainer.options.learningRate), "
                                     + "batch \(trainer.options.batchSize)×\(trainer.options.gradientAccumulation)"
                                     + (resumedAt.map { ", resumed at step \($0)" } ?? ""))
@@ -104,12 +113,15 @@ struct FinetuneCommand: ParsableCommand {
                     if json {
                         var o: [String: Any] = ["step": report.step, "loss": report.loss, "lr": report.learningRate,
                                                 "grad_norm": report.gradientNorm, "tokens_per_s": report.tokensPerSecond, "epoch": report.epoch]
-                        if let e = report.evalLoss { o["eval_loss"] = e }
+                        if let e = report.evalLoss { o["eval_loss"] = e; o["eval_perplexity"] = exp(e) }
                         Console.out(Console.json(o))
                     } else {
                         var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
                                       ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                        if let e = report.evalLoss { fields.append(("eval", String(format: "%.4f", e))) }
+                        if let e = report.evalLoss {
+                            fields.append(("eval", String(format: "%.4f", e)))
+                            fields.append(("ppl", String(format: "%.2f", exp(e))))
+                        }
                         display.update(step: report.step, fields: fields)
                     }
                 case let .checkpointSaved(path):

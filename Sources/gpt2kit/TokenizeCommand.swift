@@ -56,6 +56,13 @@ struct TokenizeCommand: ParsableCommand {
         discussion: """
             Text comes from the arguments (joined by spaces), --file, or stdin. With --jsonl every \
             input line is {"text": …} and every output line is {"ids": […]}, in order.
+
+            With --shards OUT the arguments are text files and folders (their .txt files, recursive, \
+            sorted; hidden files skipped), tokenized on every core into llm.c token shards \
+            OUT/shard_000000.bin, … (256 int32 header: magic 20240520, version 1, token count; then \
+            uint16 ids), each document starting with <|endoftext|> and special-token text read as \
+            plain text, as llm.c's fineweb.py does. `finetune --data OUT` trains from them, \
+            memory-mapped, without tokenizing again.
             """
     )
 
@@ -77,10 +84,30 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Tokens to add before encoding (e.g. [PAD] → 50257).")
     var addToken: [String] = []
 
-    @Argument(help: "Text to tokenize (joined by spaces). Without it, --file or stdin is read.")
+    @Option(name: .long, help: "Write the ids of the text files/folders given as arguments as llm.c token shards into this folder.")
+    var shards: String?
+
+    @Option(name: .long, help: "Tokens per shard with --shards (default \(TokenShard.defaultShardTokens), as llm.c).")
+    var shardTokens: Int?
+
+    @Option(name: .long, help: "Threads to encode on (default: every core).")
+    var threads: Int?
+
+    /// `--threads`, else every core.
+    var threadCount: Int { max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount) }
+
+    @Argument(help: "Text to tokenize (joined by spaces); with --shards, text files and folders. Without it, --file or stdin is read.")
     var text: [String] = []
 
     func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if shards != nil {
+            if text.isEmpty { throw ValidationError("--shards needs the text files or folders to tokenize as arguments") }
+            if file != nil || jsonl { throw ValidationError("--shards reads the files given as arguments, not --file or --jsonl") }
+            if !addToken.isEmpty { throw ValidationError("--shards writes GPT-2 ids only (uint16); --add-token does not apply") }
+            return
+        }
+        if shardTokens != nil { throw ValidationError("--shard-tokens needs --shards") }
         if file != nil && !text.isEmpty { throw ValidationError("give the text as arguments or --file, not both") }
         if jsonl && !text.isEmpty { throw ValidationError("--jsonl reads --file or stdin, not arguments") }
     }
@@ -88,6 +115,7 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         do {
             var tokenizer = try ModelIO.loadTokenizer(folder: self.tokenizer)
+            if let shards { return try writeShards(into: shards, tokenizer: tokenizer) }
             if !addToken.isEmpty { try tokenizer.addTokens(addToken) }
             let input: String
             if !text.isEmpty {
@@ -103,7 +131,7 @@ struct TokenizeCommand: ParsableCommand {
             if jsonl {
                 try runJSONLines(input, tokenizer: tokenizer)
             } else {
-                let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+                let threads = threadCount
                 let ids = tokenizer.encode(input, allowSpecial: !ordinary, threadCount: threads)
                 writeStandardOutput(formatIDs(ids, separator: json ? "," : ", ") + "\n")
             }
@@ -111,6 +139,34 @@ struct TokenizeCommand: ParsableCommand {
             throw error
         } catch {
             throw reportFailure(error)
+        }
+    }
+
+    private func writeShards(into folder: String, tokenizer: GPT2Tokenizer) throws {
+        let (files, ignored) = try CorpusFiles.textFiles(text)
+        let encoder = try CorpusEncoder(tokenizer: tokenizer, threadCount: threadCount)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let seconds = { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        let showProgress = Console.stderrIsTerminal && !json
+        let (paths, statistics) = try encoder.writeShards(files: files, folder: folder,
+                                                          shardTokens: shardTokens ?? TokenShard.defaultShardTokens) { s in
+            if showProgress {
+                FileHandle.standardError.write(Data(String(format: "\r%d files, %.1f MB, %d tokens, %.1f MB/s",
+                                                           s.documents, Double(s.bytes) / 1e6, s.tokens,
+                                                           Double(s.bytes) / 1e6 / max(seconds(), 1e-9)).utf8))
+            }
+        }
+        if showProgress { Console.err("") }
+        let elapsed = seconds()
+        if json {
+            Console.out(Console.json(["shards": paths, "tokens": statistics.tokens, "documents": statistics.documents,
+                                      "bytes": statistics.bytes, "ignored_files": ignored, "seconds": elapsed,
+                                      "megabytes_per_second": Double(statistics.bytes) / 1e6 / max(elapsed, 1e-9)]))
+        } else {
+            Console.out("wrote \(paths.count) shard\(paths.count == 1 ? "" : "s") to \(folder): \(statistics.tokens) tokens from "
+                        + "\(statistics.documents) file\(statistics.documents == 1 ? "" : "s") (\(String(format: "%.1f", Double(statistics.bytes) / 1e6)) MB) in "
+                        + String(format: "%.2f s, %.1f MB/s", elapsed, Double(statistics.bytes) / 1e6 / max(elapsed, 1e-9))
+                        + (ignored > 0 ? "; \(ignored) non-.txt file\(ignored == 1 ? "" : "s") in the folders ignored" : ""))
         }
     }
 
@@ -123,7 +179,7 @@ struct TokenizeCommand: ParsableCommand {
             }
             texts.append(text)
         }
-        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let threads = threadCount
         let results = tokenizer.encode(batch: texts, allowSpecial: !ordinary, threadCount: threads)
         var output = ""
         for ids in results { output += "{\"ids\": " + formatIDs(ids) + "}\n" }
