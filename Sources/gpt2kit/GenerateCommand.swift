@@ -26,7 +26,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "LoRA adapter folder (PEFT format) applied to the model, unmerged.")
     var adapter: String?
     @Option(name: .long, help: "Text to continue.")
-    var prompt: String
+    var prompt: String?
+    @Option(name: .long, help: ArgumentHelp("Prompts decoded together as one left-padded batch: one per line, or JSON Lines of {\"prompt\": …}; results in input order.", valueName: "FILE"))
+    var promptsFile: String?
+    @Option(name: .long, help: ArgumentHelp("Precision the projections are read in while decoding: f32, or f16 / q8_0 (re-encoded once at load; fewer bytes per token).", valueName: "f32|f16|q8_0"))
+    var weights: WeightPrecision = .f32
     @Option(name: .long, help: "Total length in tokens, prompt included (transformers' max_length).")
     var maxLength: Int?
     @Option(name: .long, help: "New tokens after the prompt; overrides --max-length.")
@@ -64,6 +68,8 @@ struct GenerateCommand: ParsableCommand {
         if stream && json { throw CommandError("--stream and --json cannot be combined") }
         if truncate == .right { throw CommandError("--truncate right would cut the end of the prompt that generation continues; only --truncate left is supported") }
         if stream && numReturnSequences != 1 { throw CommandError("--stream prints one sequence; drop it or use --num-return-sequences 1") }
+        if (prompt == nil) == (promptsFile == nil) { throw CommandError("give --prompt TEXT or --prompts-file FILE (one of them)") }
+        if stream && promptsFile != nil { throw CommandError("--stream prints one sequence; it cannot be combined with --prompts-file") }
 
         let (gptModel, location) = try ModelIO.loadModel(path: model, configPath: config, adapter: adapter, trainsBase: false)
         let modelConfig = gptModel.config
@@ -71,7 +77,8 @@ struct GenerateCommand: ParsableCommand {
 
         if tokenizer == nil && location.weightsKind != .gguf && !location.hasTokenizer { throw ModelLocationError.noTokenizer(folder: location.folder) }
         let textTokenizer = try ModelIO.loadTokenizer(for: location, override: tokenizer)
-        let promptIDs = textTokenizer.encode(prompt)
+        let prompts = try promptsFile.map { try PromptsFile.read(path: $0) } ?? [prompt ?? ""]
+        let promptIDs = prompts.map { textTokenizer.encode($0) }
 
         let doSample = sample || (fileDefaults.doSample ?? false)
         if !doSample {
@@ -86,7 +93,7 @@ struct GenerateCommand: ParsableCommand {
                                         topP: topP ?? fileDefaults.topP ?? 1))
             : .greedy
         let eos = fileDefaults.eosTokenIDs ?? modelConfig.eosTokenID.map { [$0] } ?? []
-        let options = GenerationOptions(
+        var options = GenerationOptions(
             maxLength: maxLength ?? fileDefaults.maxLength ?? 20,
             maxNewTokens: maxNewTokens ?? (maxLength == nil ? fileDefaults.maxNewTokens : nil),
             strategy: strategy, eosTokenIDs: eos, padTokenID: fileDefaults.padTokenID,
@@ -95,9 +102,11 @@ struct GenerateCommand: ParsableCommand {
             noRepeatNGramSize: noRepeatNGramSize ?? fileDefaults.noRepeatNGramSize ?? 0,
             stopStrings: stop.isEmpty ? fileDefaults.stopStrings ?? [] : stop,
             truncation: truncate == .left ? .left : .none)
-        let generator = try Generator(model: gptModel, promptIDs: promptIDs, options: options, tokenizer: textTokenizer)
-        if generator.promptIDs.count < promptIDs.count {
-            FileHandle.standardError.write(Data("note: prompt truncated to its last \(generator.promptIDs.count) of \(promptIDs.count) tokens (--truncate left)\n".utf8))
+        options.weights = weights
+        let generator = try Generator(model: gptModel, prompts: promptIDs, options: options, tokenizer: textTokenizer)
+        for (i, ids) in promptIDs.enumerated() where generator.prompts[i].count < ids.count {
+            let which = promptIDs.count > 1 ? "prompt \(i + 1)" : "prompt"
+            FileHandle.standardError.write(Data("note: \(which) truncated to its last \(generator.prompts[i].count) of \(ids.count) tokens (--truncate left)\n".utf8))
         }
 
         if stream {
@@ -114,6 +123,7 @@ struct GenerateCommand: ParsableCommand {
             let text = try generator.text(row: i)
             if json {
                 var object: [String: Any] = ["ids": ids, "text": text]
+                if promptsFile != nil { object["prompt_index"] = i / numReturnSequences }
                 switch generator.finishReasons[i] {
                 case .endOfSequence?: object["finish_reason"] = "eos"
                 case .length?, nil: object["finish_reason"] = "length"
@@ -122,10 +132,35 @@ struct GenerateCommand: ParsableCommand {
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             } else {
-                if sequences.count > 1 { print("--- sequence \(i + 1) ---") }
+                if promptsFile != nil {
+                    print("--- prompt \(i / numReturnSequences + 1)\(numReturnSequences > 1 ? ", sequence \(i % numReturnSequences + 1)" : "") ---")
+                } else if sequences.count > 1 {
+                    print("--- sequence \(i + 1) ---")
+                }
                 print(text)
             }
         }
+    }
+}
+
+/// `--prompts-file`: one prompt per line, or JSON Lines of `{"prompt": …}` (when every non-blank line is such an
+/// object). Blank lines are skipped; a file without prompts is an error naming it.
+enum PromptsFile {
+    static func read(path: String) throws -> [String] {
+        let text = String(decoding: try readBytes(path: path), as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+            .filter { !$0.allSatisfy(\.isWhitespace) }
+        guard !lines.isEmpty else { throw CommandError("\(path): no prompts") }
+        let objects = lines.map { line -> String? in
+            guard line.first == "{", let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return object["prompt"] as? String
+        }
+        if objects.allSatisfy({ $0 != nil }) { return objects.compactMap { $0 } }
+        if let bad = lines.indices.first(where: { lines[$0].first == "{" && objects[$0] == nil }), objects.contains(where: { $0 != nil }) {
+            throw CommandError("\(path):\(bad + 1): expected {\"prompt\": \"…\"} like the other lines")
+        }
+        return lines.map(String.init)
     }
 }
 
@@ -134,3 +169,4 @@ struct CommandError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }
 }
+extension WeightPrecision: ExpressibleByArgument {}

@@ -78,4 +78,23 @@ import TestSupport
         #expect(r.exited && r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
     }
+
+    @Test func promptsFileDecodesEveryPromptInOneBatchInInputOrder() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let prompts = ["Harry Potter is a series of", "The", "seven fantasy novels written by"]
+        let common = ["generate", "--model", Fixtures.path("tiny-gpt2"), "--tokenizer", CommandTests.tokenizer, "--max-new-tokens", "6", "--json"]
+        let alone = try prompts.map { try CommandTests.succeed(common + ["--prompt", $0]).jsonLines.first?["ids"] as? [Int] }
+        try Data(prompts.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir + "/prompts.txt"))
+        let lines = try CommandTests.succeed(common + ["--prompts-file", dir + "/prompts.txt"]).jsonLines
+        #expect(lines.map { $0["ids"] as? [Int] } == alone)
+        #expect(lines.map { $0["prompt_index"] as? Int } == [0, 1, 2])
+        let jsonl = prompts.map { #"{"prompt": "\#($0)"}"# }.joined(separator: "\n") + "\n"
+        try Data(jsonl.utf8).write(to: URL(fileURLWithPath: dir + "/prompts.jsonl"))
+        #expect(try CommandTests.succeed(common + ["--prompts-file", dir + "/prompts.jsonl", "--weights", "f16"]).jsonLines.map { $0["ids"] as? [Int] } == alone)
+        let q8 = try CommandTests.succeed(common + ["--prompts-file", dir + "/prompts.jsonl", "--weights", "q8_0"]).jsonLines
+        #expect(q8.count == 3)
+        let both = try CommandTests.run(common + ["--prompts-file", dir + "/prompts.txt", "--prompt", "x"])
+        #expect(both.status != 0 && both.stderr.contains("--prompt TEXT or --prompts-file FILE"))
+    }
 }
