@@ -1,8 +1,14 @@
 #include "CDecode.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
+#define PAUSE() _mm_pause()
+#else
+#define PAUSE() ((void)0)
 #endif
 
 // ---------------------------------------------------------------- portable
@@ -211,4 +217,102 @@ void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x,
     if (gpt2kit_decode_kernels_vectorized()) { rows_q8_0_avx2(w, x, out, cols, row0, row1, batch, ldo, accumulate); return; }
 #endif
     rows_q8_0_portable(w, x, out, cols, row0, row1, batch, ldo, accumulate);
+}
+
+// ---------------------------------------------------------------- helper threads
+
+enum { MAX_HELPERS = 7, SPIN_LIMIT = 200000 };
+
+typedef struct {
+    int kind;
+    const void *w, *x;
+    float *out;
+    long cols, rows, batch, ldo;
+    int accumulate;
+    long bounds[MAX_HELPERS + 2]; // part p covers rows [bounds[p], bounds[p + 1])
+} job_t;
+
+static job_t job;
+static atomic_long posted;                       // generation of the last job posted
+static atomic_long finished[MAX_HELPERS];        // generation each helper finished last
+static atomic_int sleeping[MAX_HELPERS];
+static atomic_flag busy = ATOMIC_FLAG_INIT;      // one job at a time; a second caller runs alone
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int helpers;
+
+static void run_range(int kind, const void *w, const void *x, float *out, long cols, long rows, long r0, long r1,
+                      long batch, long ldo, int accumulate) {
+    (void)rows;
+    if (kind == 0) gpt2kit_rows_f16(w, x, out, cols, r0, r1, batch, ldo, accumulate);
+    else gpt2kit_rows_q8_0(w, x, out, cols, r0, r1, batch, ldo, accumulate);
+}
+
+static void run_part(const job_t *j, long part) {
+    long r0 = j->bounds[part], r1 = j->bounds[part + 1];
+    if (r0 >= r1) return;
+    run_range(j->kind, j->w, j->x, j->out, j->cols, j->rows, r0, r1, j->batch, j->ldo, j->accumulate);
+}
+
+static void *helper_main(void *arg) {
+    long index = (long)arg, seen = 0;
+    for (;;) {
+        long spins = 0;
+        while (atomic_load(&posted) == seen) {
+            if (++spins < SPIN_LIMIT) { PAUSE(); continue; }
+            pthread_mutex_lock(&lock);
+            atomic_store(&sleeping[index], 1);
+            while (atomic_load(&posted) == seen) pthread_cond_wait(&wake, &lock);
+            atomic_store(&sleeping[index], 0);
+            pthread_mutex_unlock(&lock);
+        }
+        seen = atomic_load(&posted);
+        run_part(&job, index + 1);
+        atomic_store(&finished[index], seen);
+    }
+    return NULL;
+}
+
+static void start_helpers(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int wanted = cores > 1 ? (int)(cores - 1 < MAX_HELPERS ? cores - 1 : MAX_HELPERS) : 0;
+    for (int i = 0; i < wanted; i++) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&thread, &attr, helper_main, (void *)(long)i) != 0) { pthread_attr_destroy(&attr); break; }
+        pthread_attr_destroy(&attr);
+        helpers = i + 1;
+    }
+}
+
+void gpt2kit_rows_parallel(int kind, const void *w, const void *x, float *out, long cols, long rows,
+                           long batch, long ldo, int accumulate) {
+    pthread_once(&once, start_helpers);
+    // Small products, no helpers, or another thread's job in flight: this thread alone.
+    if (helpers == 0 || rows < 256 || atomic_flag_test_and_set(&busy)) {
+        run_range(kind, w, x, out, cols, rows, 0, rows, batch, ldo, accumulate);
+        return;
+    }
+    int parts = helpers + 1;
+    job.kind = kind; job.w = w; job.x = x; job.out = out;
+    job.cols = cols; job.rows = rows; job.batch = batch; job.ldo = ldo; job.accumulate = accumulate;
+    for (int p = 0; p <= parts; p++) {
+        long edge = rows * p / parts;
+        job.bounds[p] = p == parts ? rows : edge / 16 * 16; // whole cache lines of the output per part
+    }
+    long generation = atomic_load(&posted) + 1;
+    atomic_store(&posted, generation);
+    int anyone_sleeping = 0;
+    for (int i = 0; i < helpers; i++) anyone_sleeping |= atomic_load(&sleeping[i]);
+    if (anyone_sleeping) {
+        pthread_mutex_lock(&lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&lock);
+    }
+    run_part(&job, 0);
+    for (int i = 0; i < helpers; i++) while (atomic_load(&finished[i]) != generation) PAUSE();
+    atomic_flag_clear(&busy);
 }

@@ -65,22 +65,16 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let accumulate: Int32 = bias == nil ? 0 : 1
         guard let start = storage.baseAddress else { return }
         let base = UnsafeRawPointer(start), format = self.format
+        // Rows split over this thread and spinning helper threads (a decode step is dozens of short products).
         switch format {
         case .f16:
-            // Split rows in multiples of 16 so each core's rows are whole cache lines of the output.
-            Parallel.forEachChunk(count: OC, minimumCount: 256, alignment: 16) { _, range in
-                guard !range.isEmpty else { return }
-                gpt2kit_rows_f16(base.assumingMemoryBound(to: UInt16.self), x, o, C, range.lowerBound, range.upperBound, N, OC, accumulate)
-            }
+            gpt2kit_rows_parallel(0, base, x, o, C, OC, N, OC, accumulate)
         case .q8_0:
             // The inputs are quantized per block of 32 too, and each block's product is an integer dot product.
             withUnsafeTemporaryAllocation(of: gpt2kit_block_q8_x.self, capacity: N * C / Q8_0.blockSize) { blocks in
                 guard let xq = blocks.baseAddress else { return }
                 gpt2kit_quantize_activations(x, xq, N * C)
-                Parallel.forEachChunk(count: OC, minimumCount: 256, alignment: 16) { _, range in
-                    guard !range.isEmpty else { return }
-                    gpt2kit_rows_q8_0(base.assumingMemoryBound(to: gpt2kit_block_q8_0.self), xq, o, C, range.lowerBound, range.upperBound, N, OC, accumulate)
-                }
+                gpt2kit_rows_parallel(1, base, xq, o, C, OC, N, OC, accumulate)
             }
         }
     }

@@ -38,4 +38,12 @@ void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x,
 /// Whether the AVX2/FMA/F16C kernels run on this CPU (else the portable ones).
 int gpt2kit_decode_kernels_vectorized(void);
 
+/// `gpt2kit_rows_f16` (kind 0, `x` floats) or `gpt2kit_rows_q8_0` (kind 1, `x` quantized blocks) over all `rows`,
+/// split over the calling thread and the cores' helper threads. (Float32 decoding stays on OpenBLAS's `sgemv`
+/// and its own threads: spinning helpers beside those threads slowed it down.) The helpers spin between calls for about a
+/// millisecond (a decode step issues dozens of these products, too short to wake sleeping threads for each),
+/// then sleep. Calls from several threads at once are safe: one of them runs on its own thread alone.
+void gpt2kit_rows_parallel(int kind, const void *w, const void *x, float *out, long cols, long rows,
+                           long batch, long ldo, int accumulate);
+
 #endif
