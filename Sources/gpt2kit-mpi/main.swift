@@ -12,11 +12,11 @@ do { world = try OpenMPICommunicator() } catch {
 CommandEnvironment.communicator = world
 
 do {
-    var command = try GPT2KitCommand.parseAsRoot()
+    var command = try GPT2KitMPICommand.parseAsRoot()
     try command.run()
 } catch {
-    let code = GPT2KitCommand.exitCode(for: error)
-    let message = GPT2KitCommand.fullMessage(for: error)
+    let code = GPT2KitMPICommand.exitCode(for: error)
+    let message = GPT2KitMPICommand.fullMessage(for: error)
     if world.rank == 0 {
         if !message.isEmpty {
             let text = Data((message + "\n").utf8)
