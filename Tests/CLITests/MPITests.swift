@@ -198,6 +198,15 @@ import TestSupport
         try CommandTests.succeed(["eval", "--model", folder, "--tokenizer", Self.tokenizer, "--data", data, "--json"])
     }
 
+    @Test func theSingleProcessCommandDoesNotLinkMPI() throws {
+        let executable = try #require(CommandTests.executable, "gpt2kit is not built")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: executable))
+        #expect(bytes.range(of: Data("libmpi.so".utf8)) == nil, "\(executable) names libmpi.so (a dynamic dependency on Open MPI)")
+        if let mpi = Self.mpiExecutable {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: mpi)).range(of: Data("libmpi.so".utf8)) != nil, "gpt2kit-mpi does not name libmpi.so")
+        }
+    }
+
     /// A process whose environment holds every one of `entries` ("NAME=value").
     static func process(environment entries: [String]) -> pid_t? {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
