@@ -166,6 +166,8 @@ import TestSupport
 
     @Test func aKilledRankEndsTheJobAndLeavesALoadableCheckpoint() throws {
         guard Self.available() else { return }
+        // Rank 1 is found through /proc.
+        guard FileManager.default.fileExists(atPath: "/proc/self/environ") else { print("MPITests: the kill test needs /proc; skipped"); return }
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let data = try Self.writeData(dir)
