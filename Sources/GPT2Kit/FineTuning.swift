@@ -204,8 +204,8 @@ public final class FineTuningRun {
 
     /// Runs to the end (or `stopAfter`), saving checkpoints on the way and the result at the end. Returns the
     /// folder written. A non-finite loss throws `TrainingError.nonFiniteLoss` and leaves the last checkpoint.
-    @discardableResult
     /// With several processes, only rank 0 reports events and writes; every process returns once it has written.
+    @discardableResult
     public func run(onEvent reportEvent: (FineTuningEvent) throws -> Void = { _ in }) throws -> String {
         let isWriter = communicator.rank == 0
         func onEvent(_ event: FineTuningEvent) throws { if isWriter { try reportEvent(event) } }

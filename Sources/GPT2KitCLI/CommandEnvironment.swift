@@ -6,9 +6,6 @@ public enum CommandEnvironment {
     /// The processes that `finetune` trains with (data-parallel). Set once, before a command runs.
     nonisolated(unsafe) public static var communicator: any Communicator = SingleProcessCommunicator()
 
-    /// Whether this process prints progress and results (rank 0; the only process without MPI).
-    static var isMainProcess: Bool { communicator.rank == 0 }
-
     /// The error line of a process other than rank 0, kept for the executable to print after rank 0 has had
     /// the chance to report the same error (every process usually meets the same bad input).
     nonisolated(unsafe) public private(set) static var pendingErrorLine: String?
