@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "GPT2", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Optimization", dependencies: ["Tensors", "Kernels"]),
         .target(name: "Training", dependencies: ["GPT2", "Optimization", "Tensors"]),
-        .target(name: "Generation", dependencies: ["GPT2", "Kernels", "Tensors"]),
+        .target(name: "Generation", dependencies: ["GPT2", "Kernels", "Tensors", "Tokenization"]),
         .target(name: "GPT2Kit", dependencies: [
             "Tensors", "Checkpoints", "Tokenization", "GPT2", "Optimization", "Training", "Generation",
         ]),

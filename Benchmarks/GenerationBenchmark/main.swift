@@ -73,6 +73,17 @@ if CommandLine.arguments.contains("--matmul") {
                 }
                 print(String(format: "%5d x %5d %@ N=%d %@: %.3f ms", C, OC, "\(layout)", n, name, median(ts)))
             }
+            for format in QuantizedMatrix.Format.allCases {
+                let q = QuantizedMatrix(format: format, weight: w.buffer.readOnly, C: C, OC: OC, layout: layout)
+                var ts: [Double] = []
+                for _ in 0..<20 {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    q.forward(out: o.slice(0, n * OC), inp: x.slice(0, n * C).readOnly, bias: nil, N: n)
+                    ts.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+                let gbps = Double(q.bytesPerRow * OC) / median(ts) / 1e6
+                print(String(format: "%5d x %5d %@ N=%d %@: %.3f ms (%.1f GB/s of weights)", C, OC, "\(layout)", n, format.rawValue, median(ts), gbps))
+            }
         }
     }
     exit(0)

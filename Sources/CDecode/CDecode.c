@@ -40,20 +40,34 @@ static void rows_f16_portable(const uint16_t *w, const float *x, float *out, lon
     }
 }
 
-static void rows_q8_0_portable(const gpt2kit_block_q8_0 *w, const float *x, float *out, long cols, long row0, long row1,
-                               long batch, long ldo, int accumulate) {
+static void rows_q8_0_portable(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0,
+                               long row1, long batch, long ldo, int accumulate) {
     long blocks = cols / 32;
     for (long j = row0; j < row1; j++) {
         const gpt2kit_block_q8_0 *row = w + j * blocks;
         for (long n = 0; n < batch; n++) {
-            const float *xn = x + n * cols;
+            const gpt2kit_block_q8_x *xn = x + n * blocks;
             float s = 0;
             for (long b = 0; b < blocks; b++) {
-                float d = half_to_float(row[b].d), t = 0;
-                for (int i = 0; i < 32; i++) t += (float)row[b].qs[i] * xn[b * 32 + i];
-                s += d * t;
+                int t = 0;
+                for (int i = 0; i < 32; i++) t += (int)row[b].qs[i] * (int)xn[b].qs[i];
+                s += half_to_float(row[b].d) * xn[b].d * (float)t;
             }
             out[n * ldo + j] = accumulate ? out[n * ldo + j] + s : s;
+        }
+    }
+}
+
+void gpt2kit_quantize_activations(const float *x, gpt2kit_block_q8_x *out, long count) {
+    for (long b = 0; b < count / 32; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) { float a = v[i] < 0 ? -v[i] : v[i]; if (a > amax) amax = a; }
+        float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        out[b].d = d;
+        for (int i = 0; i < 32; i++) {
+            float q = v[i] * id;
+            out[b].qs[i] = (int8_t)(q < 0 ? -(int)(-q + 0.5f) : (int)(q + 0.5f));
         }
     }
 }
@@ -70,64 +84,101 @@ VECTOR static inline float sum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// Up to 4 input vectors at a time, two accumulators each (8 independent FMA chains).
+// One weight row against M input vectors (M a compile-time constant after inlining, so the accumulators stay
+// in registers), with CH independent FMA chains per vector (4 for M ≤ 2, 2 above: at most 8 accumulators).
+#define INLINE __attribute__((always_inline)) static inline
+
+VECTOR INLINE void row_f16(const uint16_t *row, const float *x, float *out, long cols, long ldo, int accumulate,
+                           const int M, const int CH) {
+    __m256 a[4][4];
+    for (int k = 0; k < M; k++) for (int c = 0; c < CH; c++) a[k][c] = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 * CH <= cols; i += 8 * CH) {
+        for (int c = 0; c < CH; c++) {
+            __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8 * c)));
+            for (int k = 0; k < M; k++) a[k][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i + 8 * c), a[k][c]);
+        }
+    }
+    for (; i + 8 <= cols; i += 8) {
+        __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
+        for (int k = 0; k < M; k++) a[k][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i), a[k][0]);
+    }
+    for (int k = 0; k < M; k++) {
+        __m256 t = a[k][0];
+        for (int c = 1; c < CH; c++) t = _mm256_add_ps(t, a[k][c]);
+        float sum = sum8(t);
+        for (long r = i; r < cols; r++) sum += _cvtsh_ss(row[r]) * x[k * cols + r];
+        float *o = out + k * ldo;
+        *o = accumulate ? *o + sum : sum;
+    }
+}
+
 VECTOR static void rows_f16_avx2(const uint16_t *w, const float *x, float *out, long cols, long row0, long row1,
                                  long batch, long ldo, int accumulate) {
     for (long j = row0; j < row1; j++) {
         const uint16_t *row = w + j * cols;
         for (long n0 = 0; n0 < batch; n0 += 4) {
-            int m = batch - n0 < 4 ? (int)(batch - n0) : 4;
-            __m256 a[4][2];
-            for (int k = 0; k < 4; k++) { a[k][0] = _mm256_setzero_ps(); a[k][1] = _mm256_setzero_ps(); }
-            long i = 0;
-            for (; i + 16 <= cols; i += 16) {
-                __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
-                __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8)));
-                for (int k = 0; k < m; k++) {
-                    const float *xk = x + (n0 + k) * cols + i;
-                    a[k][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xk), a[k][0]);
-                    a[k][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xk + 8), a[k][1]);
-                }
-            }
-            for (int k = 0; k < m; k++) {
-                const float *xk = x + (n0 + k) * cols;
-                float s = sum8(_mm256_add_ps(a[k][0], a[k][1]));
-                for (long t = i; t < cols; t++) s += _cvtsh_ss(row[t]) * xk[t];
-                float *o = out + (n0 + k) * ldo + j;
-                *o = accumulate ? *o + s : s;
+            const float *xs = x + n0 * cols;
+            float *o = out + n0 * ldo + j;
+            switch (batch - n0 < 4 ? batch - n0 : 4) {
+            case 1: row_f16(row, xs, o, cols, ldo, accumulate, 1, 4); break;
+            case 2: row_f16(row, xs, o, cols, ldo, accumulate, 2, 4); break;
+            case 3: row_f16(row, xs, o, cols, ldo, accumulate, 3, 2); break;
+            default: row_f16(row, xs, o, cols, ldo, accumulate, 4, 2); break;
             }
         }
     }
 }
 
-VECTOR static void rows_q8_0_avx2(const gpt2kit_block_q8_0 *w, const float *x, float *out, long cols, long row0, long row1,
-                                  long batch, long ldo, int accumulate) {
+// Σ over a block of 32 of int8·int8 as 8 int32 lanes, as ggml does: |x|·(y·sign x) through maddubs (u8·s8 → s16
+// pairs; at most 2·128·127, no saturation), then pairs of s16 summed into s32.
+VECTOR INLINE __m256 block_dot(const int8_t *w, const int8_t *x) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+VECTOR INLINE void row_q8_0(const gpt2kit_block_q8_0 *row, const gpt2kit_block_q8_x *x, float *out, long cols, long ldo,
+                            int accumulate, const int M) {
+    long blocks = cols / 32;
+    __m256 a[4][2];
+    for (int k = 0; k < M; k++) { a[k][0] = _mm256_setzero_ps(); a[k][1] = _mm256_setzero_ps(); }
+    long b = 0;
+    for (; b + 2 <= blocks; b += 2) {
+        float d0 = _cvtsh_ss(row[b].d), d1 = _cvtsh_ss(row[b + 1].d);
+        for (int k = 0; k < M; k++) {
+            const gpt2kit_block_q8_x *xk = x + k * blocks + b;
+            a[k][0] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xk[0].d), block_dot(row[b].qs, xk[0].qs), a[k][0]);
+            a[k][1] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xk[1].d), block_dot(row[b + 1].qs, xk[1].qs), a[k][1]);
+        }
+    }
+    for (; b < blocks; b++) {
+        float d0 = _cvtsh_ss(row[b].d);
+        for (int k = 0; k < M; k++) {
+            const gpt2kit_block_q8_x *xk = x + k * blocks + b;
+            a[k][0] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xk[0].d), block_dot(row[b].qs, xk[0].qs), a[k][0]);
+        }
+    }
+    for (int k = 0; k < M; k++) {
+        float sum = sum8(_mm256_add_ps(a[k][0], a[k][1]));
+        float *o = out + k * ldo;
+        *o = accumulate ? *o + sum : sum;
+    }
+}
+
+VECTOR static void rows_q8_0_avx2(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0,
+                                  long row1, long batch, long ldo, int accumulate) {
     long blocks = cols / 32;
     for (long j = row0; j < row1; j++) {
         const gpt2kit_block_q8_0 *row = w + j * blocks;
         for (long n0 = 0; n0 < batch; n0 += 4) {
-            int m = batch - n0 < 4 ? (int)(batch - n0) : 4;
-            __m256 a[4][2];
-            for (int k = 0; k < 4; k++) { a[k][0] = _mm256_setzero_ps(); a[k][1] = _mm256_setzero_ps(); }
-            for (long b = 0; b < blocks; b++) {
-                __m256 d = _mm256_set1_ps(_cvtsh_ss(row[b].d));
-                const int8_t *q = row[b].qs;
-                __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q)))));
-                __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8)))));
-                __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 16)))));
-                __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 24)))));
-                for (int k = 0; k < m; k++) {
-                    const float *xk = x + (n0 + k) * cols + b * 32;
-                    a[k][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xk), a[k][0]);
-                    a[k][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xk + 8), a[k][1]);
-                    a[k][0] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xk + 16), a[k][0]);
-                    a[k][1] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xk + 24), a[k][1]);
-                }
-            }
-            for (int k = 0; k < m; k++) {
-                float s = sum8(_mm256_add_ps(a[k][0], a[k][1]));
-                float *o = out + (n0 + k) * ldo + j;
-                *o = accumulate ? *o + s : s;
+            const gpt2kit_block_q8_x *xs = x + n0 * blocks;
+            float *o = out + n0 * ldo + j;
+            switch (batch - n0 < 4 ? batch - n0 : 4) {
+            case 1: row_q8_0(row, xs, o, cols, ldo, accumulate, 1); break;
+            case 2: row_q8_0(row, xs, o, cols, ldo, accumulate, 2); break;
+            case 3: row_q8_0(row, xs, o, cols, ldo, accumulate, 3); break;
+            default: row_q8_0(row, xs, o, cols, ldo, accumulate, 4); break;
             }
         }
     }
@@ -154,7 +205,7 @@ void gpt2kit_rows_f16(const uint16_t *w, const float *x, float *out, long cols, 
     rows_f16_portable(w, x, out, cols, row0, row1, batch, ldo, accumulate);
 }
 
-void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const float *x, float *out, long cols, long row0, long row1,
+void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0, long row1,
                        long batch, long ldo, int accumulate) {
 #if defined(__x86_64__)
     if (gpt2kit_decode_kernels_vectorized()) { rows_q8_0_avx2(w, x, out, cols, row0, row1, batch, ldo, accumulate); return; }

@@ -168,7 +168,6 @@ public final class FineTuningRun {
         let tokenizerFolder = settings.tokenizerFolder ?? location.folder
         tokenizer = try ModelIO.loadTokenizer(for: location, override: settings.tokenizerFolder)
         let (examples, evalExamples) = try data(tokenizer, config)
-
         var options: TrainingOptions
         if let saved {
             options = saved.options
@@ -177,6 +176,15 @@ public final class FineTuningRun {
         } else {
             options = settings.options
         }
+        // Activations of the longest batch (linear in its length: see GPT2Model.activationBytes), beside the weights.
+        let batchRows = min(options.batchSize, max(examples.count, evalExamples.count))
+        let longest = max(examples.longestExample, evalExamples.longestExample)
+        let weightCopies = isAdapterRun ? 1 : 4
+        let weightBytes = config.checkedParameterCount.flatMap { MemoryBudget.total([[$0, 4, weightCopies]]) }
+        let activationBytes = GPT2Model.activationBytes(config: config, batchSize: max(batchRows, 1), sequenceLength: max(longest, 1), training: true)
+        try MemoryBudget.check(bytes: weightBytes.flatMap { w in activationBytes.map { w + $0 } },
+                               for: "training with batches of \(batchRows) × \(longest) tokens (weights, optimizer state and activations)")
+
         trainer = try Trainer(model: gpt2, examples: examples, evalExamples: evalExamples, options: options,
                               padTokenID: Int32(tokenizer.eosTokenID), communicator: communicator)
         if let saved, let resumeFolder {

@@ -11,10 +11,15 @@ public struct GenerationConfigFile: Sendable, Equatable {
     public var temperature: Double?
     public var topK: Int?
     public var topP: Double?
+    public var repetitionPenalty: Double?
+    public var noRepeatNGramSize: Int?
+    /// `stop_strings`: one string or a list.
+    public var stopStrings: [String]?
 
     public init() {}
 
-    /// Parses the file's JSON; `path` only labels errors. `eos_token_id` may be one id or a list.
+    /// Parses the file's JSON; `path` only labels errors. `eos_token_id` and `stop_strings` may be one
+    /// value or a list.
     public init(jsonData: Data, path: String) throws(GenerationConfigError) {
         let object: [String: JSONValue]
         do { object = try JSONDecoder().decode([String: JSONValue].self, from: jsonData) } catch { throw .invalidJSON(path: path) }
@@ -55,6 +60,18 @@ public struct GenerationConfigFile: Sendable, Equatable {
         temperature = try double("temperature")
         topK = try int("top_k")
         topP = try double("top_p")
+        repetitionPenalty = try double("repetition_penalty")
+        noRepeatNGramSize = try int("no_repeat_ngram_size")
+        switch object["stop_strings"] {
+        case nil, .null?: break
+        case .string(let one)?: stopStrings = [one]
+        case .array(let list)?:
+            stopStrings = try list.map { (v) throws(GenerationConfigError) -> String in
+                guard case .string(let s) = v else { throw .wrongType(path: path, key: "stop_strings", expected: "a string or a list of strings") }
+                return s
+            }
+        default: throw .wrongType(path: path, key: "stop_strings", expected: "a string or a list of strings")
+        }
     }
 
     /// Reads the file at `path`.

@@ -16,11 +16,23 @@ public struct GenerationOptions: Sendable, Equatable {
     public var numReturnSequences: Int
     /// Seed of the sampling generator.
     public var seed: UInt64
+    /// `repetition_penalty`: logits of ids already in the row (prompt included) are divided by it when
+    /// positive and multiplied when negative, before any sampling warper; 1 (the default) disables.
+    public var repetitionPenalty: Float
+    /// `no_repeat_ngram_size`: no n-gram of this many ids occurs twice in a row (prompt included); 0 disables.
+    public var noRepeatNGramSize: Int
+    /// A row ends when its new text contains one of these (the prompt's text does not count); its text is
+    /// cut before the stop string. Needs the tokenizer passed to `Generator`.
+    public var stopStrings: [String]
+    /// What to do with a prompt that leaves no room for the new tokens.
+    public var truncation: PromptTruncation
     /// The precision decoding reads the projections in (f16 and Q8_0 are re-encoded once, see `DecodingWeights`).
     public var weights: WeightPrecision = .f32
 
     public init(maxLength: Int = 20, maxNewTokens: Int? = nil, strategy: DecodingStrategy = .greedy,
-                eosTokenIDs: [Int] = [], padTokenID: Int? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0) {
+                eosTokenIDs: [Int] = [], padTokenID: Int? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,
+                repetitionPenalty: Float = 1, noRepeatNGramSize: Int = 0, stopStrings: [String] = [],
+                truncation: PromptTruncation = .none) {
         self.maxLength = maxLength
         self.maxNewTokens = maxNewTokens
         self.strategy = strategy
@@ -28,6 +40,10 @@ public struct GenerationOptions: Sendable, Equatable {
         self.padTokenID = padTokenID
         self.numReturnSequences = numReturnSequences
         self.seed = seed
+        self.repetitionPenalty = repetitionPenalty
+        self.noRepeatNGramSize = noRepeatNGramSize
+        self.stopStrings = stopStrings
+        self.truncation = truncation
     }
 
     /// The id written after a sequence stopped: `padTokenID`, else the first EOS id, else nil (no EOS, so
@@ -62,8 +78,12 @@ public struct GenerationOptions: Sendable, Equatable {
     /// The most sequences decoded together (each keeps its own key/value cache).
     public static let maximumNumReturnSequences = 4096
 
-    /// Checks the counts and the sampling options.
+    /// Checks the counts, the logits processors' values, the stop strings and the sampling options.
     public func validated() throws(GenerationError) -> GenerationOptions {
+        try LogitsProcessor.validate(repetitionPenalty: repetitionPenalty, noRepeatNGramSize: noRepeatNGramSize)
+        for stop in stopStrings where stop.isEmpty {
+            throw .invalidOption(name: "stop", value: "\"\"", expected: "a non-empty string")
+        }
         guard numReturnSequences >= 1, numReturnSequences <= Self.maximumNumReturnSequences else {
             throw .invalidOption(name: "num-return-sequences", value: "\(numReturnSequences)",
                                  expected: "an integer in 1...\(Self.maximumNumReturnSequences)")

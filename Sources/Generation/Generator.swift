@@ -1,9 +1,11 @@
 import GPT2
+import Tokenization
 
 /// Decodes one or more prompts as one batch, `numReturnSequences` rows per prompt, a token per row at a time,
 /// with a key/value cache, following transformers' `generate` (`_sample`): each step picks a token per
-/// unfinished row (argmax, or warped multinomial draw), writes the pad id into rows of a prompt that already
-/// produced an EOS id, and stops a prompt's rows when all of them have finished or they reach the max length.
+/// unfinished row (logits processors, then argmax or warped multinomial draw), writes the pad id into rows
+/// of a prompt that already finished (an EOS id, or a stop string in their new text), and stops a prompt's
+/// rows when all of them have finished or they reach the max length.
 ///
 /// Prompts of different lengths are left-padded with an attention mask and per-row position ids, as
 /// transformers does for GPT-2, so every row gets exactly what decoding its prompt alone gives: the same
@@ -16,7 +18,8 @@ import GPT2
 /// let sequences = generator.sequences       // per row: its prompt's ids, then new ids
 /// ```
 public final class Generator: IteratorProtocol, Sequence {
-    /// The prompts, in input order; rows `i·n ..< (i+1)·n` continue prompt `i` (n = `numReturnSequences`).
+    /// The prompts, in input order (each its end only, when `.left` truncation shortened it); rows
+    /// `i·n ..< (i+1)·n` continue prompt `i` (n = `numReturnSequences`).
     public let prompts: [[Int]]
     /// The first prompt (the only one for single-prompt generators).
     public var promptIDs: [Int] { prompts[0] }
@@ -30,8 +33,18 @@ public final class Generator: IteratorProtocol, Sequence {
     public var batchSize: Int { prompts.count * options.numReturnSequences }
     /// Prompt ids followed by the ids generated so far, per row.
     public private(set) var sequences: [[Int]]
-    /// Whether each row has produced an EOS id.
+    /// Whether each row has finished (an EOS id or a stop string).
     public private(set) var isFinished: [Bool]
+    /// Why each row stopped; nil while it runs.
+    public private(set) var finishReasons: [FinishReason?]
+    /// Spells the new tokens (stop strings, `text(row:)`, `takeNewText(row:)`); nil when none was given.
+    public let tokenizer: GPT2Tokenizer?
+    /// Each row's new text so far (empty without a tokenizer); it stops growing when the row finishes.
+    public internal(set) var newTexts: [IncrementalDetokenizer]
+    /// The stop strings of the options, ready to search.
+    public let stopStrings: StopStrings
+    /// Repetition penalty and no-repeat n-gram ban, applied before the samplers.
+    public let processor: LogitsProcessor
     /// The decoder behind the steps (its rows are the rows still decoding).
     public let decoder: KVCacheDecoder
     /// Chooses each row's token: one sampler per prompt.
@@ -50,17 +63,22 @@ public final class Generator: IteratorProtocol, Sequence {
     private var isDone = false
 
     /// Prepares decoding of one prompt. Throws on an empty prompt, ids outside the vocabulary, lengths that
-    /// pass the model's positions, or options out of range.
-    public convenience init(model: GPT2Model, promptIDs: [Int], options: GenerationOptions) throws(GenerationError) {
-        try self.init(model: model, prompts: [promptIDs], options: options)
+    /// pass the model's positions, options out of range, or stop strings without a `tokenizer`.
+    public convenience init(model: GPT2Model, promptIDs: [Int], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
+        try self.init(model: model, prompts: [promptIDs], options: options, tokenizer: tokenizer)
     }
 
     /// Prepares decoding of `prompts` (at least one) as one batch. Each prompt is checked as if it were
-    /// decoded alone: the errors name its length.
-    public init(model: GPT2Model, prompts: [[Int]], options: GenerationOptions) throws(GenerationError) {
+    /// decoded alone: the errors name its length. With `.left` truncation, a prompt too long for the new
+    /// tokens keeps its end. `tokenizer` spells the new tokens for stop strings and text.
+    public init(model: GPT2Model, prompts: [[Int]], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
         let options = try options.validated()
         let config = model.config
         guard !prompts.isEmpty else { throw .emptyPrompt }
+        if !options.stopStrings.isEmpty && tokenizer == nil { throw .stopStringsNeedTokenizer }
+        var truncated: [[Int]] = []
+        for prompt in prompts { truncated.append(try options.truncatedPrompt(prompt, contextLength: config.maxPositions)) }
+        let prompts = truncated
         let n = options.numReturnSequences
         guard prompts.count <= GenerationOptions.maximumNumReturnSequences / n else {
             throw .invalidOption(name: "prompts", value: "\(prompts.count) × \(n) rows",
@@ -96,6 +114,12 @@ public final class Generator: IteratorProtocol, Sequence {
             }
         }
         isFinished = Array(repeating: false, count: B)
+        finishReasons = Array(repeating: nil, count: B)
+        self.tokenizer = tokenizer
+        newTexts = tokenizer.map { Array(repeating: IncrementalDetokenizer(tokenizer: $0), count: B) } ?? []
+        stopStrings = StopStrings(options.stopStrings)
+        processor = try LogitsProcessor(vocabularySize: config.vocabularySize, repetitionPenalty: options.repetitionPenalty,
+                                        noRepeatNGramSize: options.noRepeatNGramSize)
         promptDone = Array(repeating: false, count: prompts.count)
         active = Array(0..<B)
         // The last token of a row is chosen from the logits of its position maxLength - 2 and never fed back:
@@ -106,7 +130,9 @@ public final class Generator: IteratorProtocol, Sequence {
         for _ in prompts { samplers.append(try TokenSampler(vocabularySize: config.vocabularySize, strategy: options.strategy, seed: options.seed)) }
         self.samplers = samplers
         // Left-padded prompt matrix (B, longest) and its mask.
-        let pad = Int32(options.effectivePadTokenID ?? 0)
+        // Padded slots are masked out, so any id of the vocabulary does; the pad id itself may lie outside it
+        // (an EOS default on a small vocabulary, which the check above lets through) and must not reach wte.
+        let pad = Int32(options.effectivePadTokenID.flatMap { $0 >= 0 && $0 < config.vocabularySize ? $0 : nil } ?? 0)
         pending = []
         pending.reserveCapacity(B * longest)
         var mask: [Int32] = []
@@ -155,15 +181,28 @@ public final class Generator: IteratorProtocol, Sequence {
         pendingMask = nil
         var step = [Int](repeating: pad, count: batchSize)
         for (i, r) in active.enumerated() {
-            step[r] = samplers[r / n].chooseToken(from: UnsafeMutableBufferPointer(rebasing: logits[i * V ..< (i + 1) * V]))
+            let row = UnsafeMutableBufferPointer(rebasing: logits[i * V ..< (i + 1) * V])
+            if processor.isActive { processor.process(row, ids: sequences[r]) }
+            step[r] = samplers[r / n].chooseToken(from: row)
         }
         for r in 0..<batchSize where !promptDone[r / n] {
             sequences[r].append(step[r])
-            if !isFinished[r] && options.eosTokenIDs.contains(step[r]) { isFinished[r] = true }
+            if isFinished[r] { continue }
+            let match = appendNewText(row: r, id: step[r])
+            if options.eosTokenIDs.contains(step[r]) {
+                isFinished[r] = true
+                finishReasons[r] = .endOfSequence
+            } else if let match {
+                isFinished[r] = true
+                finishReasons[r] = .stopString(match)
+            }
         }
         for g in prompts.indices where !promptDone[g] {
             let rowsOfPrompt = g * n ..< (g + 1) * n
-            if rowsOfPrompt.allSatisfy({ isFinished[$0] }) || sequences[g * n].count >= maxLengths[g] { promptDone[g] = true }
+            if rowsOfPrompt.allSatisfy({ isFinished[$0] }) || sequences[g * n].count >= maxLengths[g] {
+                promptDone[g] = true
+                for r in rowsOfPrompt where finishReasons[r] == nil { finishReasons[r] = .length }
+            }
         }
         let stillActive = active.filter { !isFinished[$0] && !promptDone[$0 / n] }
         if stillActive.isEmpty {

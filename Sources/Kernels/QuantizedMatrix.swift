@@ -2,7 +2,8 @@ import CDecode
 import Tensors
 
 /// A weight matrix held for decoding in fewer bytes than float32: IEEE half precision, or Q8_0 (GGUF's blocks
-/// of 32 int8 with one f16 scale, about 8.5 bits a weight). Rows are outputs and columns inputs (`nn.Linear`
+/// of 32 int8 with one f16 scale, about 8.5 bits a weight; the inputs are then quantized per block of 32 as well
+/// and multiplied in integers, as llama.cpp does). Rows are outputs and columns inputs (`nn.Linear`
 /// layout), so each output is one streamed row; `forward` reads every row once for all input rows, split over
 /// the cores.
 public final class QuantizedMatrix: @unchecked Sendable {
@@ -64,14 +65,22 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let accumulate: Int32 = bias == nil ? 0 : 1
         guard let start = storage.baseAddress else { return }
         let base = UnsafeRawPointer(start), format = self.format
-        // Split rows in multiples of 16 so each core's rows are whole cache lines of the output.
-        Parallel.forEachChunk(count: OC, minimumCount: 256, alignment: 16) { _, range in
-            guard !range.isEmpty else { return }
-            switch format {
-            case .f16:
+        switch format {
+        case .f16:
+            // Split rows in multiples of 16 so each core's rows are whole cache lines of the output.
+            Parallel.forEachChunk(count: OC, minimumCount: 256, alignment: 16) { _, range in
+                guard !range.isEmpty else { return }
                 gpt2kit_rows_f16(base.assumingMemoryBound(to: UInt16.self), x, o, C, range.lowerBound, range.upperBound, N, OC, accumulate)
-            case .q8_0:
-                gpt2kit_rows_q8_0(base.assumingMemoryBound(to: gpt2kit_block_q8_0.self), x, o, C, range.lowerBound, range.upperBound, N, OC, accumulate)
+            }
+        case .q8_0:
+            // The inputs are quantized per block of 32 too, and each block's product is an integer dot product.
+            withUnsafeTemporaryAllocation(of: gpt2kit_block_q8_x.self, capacity: N * C / Q8_0.blockSize) { blocks in
+                guard let xq = blocks.baseAddress else { return }
+                gpt2kit_quantize_activations(x, xq, N * C)
+                Parallel.forEachChunk(count: OC, minimumCount: 256, alignment: 16) { _, range in
+                    guard !range.isEmpty else { return }
+                    gpt2kit_rows_q8_0(base.assumingMemoryBound(to: gpt2kit_block_q8_0.self), xq, o, C, range.lowerBound, range.upperBound, N, OC, accumulate)
+                }
             }
         }
     }

@@ -18,10 +18,14 @@ public protocol TrainingDataSource {
     /// A hash that changes when the data changes; a resumed run must see the same value. It is computed
     /// without reading the whole corpus into memory (see each source for what it covers).
     var fingerprint: UInt64 { get }
+    /// The most tokens one example has (what one batch row needs activations for).
+    var longestExample: Int { get }
 }
 
 extension Array: TrainingDataSource where Element == TrainingExample {
     public func example(at index: Int) throws -> TrainingExample { self[index] }
+
+    public var longestExample: Int { map(\.inputIDs.count).max() ?? 0 }
 
     /// FNV-1a over every example's length, ids and labels.
     public var fingerprint: UInt64 {
@@ -104,6 +108,8 @@ public struct TokenSegment: @unchecked Sendable {
 public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
     public let segments: [TokenSegment]
     public let blockSize: Int
+    /// Every block has `blockSize` tokens.
+    public var longestExample: Int { blockSize }
     public let vocabularySize: Int
     /// Tokens in the stream.
     public let tokenCount: Int

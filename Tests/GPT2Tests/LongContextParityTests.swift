@@ -227,3 +227,16 @@ import TestSupport
         log.report("long-context trajectory")
     }
 }
+
+/// Training memory grows linearly with the sequence: no (T, T) attention buffer, no (N, V) logits.
+@Test func trainingActivationMemoryIsLinearInT() throws {
+    let config = GPT2Config(vocabularySize: 50257, maxPositions: 1024, embeddingSize: 768, layerCount: 12, headCount: 12)
+    func bytes(_ T: Int) throws -> Int { try #require(GPT2Model.activationBytes(config: config, batchSize: 2, sequenceLength: T, training: true)) }
+    let b256 = try bytes(256), b512 = try bytes(512), b1024 = try bytes(1024)
+    #expect(b1024 - b512 == 2 * (b512 - b256))
+    // 124M at (2, 1024): well under PyTorch's activations (several GB); and a batch of 8 fits in 12 GB with the weights.
+    #expect(b1024 < 1_200_000_000)
+    let weights = 124_439_808 * 16
+    #expect(weights + (try #require(GPT2Model.activationBytes(config: config, batchSize: 8, sequenceLength: 1024, training: true))) < 12_000_000_000)
+    #expect(GPT2Model.activationBytes(config: config, batchSize: Int.max / 2, sequenceLength: 1024, training: true) == nil)
+}

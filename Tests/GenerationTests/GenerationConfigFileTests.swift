@@ -28,3 +28,19 @@ import TestSupport
         }
     }
 }
+
+extension GenerationConfigFileTests {
+    @Test func readsProcessorAndStopFields() throws {
+        let json = #"{"repetition_penalty": 1.3, "no_repeat_ngram_size": 3, "stop_strings": ["\n\n", "END"]}"#
+        let file = try GenerationConfigFile(jsonData: Data(json.utf8), path: "g.json")
+        #expect(file.repetitionPenalty == 1.3 && file.noRepeatNGramSize == 3 && file.stopStrings == ["\n\n", "END"])
+        let one = try GenerationConfigFile(jsonData: Data(#"{"stop_strings": "END", "repetition_penalty": 2}"#.utf8), path: "g.json")
+        #expect(one.stopStrings == ["END"] && one.repetitionPenalty == 2)
+        #expect(throws: GenerationConfigError.wrongType(path: "g.json", key: "stop_strings", expected: "a string or a list of strings")) {
+            try GenerationConfigFile(jsonData: Data(#"{"stop_strings": ["a", 1]}"#.utf8), path: "g.json")
+        }
+        #expect(throws: GenerationConfigError.wrongType(path: "g.json", key: "no_repeat_ngram_size", expected: "an integer")) {
+            try GenerationConfigFile(jsonData: Data(#"{"no_repeat_ngram_size": 2.5}"#.utf8), path: "g.json")
+        }
+    }
+}

@@ -231,8 +231,9 @@ struct BatchedPromptsTests {
 
 /// Decoding with projections in f16 and Q8_0.
 struct ReducedPrecisionDecodingTests {
-    /// The kernels equal float32 products of the decoded weights (up to summation order), for every batch size
-    /// the decoder feeds and an output count that does not split evenly over the cores.
+    /// The kernels equal float32 products of the decoded weights (and, for Q8_0, of the block-quantized inputs) up
+    /// to summation order, for every batch size the decoder feeds and an output count that does not split evenly
+    /// over the cores.
     @Test(arguments: QuantizedMatrix.Format.allCases)
     func kernelsEqualProductsOfTheDecodedWeights(format: QuantizedMatrix.Format) {
         let C = 96, OC = 301
@@ -259,11 +260,20 @@ struct ReducedPrecisionDecodingTests {
             out.withUnsafeMutableBufferPointer { o in
                 x.withUnsafeBufferPointer { xi in bias.withUnsafeBufferPointer { matrix.forward(out: o, inp: xi, bias: $0, N: N) } }
             }
+            // Q8_0 quantizes the inputs per block of 32 too (float scale max|x|/127, round half away from zero).
+            var xs = x
+            if format == .q8_0 {
+                for start in stride(from: 0, to: x.count, by: 32) {
+                    let amax = x[start ..< start + 32].map(abs).max() ?? 0
+                    let d = amax / 127, id: Float = d != 0 ? 1 / d : 0
+                    for i in start ..< start + 32 { xs[i] = d * (x[i] * id).rounded(.toNearestOrAwayFromZero) }
+                }
+            }
             var worst: Float = 0
             for n in 0..<N {
                 for j in 0..<OC {
                     var ref = Double(bias[j])
-                    for i in 0..<C { ref += Double(decoded[j * C + i]) * Double(x[n * C + i]) }
+                    for i in 0..<C { ref += Double(decoded[j * C + i]) * Double(xs[n * C + i]) }
                     worst = max(worst, abs(out[n * OC + j] - Float(ref)) / (1 + abs(Float(ref))))
                 }
             }

@@ -20,8 +20,19 @@ typedef struct {
 void gpt2kit_rows_f16(const uint16_t *w, const float *x, float *out, long cols, long row0, long row1,
                       long batch, long ldo, int accumulate);
 
-/// The same with w in Q8_0 blocks, (rows, cols/32) blocks row-major. Precondition: cols % 32 == 0.
-void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const float *x, float *out, long cols, long row0, long row1,
+/// A block of 32 activations quantized for the Q8_0 product: a float scale d and 32 int8 q (x ≈ d·q).
+typedef struct {
+    float d;
+    int8_t qs[32];
+} gpt2kit_block_q8_x;
+
+/// Quantizes `count` floats (a multiple of 32) into blocks: d = max|x|/127, q = round(x/d) half away from zero.
+void gpt2kit_quantize_activations(const float *x, gpt2kit_block_q8_x *out, long count);
+
+/// The same product with w in Q8_0 blocks, (rows, cols/32) blocks row-major, and the inputs quantized by
+/// `gpt2kit_quantize_activations`, (batch, cols/32) blocks: integer dot products per block, scaled by both
+/// scales, as ggml's Q8_0 × Q8_0 product. Precondition: cols % 32 == 0.
+void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0, long row1,
                        long batch, long ldo, int accumulate);
 
 /// Whether the AVX2/FMA/F16C kernels run on this CPU (else the portable ones).
