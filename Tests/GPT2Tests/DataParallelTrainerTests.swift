@@ -74,7 +74,7 @@ final class InProcessCommunicator: Communicator {
     }
 
     /// Trains `steps` steps on `ranks` threads with per-rank `batch` and `accumulation`.
-    static func train(ranks: Int, batch: Int, accumulation: Int, steps: Int = 6) throws -> [Outcome] {
+    static func train(ranks: Int, batch: Int, accumulation: Int, steps: Int = 4) throws -> [Outcome] {
         let group = InProcessGroup(size: ranks)
         let lock = NSLock()
         nonisolated(unsafe) var outcomes = [Outcome?](repeating: nil, count: ranks)
@@ -116,7 +116,7 @@ final class InProcessCommunicator: Communicator {
             #expect(outcome.losses == many[0].losses, "rank \(rank) logged other losses")
             #expect(outcome.parameters == many[0].parameters, "rank \(rank) holds other weights")
             // Per step: the label count, the gradient buffer (one bucket here), loss and tokens.
-            #expect(outcome.reductions == 3 * 6)
+            #expect(outcome.reductions == 3 * 4)
         }
         expectAllClose(many[0].losses, one.losses, rtol: 1e-6, "losses of \(c.ranks) ranks vs one process")
         let worst = zip(many[0].parameters, one.parameters).map { abs($0 - $1) }.max() ?? 0
