@@ -1,3 +1,4 @@
+import ArgumentParser
 import GPT2Kit
 
 /// What the executable that runs the commands provides: `gpt2kit` leaves the defaults (one process);
@@ -19,3 +20,7 @@ public enum CommandEnvironment {
         }
     }
 }
+
+/// A command whose processes work together under `mpirun` (`finetune`). Under `gpt2kit-mpi` every other
+/// command runs on rank 0 alone, so that N processes do not write the same files N times.
+public protocol DataParallelCommand: ParsableCommand {}

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import GPT2Kit
 
-struct FinetuneCommand: ParsableCommand {
+struct FinetuneCommand: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).",

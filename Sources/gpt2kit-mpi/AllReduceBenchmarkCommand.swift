@@ -6,7 +6,7 @@ import GPT2KitCLI
 
 /// Times the gradient sum of a data-parallel step alone: `--floats` floats summed over every process in the
 /// trainer's buckets, as `finetune` does after each backward.
-struct AllReduceBenchmarkCommand: ParsableCommand {
+struct AllReduceBenchmarkCommand: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce-benchmark",
         abstract: "Time the per-step gradient all-reduce over the processes (default: GPT-2 124M's 124,439,808 floats).")

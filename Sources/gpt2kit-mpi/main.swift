@@ -1,5 +1,6 @@
 // gpt2kit under Open MPI: `mpirun -np N gpt2kit-mpi finetune …` trains data-parallel over N processes
-// (see docs/distributed.md). Every subcommand of gpt2kit is here; only finetune shares its work.
+// (see docs/distributed.md). Every subcommand of gpt2kit is here; only finetune (and allreduce-benchmark) use
+// every process, the others run on rank 0.
 import ArgumentParser
 import Foundation
 import GPT2KitCLI
@@ -13,7 +14,8 @@ CommandEnvironment.communicator = world
 
 do {
     var command = try GPT2KitMPICommand.parseAsRoot()
-    try command.run()
+    // Commands other than finetune run on rank 0 alone; the other processes wait for it in MPI_Finalize.
+    if command is DataParallelCommand || world.rank == 0 { try command.run() }
 } catch {
     let code = GPT2KitMPICommand.exitCode(for: error)
     let message = GPT2KitMPICommand.fullMessage(for: error)
