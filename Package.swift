@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Import direction (see docs/architecture in README): Tensors <- Kernels/Checkpoints <- GPT2 <- Optimization/Training/Generation <- GPT2Kit <- gpt2kit
+// Import direction (see docs/architecture in README): Tensors <- Kernels/Checkpoints <- GPT2 <- Optimization/Training/Generation <- GPT2Kit
+// <- GPT2KitCLI (the commands) <- gpt2kit, gpt2kit-mpi
 let package = Package(
     name: "GPT2Kit",
     platforms: [.macOS(.v13)],
@@ -10,6 +11,8 @@ let package = Package(
         .executable(name: "gpt2kit", targets: ["gpt2kit"]),
         // Runs libhdf5 in a separate process for Checkpoints' KerasHDF5 (found next to the running executable).
         .executable(name: "gpt2kit-hdf5", targets: ["gpt2kit-hdf5"]),
+        // The same commands under Open MPI (`mpirun -np N gpt2kit-mpi finetune …`); the only product that links libmpi.
+        .executable(name: "gpt2kit-mpi", targets: ["gpt2kit-mpi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -21,6 +24,8 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
 
         .target(name: "Tensors"),
         // SIMD kernels for decoding with f16 and Q8_0 weights (run-time CPU dispatch; see its header).
@@ -37,9 +42,14 @@ let package = Package(
         .target(name: "GPT2Kit", dependencies: [
             "Tensors", "Checkpoints", "Tokenization", "GPT2", "Optimization", "Training", "Generation",
         ]),
+        .target(name: "GPT2KitCLI", dependencies: [
+            "GPT2Kit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // gpt2kit-hdf5 is a dependency so that building gpt2kit builds the helper next to it.
-        .executableTarget(name: "gpt2kit", dependencies: [
-            "GPT2Kit", "gpt2kit-hdf5",
+        .executableTarget(name: "gpt2kit", dependencies: ["GPT2KitCLI", "gpt2kit-hdf5"]),
+        .executableTarget(name: "gpt2kit-mpi", dependencies: [
+            "GPT2KitCLI", "GPT2Kit", "CMPI", "gpt2kit-hdf5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -51,6 +51,11 @@ public enum FineTuningEvent {
 /// killed process left, refuses to mix a new run into an old folder, resumes bit-identically, saves
 /// `checkpoint-N/` (replacing one only once its successor is complete, keeping the newest `saveTotalLimit`),
 /// stops after `stopAfter` steps, writes the result and the loss curve.
+///
+/// Data-parallel (a `communicator` of several processes): every process runs the same run, each on its slice
+/// of every global batch; rank 0 alone locks the folder, reports events, and writes checkpoints and results.
+/// A resumed run may use another number of processes when its global batch (batch size × processes of the
+/// saved run) divides evenly among them.
 public final class FineTuningRun {
     public let settings: FineTuningSettings
     public let trainer: Trainer
@@ -60,23 +65,32 @@ public final class FineTuningRun {
     private let output: TrainingRun.Output
     private let stateTemplate: TrainingRun.SavedState
     private let locks: [RunFolderLock]
+    private let communicator: any Communicator
     private let leftovers: [String]
 
     /// Prepares the run. `data` turns the tokenizer and the model's config (context length, vocabulary) into
     /// training and evaluation data: JSONL examples (`[TrainingExample]`) or packed blocks (`TrainingDataSet.load`).
-    public init(settings: FineTuningSettings,
+    /// `communicator`: the processes of a data-parallel run (every one of them creates the run).
+    public init(settings: FineTuningSettings, communicator: any Communicator = SingleProcessCommunicator(),
                 data: (GPT2Tokenizer, GPT2Config) throws -> (train: any TrainingDataSource, eval: any TrainingDataSource)) throws {
         self.settings = settings
+        self.communicator = communicator
         let fm = FileManager.default
         let out = settings.output
-        var locks = [try RunFolderLock(folder: out)]
-        if let resume = settings.resume, Self.standardized(resume) != Self.standardized(out) {
-            locks.append(try RunFolderLock(folder: resume))
+        let isWriter = communicator.rank == 0
+        var locks: [RunFolderLock] = []
+        var removed: [String] = []
+        if isWriter {
+            locks.append(try RunFolderLock(folder: out))
+            if let resume = settings.resume, Self.standardized(resume) != Self.standardized(out) {
+                locks.append(try RunFolderLock(folder: resume))
+            }
+            for run in Set([out] + (settings.resume.map { [$0] } ?? [])) { removed += TrainingRun.removeLeftovers(run: run) }
         }
         self.locks = locks
-        var removed: [String] = []
-        for run in Set([out] + (settings.resume.map { [$0] } ?? [])) { removed += TrainingRun.removeLeftovers(run: run) }
         leftovers = removed
+        // The other processes read the run folder only once rank 0 has locked and tidied it.
+        try communicator.barrier()
 
         let resumeFolder = try settings.resume.map(TrainingRun.resumableFolder)
         let saved = try resumeFolder.map { try TrainingRun.readState(folder: $0) }
@@ -92,9 +106,10 @@ public final class FineTuningRun {
                         throw TrainingRunError.invalidSetting("the output folder \(out) holds the base model; write the run elsewhere")
                     }
                 }
-                try Self.clearRunFiles(out)
+                if isWriter { try Self.clearRunFiles(out) }
             }
         }
+        try communicator.barrier()
         let lora = saved?.lora ?? settings.lora
         if lora != nil || settings.adapter != nil, settings.format != .safetensors, saved == nil {
             throw TrainingRunError.invalidSetting("a LoRA run writes a PEFT adapter (safetensors); --format does not apply")
@@ -157,6 +172,7 @@ public final class FineTuningRun {
         if let saved {
             options = saved.options
             if let steps = settings.resumeSteps { options.steps = steps }
+            options.batchSize = try Self.batchSize(resuming: saved, processes: communicator.size)
         } else {
             options = settings.options
         }
@@ -170,7 +186,7 @@ public final class FineTuningRun {
                                for: "training with batches of \(batchRows) × \(longest) tokens (weights, optimizer state and activations)")
 
         trainer = try Trainer(model: gpt2, examples: examples, evalExamples: evalExamples, options: options,
-                              padTokenID: Int32(tokenizer.eosTokenID))
+                              padTokenID: Int32(tokenizer.eosTokenID), communicator: communicator)
         if let saved, let resumeFolder {
             try trainer.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: resumeFolder))
         }
@@ -196,15 +212,18 @@ public final class FineTuningRun {
 
     /// Runs to the end (or `stopAfter`), saving checkpoints on the way and the result at the end. Returns the
     /// folder written. A non-finite loss throws `TrainingError.nonFiniteLoss` and leaves the last checkpoint.
+    /// With several processes, only rank 0 reports events and writes; every process returns once it has written.
     @discardableResult
-    public func run(onEvent: (FineTuningEvent) throws -> Void = { _ in }) throws -> String {
+    public func run(onEvent reportEvent: (FineTuningEvent) throws -> Void = { _ in }) throws -> String {
+        let isWriter = communicator.rank == 0
+        func onEvent(_ event: FineTuningEvent) throws { if isWriter { try reportEvent(event) } }
         if !leftovers.isEmpty { try onEvent(.removedLeftovers(leftovers)) }
         try onEvent(.started(examples: trainer.examples.count, totalSteps: trainer.totalSteps,
                              trainedParameters: trainer.model.gradients.count, resumedAt: resumedFrom.map { _ in trainer.progress.step }))
         let out = settings.output
         try trainer.run { report in
             try onEvent(.step(report))
-            if settings.saveEvery > 0, report.step % settings.saveEvery == 0, report.step < trainer.totalSteps {
+            if isWriter, settings.saveEvery > 0, report.step % settings.saveEvery == 0, report.step < trainer.totalSteps {
                 let path = try TrainingRun.saveCheckpoint(trainer, run: out, output: output, state: stateTemplate)
                 try onEvent(.checkpointSaved(path))
                 if let limit = settings.saveTotalLimit {
@@ -214,10 +233,13 @@ public final class FineTuningRun {
             if let stopAfter = settings.stopAfter, report.step >= stopAfter { return false }
             return true
         }
-        try TrainingRun.save(trainer, to: out, output: output, state: stateTemplate)
-        let svg = LossCurve.svg(losses: trainer.progress.losses, evalLosses: trainer.progress.evalLosses.map { ($0.step, $0.loss) },
-                                title: "fine-tuning loss (\(trainer.progress.step) steps)")
-        try ModelIO.writeAtomically(Data(svg.utf8), to: out + "/loss_curve.svg")
+        if isWriter {
+            try TrainingRun.save(trainer, to: out, output: output, state: stateTemplate)
+            let svg = LossCurve.svg(losses: trainer.progress.losses, evalLosses: trainer.progress.evalLosses.map { ($0.step, $0.loss) },
+                                    title: "fine-tuning loss (\(trainer.progress.step) steps)")
+            try ModelIO.writeAtomically(Data(svg.utf8), to: out + "/loss_curve.svg")
+        }
+        try communicator.barrier()
         withExtendedLifetime(locks) {}
         return out
     }
@@ -256,4 +278,20 @@ public final class FineTuningRun {
 
     static func standardized(_ path: String) -> String { URL(fileURLWithPath: path).standardized.path }
     static func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+}
+
+extension FineTuningRun {
+    /// The per-process batch size that continues `saved` on `processes` processes with the same global batch
+    /// (so the same examples make each step); throws when it does not divide evenly.
+    static func batchSize(resuming saved: TrainingRun.SavedState, processes: Int) throws -> Int {
+        let savedProcesses = saved.processes ?? 1
+        guard savedProcesses != processes else { return saved.options.batchSize }
+        let (global, overflow) = saved.options.batchSize.multipliedReportingOverflow(by: savedProcesses)
+        guard !overflow, global % processes == 0 else {
+            throw TrainingRunError.invalidSetting(
+                "the run being resumed took \(saved.options.batchSize) sequences on each of \(savedProcesses) processes "
+                + "(a global batch of \(global)), which does not split evenly over \(processes) processes")
+        }
+        return global / processes
+    }
 }

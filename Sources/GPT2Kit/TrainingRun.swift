@@ -27,6 +27,8 @@ public enum TrainingRun {
         public var lora: LoRAConfiguration?
         public var baseModel: String?
         public var baseConfig: String?
+        /// Processes of a data-parallel run (nil: one); `options.batchSize` is per process.
+        public var processes: Int?
 
         /// The file whose CRC is `weightsCRC32`, relative to the saved folder.
         public var weightsFileName: String? {
@@ -46,6 +48,9 @@ public enum TrainingRun {
             }
             guard totalSteps >= 1, progress.step >= 0, progress.step <= totalSteps || options.steps != nil else {
                 throw TrainingRunError.invalidState(path: path, reason: "step \(progress.step) of \(totalSteps) total steps")
+            }
+            if let processes, processes < 1 {
+                throw TrainingRunError.invalidState(path: path, reason: "processes \(processes) is not >= 1")
             }
             if let lora {
                 do { try lora.validate() } catch { throw TrainingRunError.invalidState(path: path, reason: "lora: \(error)") }
@@ -97,6 +102,7 @@ public enum TrainingRun {
         saved.options = trainer.options
         saved.progress = trainer.progress
         saved.totalSteps = trainer.totalSteps
+        saved.processes = trainer.communicator.isDistributed ? trainer.communicator.size : nil
         saved.weightsCRC32 = try crc32(ofFile: folder + "/" + weightsFile)
         saved.optimizerCRC32 = try crc32(ofFile: stateFolder + "/optimizer.safetensors")
         let encoder = JSONEncoder()

@@ -17,7 +17,8 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     public var exemptBiasesAndNorms: Bool = false
     public var schedule: Schedule = .constant
     public var warmupSteps: Int = 0
-    /// Sequences per micro-batch.
+    /// Sequences per micro-batch, per process (as in PyTorch DDP: a data-parallel step over N processes
+    /// takes N × batchSize × gradientAccumulation sequences).
     public var batchSize: Int = 1
     /// Micro-batches per optimizer step.
     public var gradientAccumulation: Int = 1
@@ -77,6 +78,8 @@ public struct StepReport: Sendable, Equatable {
     public var seconds: Double
     /// Mean eval loss when this step evaluated.
     public var evalLoss: Double?
+    /// Seconds spent summing gradients, losses and counts over the processes (0 for one process).
+    public var communicationSeconds: Double = 0
 }
 
 /// The result of evaluating a model on some data.
@@ -135,6 +138,8 @@ public final class Trainer {
     public let examples: any TrainingDataSource
     public let evalExamples: any TrainingDataSource
     public let padTokenID: Int32
+    /// The processes this trainer shares each step with (one by default).
+    public let communicator: any Communicator
     public private(set) var progress: TrainerProgress
     /// The example order of `progress.epoch`, computed once per epoch.
     private var epochOrder: (epoch: Int, order: [Int])?
@@ -143,11 +148,12 @@ public final class Trainer {
     public let totalSteps: Int
 
     public init(model: GPT2Model, examples: any TrainingDataSource, evalExamples: any TrainingDataSource = [TrainingExample](),
-                options: TrainingOptions, padTokenID: Int32) throws {
+                options: TrainingOptions, padTokenID: Int32, communicator: any Communicator = SingleProcessCommunicator()) throws {
         guard examples.count > 0 else { throw TrainingError.noExamples }
         try options.validate()
+        let globalBatch = try Self.globalBatchSize(options: options, processes: communicator.size)
         // A batch never holds more than every example (so --batch-size Int.max cannot overflow an index).
-        let batch = min(options.batchSize, examples.count)
+        let batch = min(globalBatch, examples.count)
         let perEpoch = (examples.count + batch - 1) / batch
         let stepsPerEpoch = max(1, (perEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation)
         if let steps = options.steps {
@@ -164,6 +170,7 @@ public final class Trainer {
         self.evalExamples = evalExamples
         self.options = options
         self.padTokenID = padTokenID
+        self.communicator = communicator
         let entries = model.trainableNamedRanges
         let mask = options.exemptBiasesAndNorms ? WeightDecayMask.exemptingBiasesAndNorms(entries) : .all
         optimizer = AdamW(parameterCount: model.gradients.count,
@@ -226,15 +233,20 @@ public final class Trainer {
         let epochAtStart = progress.epoch
         // Token-weighted accumulation (transformers' Trainer since 4.46): each micro-batch's mean loss is weighted
         // by its share of the step's label tokens, so accumulating equals one large batch.
+        // With several processes each takes its slice of every global micro-batch, and the weights use the
+        // global step's label tokens (summed first), so the summed gradients are those of one process.
         let batches = try (0..<options.gradientAccumulation).map { _ in try nextBatch() }
-        let labelCounts = batches.map(\.labelTokenCount)
-        let labelTokens = labelCounts.reduce(0, +)
+        let labelCounts = batches.map { $0?.labelTokenCount ?? 0 }
+        let distributed = communicator.isDistributed
+        var communicationSeconds = 0.0
+        let labelTokens = try timed(&communicationSeconds) { try globalLabelTokens(labelCounts.reduce(0, +)) }
         guard labelTokens > 0 else { throw TrainingError.noExamples }
         var weightedLoss = 0.0, realTokens = 0
         for (micro, batch) in batches.enumerated() where labelCounts[micro] > 0 {
-            let seed = Self.mix(options.seed, UInt64(stepIndex), UInt64(micro))
+            guard let batch else { continue }
+            let seed = dropoutSeed(step: stepIndex, microBatch: micro)
             let mask = batch.isUnpadded ? nil : batch.attentionMask
-            let weight = batches.count == 1 ? 1.0 : Double(labelCounts[micro]) / Double(labelTokens)
+            let weight = batches.count == 1 && !distributed ? 1.0 : Double(labelCounts[micro]) / Double(labelTokens)
             // The loss scale lets the forward fold the output layer's backward into its chunked loss (no logits kept).
             guard let loss = try model.forward(inputIDs: batch.inputIDs, batchSize: batch.batchSize, sequenceLength: batch.sequenceLength,
                                                attentionMask: mask, labels: batch.labels, training: true, dropoutSeed: seed,
@@ -242,12 +254,19 @@ public final class Trainer {
                 throw TrainingError.noExamples
             }
             let l = Double(loss)
-            guard l.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: l) }
+            // Several processes stop together, on the summed loss below.
+            guard l.isFinite || distributed else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: l) }
             model.backward()
             weightedLoss += l * weight
             realTokens += batch.attentionMask.reduce(0) { $0 + Int($1) }
         }
         let grads = model.gradients.buffer
+        if distributed {
+            try timed(&communicationSeconds) {
+                (weightedLoss, realTokens) = try sumOverProcesses(gradients: grads, loss: weightedLoss, realTokens: realTokens)
+            }
+            guard weightedLoss.isFinite else { throw TrainingError.nonFiniteLoss(step: stepIndex + 1, loss: weightedLoss) }
+        }
         let norm: Double
         if let clip = options.clipNorm {
             norm = clipGradientNorm(grads, maxNorm: clip)
@@ -262,7 +281,8 @@ public final class Trainer {
         progress.losses.append(loss)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var report = StepReport(step: progress.step, totalSteps: totalSteps, epoch: epochAtStart, loss: loss, learningRate: lr,
-                                gradientNorm: norm, tokensPerSecond: Double(realTokens) / max(seconds, 1e-9), seconds: seconds)
+                                gradientNorm: norm, tokensPerSecond: Double(realTokens) / max(seconds, 1e-9), seconds: seconds,
+                                communicationSeconds: communicationSeconds)
         let evalNow = evalExamples.count > 0 && ((options.evalEvery > 0 && progress.step % options.evalEvery == 0) || isFinished)
         if evalNow {
             let e = try evaluate(evalExamples)
@@ -274,7 +294,7 @@ public final class Trainer {
 
     /// Mean loss over every label token of `data` (no dropout, no gradient).
     public func evaluate(_ data: any TrainingDataSource) throws -> Double {
-        try Self.evaluate(model: model, data: data, batchSize: options.batchSize, padTokenID: padTokenID)
+        try Self.evaluation(model: model, data: data, batchSize: options.batchSize, padTokenID: padTokenID, communicator: communicator).loss
     }
 
     /// Mean loss over every label token of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
@@ -284,13 +304,19 @@ public final class Trainer {
 
     /// Loss, label tokens and perplexity of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
     /// Examples are read one batch at a time, so packed blocks over shards evaluate in bounded memory.
-    public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32) throws -> Evaluation {
+    /// With several processes, each evaluates every `size`-th batch and the sums are combined (every process
+    /// gets the result).
+    public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32,
+                                  communicator: any Communicator = SingleProcessCommunicator()) throws -> Evaluation {
         guard batchSize >= 1 else { throw TrainingError.invalidOption("option '--batch-size': \(batchSize) is not an integer >= 1") }
         var total = 0.0, tokens = 0
-        var i = 0
+        var i = 0, batchIndex = 0
         while i < data.count {
-            let chunk = try (i ..< i + min(batchSize, data.count - i)).map { try data.example(at: $0) }
-            i += chunk.count
+            let range = i ..< i + min(batchSize, data.count - i)
+            i = range.upperBound
+            defer { batchIndex += 1 }
+            guard batchIndex % communicator.size == communicator.rank else { continue }
+            let chunk = try range.map { try data.example(at: $0) }
             // Each example separately weighted by its label tokens: batch them, then weight the batch mean.
             let batch = TrainingBatch(examples: chunk, padTokenID: padTokenID)
             let n = batch.labelTokenCount
@@ -302,24 +328,31 @@ public final class Trainer {
                 tokens += n
             }
         }
+        if communicator.isDistributed {
+            let sums = try communicator.allReducedSum([total, Double(tokens)])
+            total = sums[0]
+            tokens = Int(sums[1])
+        }
         return Evaluation(loss: tokens > 0 ? total / Double(tokens) : .nan, labelTokens: tokens, examples: data.count)
     }
 
-    private func nextBatch() throws -> TrainingBatch {
+    /// This process's slice of the next global micro-batch (nil when the epoch's short last batch leaves it none).
+    private func nextBatch() throws -> TrainingBatch? {
         if epochOrder?.epoch != progress.epoch {
             epochOrder = (progress.epoch, Self.order(count: examples.count, epoch: progress.epoch, seed: options.seed, shuffle: options.shuffle))
         }
         let order = epochOrder?.order ?? []
         let start = progress.positionInEpoch
-        let end = start + min(options.batchSize, order.count - start)
-        let chunk = try order[start ..< end].map { try examples.example(at: $0) }
+        let end = start + min(options.batchSize * communicator.size, order.count - start)
+        let slice = Self.slice(of: start ..< end, rank: communicator.rank, batchSize: options.batchSize)
+        let chunk = try order[slice].map { try examples.example(at: $0) }
         if end >= order.count {
             progress.epoch += 1
             progress.positionInEpoch = 0
         } else {
             progress.positionInEpoch = end
         }
-        return TrainingBatch(examples: chunk, padTokenID: padTokenID)
+        return chunk.isEmpty ? nil : TrainingBatch(examples: chunk, padTokenID: padTokenID)
     }
 
     /// The example order of `epoch`: identity, or a Fisher–Yates shuffle seeded by (seed, epoch).

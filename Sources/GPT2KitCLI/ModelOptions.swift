@@ -16,7 +16,7 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch let e as ValidationError {
         throw e
     } catch {
-        Console.err("error: \(error)")
+        CommandEnvironment.reportError("error: \(error)")
         throw ExitCode.failure
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import GPT2Kit
 
-struct FinetuneCommand: ParsableCommand {
+struct FinetuneCommand: DataParallelCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune GPT-2 with AdamW and write a complete model folder (plus trainer state to resume).",
@@ -23,7 +23,7 @@ struct FinetuneCommand: ParsableCommand {
 
     @Option(help: "Optimizer steps (default: --epochs passes over the data).") var steps: Int?
     @Option(help: "Passes over the data when --steps is not given.") var epochs = 1
-    @Option(help: "Sequences per micro-batch.") var batchSize = 1
+    @Option(help: "Sequences per micro-batch (per process under gpt2kit-mpi).") var batchSize = 1
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") var gradientAccumulation = 1
     @Option(help: "Peak learning rate.") var lr = 5e-5
     @Option(help: "constant | linear | cosine.") var schedule: TrainingOptions.Schedule = .constant
@@ -86,14 +86,16 @@ struct FinetuneCommand: ParsableCommand {
         settings.options = options
 
         var summaries: [String] = [], unit = "example"
-        let run = try FineTuningRun(settings: settings) { tokenizer, config in
+        let communicator = CommandEnvironment.communicator
+        let isMain = communicator.rank == 0
+        let run = try FineTuningRun(settings: settings, communicator: communicator) { tokenizer, config in
             let train = try dataOptions.dataSet(tokenizer: tokenizer, config: config)
             if train.blocks != nil { summaries.append("training data: " + train.summary); unit = "block" }
             let eval = evalData.isEmpty ? nil : try dataOptions.dataSet(paths: evalData, tokenizer: tokenizer, config: config)
             if let eval, eval.blocks != nil { summaries.append("eval data: " + eval.summary) }
             return (train.source, eval?.source ?? [TrainingExample]())
         }
-        if !json { summaries.forEach(Console.err) }
+        if !json && isMain { summaries.forEach(Console.err) }
         let trainer = run.trainer
         let display = ProgressDisplay(total: trainer.totalSteps, logEvery: logEvery, isTerminal: !json && Console.stderrIsTerminal)
         do {
@@ -107,12 +109,14 @@ struct FinetuneCommand: ParsableCommand {
                         Console.err("fine-tuning \(what): \(examples) \(unit)\(examples == 1 ? "" : "s"), \(total) steps, "
                                     + "\(trained) trained parameters, lr \(trainer.options.learningRate), "
                                     + "batch \(trainer.options.batchSize)×\(trainer.options.gradientAccumulation)"
+                                    + (communicator.isDistributed ? "×\(communicator.size) processes" : "")
                                     + (resumedAt.map { ", resumed at step \($0)" } ?? ""))
                     }
                 case let .step(report):
                     if json {
                         var o: [String: Any] = ["step": report.step, "loss": report.loss, "lr": report.learningRate,
                                                 "grad_norm": report.gradientNorm, "tokens_per_s": report.tokensPerSecond, "epoch": report.epoch]
+                        if communicator.isDistributed { o["step_s"] = report.seconds; o["communication_s"] = report.communicationSeconds }
                         if let e = report.evalLoss { o["eval_loss"] = e; o["eval_perplexity"] = exp(e) }
                         Console.out(Console.json(o))
                     } else {
@@ -131,10 +135,10 @@ struct FinetuneCommand: ParsableCommand {
                 }
             }
         } catch TrainingError.nonFiniteLoss(let step, let loss) {
-            Console.err("error: \(TrainingError.nonFiniteLoss(step: step, loss: loss))")
+            if isMain { Console.err("error: \(TrainingError.nonFiniteLoss(step: step, loss: loss))") }
             throw ExitCode.failure
         }
-        if !json {
+        if !json && isMain {
             let first = trainer.progress.losses.first.map { String(format: "%.4f", $0) } ?? "-"
             let last = trainer.progress.losses.last.map { String(format: "%.4f", $0) } ?? "-"
             let files = trainer.model.adapter != nil ? "adapter_model.safetensors, adapter_config.json" : "\(format.weightsFileName), config, tokenizer"
