@@ -300,4 +300,20 @@ struct ReducedPrecisionDecodingTests {
         print("[measured] \(precision.rawValue) decoding, tiny model: max |logit − f32 logit| \(worst) (largest |logit| \(scale))")
         #expect(worst < (precision == .f16 ? 0.01 : 0.1) * max(scale, 1))
     }
+
+    /// The second reference model: f16 keeps its greedy ids; its width (24) is not whole Q8_0 blocks, so q8_0 is
+    /// refused naming the option and the reason.
+    @Test func microModelKeepsGreedyIDsInF16AndRefusesQ8_0() throws {
+        let model = try FixtureModel.load("micro-gpt2")
+        let prompts = [[1, 2, 3], [7, 8, 9, 10, 11, 12]]
+        let f32 = try Generator(model: model, prompts: prompts, options: GenerationOptions(maxNewTokens: 12)).run()
+        var options = GenerationOptions(maxNewTokens: 12)
+        options.weights = .f16
+        #expect(try Generator(model: model, prompts: prompts, options: options).run() == f32)
+        options.weights = .q8_0
+        #expect(throws: GenerationError.invalidOption(name: "weights", value: "q8_0",
+                                                     expected: "usable here: q8_0 needs n_embd and n_inner in whole blocks of 32 (this model has 24 and 96)")) {
+            try Generator(model: model, prompts: prompts, options: options)
+        }
+    }
 }
