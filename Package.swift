@@ -29,7 +29,7 @@ let package = Package(
 
         .target(name: "Tensors"),
         // SIMD kernels for decoding with f16 and Q8_0 weights (run-time CPU dispatch; see its header).
-        .target(name: "CDecode"),
+        .target(name: "CDecode", dependencies: ["CBLAS"]),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS", "CDecode"]),
         // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).
         .target(name: "CPosix"),

@@ -1,5 +1,6 @@
 #include "CDecode.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -74,6 +75,17 @@ void gpt2kit_quantize_activations(const float *x, gpt2kit_block_q8_x *out, long 
         for (int i = 0; i < 32; i++) {
             float q = v[i] * id;
             out[b].qs[i] = (int8_t)(q < 0 ? -(int)(-q + 0.5f) : (int)(q + 0.5f));
+        }
+    }
+}
+
+static void rows_f32_portable(const float *w, const float *x, float *out, long cols, long row0, long row1,
+                              long batch, long ldo, int accumulate) {
+    for (long j = row0; j < row1; j++) {
+        for (long n = 0; n < batch; n++) {
+            float s = 0;
+            for (long i = 0; i < cols; i++) s += w[j * cols + i] * x[n * cols + i];
+            out[n * ldo + j] = accumulate ? out[n * ldo + j] + s : s;
         }
     }
 }
@@ -190,6 +202,44 @@ VECTOR static void rows_q8_0_avx2(const gpt2kit_block_q8_0 *w, const gpt2kit_blo
     }
 }
 
+VECTOR INLINE void row_f32(const float *row, const float *x, float *out, long cols, long ldo, int accumulate,
+                           const int M, const int CH) {
+    __m256 a[4][4];
+    for (int k = 0; k < M; k++) for (int c = 0; c < CH; c++) a[k][c] = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 * CH <= cols; i += 8 * CH) {
+        for (int c = 0; c < CH; c++) {
+            __m256 wv = _mm256_loadu_ps(row + i + 8 * c);
+            for (int k = 0; k < M; k++) a[k][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i + 8 * c), a[k][c]);
+        }
+    }
+    for (int k = 0; k < M; k++) {
+        __m256 t = a[k][0];
+        for (int c = 1; c < CH; c++) t = _mm256_add_ps(t, a[k][c]);
+        float sum = sum8(t);
+        for (long r = i; r < cols; r++) sum += row[r] * x[k * cols + r];
+        float *o = out + k * ldo;
+        *o = accumulate ? *o + sum : sum;
+    }
+}
+
+VECTOR static void rows_f32_avx2(const float *w, const float *x, float *out, long cols, long row0, long row1,
+                                 long batch, long ldo, int accumulate) {
+    for (long j = row0; j < row1; j++) {
+        const float *row = w + j * cols;
+        for (long n0 = 0; n0 < batch; n0 += 4) {
+            const float *xs = x + n0 * cols;
+            float *o = out + n0 * ldo + j;
+            switch (batch - n0 < 4 ? batch - n0 : 4) {
+            case 1: row_f32(row, xs, o, cols, ldo, accumulate, 1, 4); break;
+            case 2: row_f32(row, xs, o, cols, ldo, accumulate, 2, 4); break;
+            case 3: row_f32(row, xs, o, cols, ldo, accumulate, 3, 2); break;
+            default: row_f32(row, xs, o, cols, ldo, accumulate, 4, 2); break;
+            }
+        }
+    }
+}
+
 static int vectorized = -1;
 
 int gpt2kit_decode_kernels_vectorized(void) {
@@ -209,6 +259,23 @@ void gpt2kit_rows_f16(const uint16_t *w, const float *x, float *out, long cols, 
     if (gpt2kit_decode_kernels_vectorized()) { rows_f16_avx2(w, x, out, cols, row0, row1, batch, ldo, accumulate); return; }
 #endif
     rows_f16_portable(w, x, out, cols, row0, row1, batch, ldo, accumulate);
+}
+
+static void rows_f32(const float *w, const float *x, float *out, long cols, long row0, long row1, long batch, long ldo, int accumulate) {
+#if defined(__x86_64__)
+    if (gpt2kit_decode_kernels_vectorized()) { rows_f32_avx2(w, x, out, cols, row0, row1, batch, ldo, accumulate); return; }
+#endif
+    rows_f32_portable(w, x, out, cols, row0, row1, batch, ldo, accumulate);
+}
+
+// w (inputs, outputs) row-major, Conv1D's layout: the columns [col0, col1) of out = x·w through OpenBLAS's sgemv on
+// that slice of w (the caller keeps OpenBLAS at one thread while helpers call it side by side).
+static void columns_f32(const float *w, const float *x, float *out, long inputs, long outputs, long col0, long col1,
+                        long batch, long ldo, int accumulate) {
+    for (long n = 0; n < batch; n++) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)inputs, (int)(col1 - col0), 1.0f, w + col0, (int)outputs,
+                    x + n * inputs, 1, accumulate ? 1.0f : 0.0f, out + n * ldo + col0, 1);
+    }
 }
 
 void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0, long row1,
@@ -244,9 +311,12 @@ static int helpers;
 
 static void run_range(int kind, const void *w, const void *x, float *out, long cols, long rows, long r0, long r1,
                       long batch, long ldo, int accumulate) {
-    (void)rows;
-    if (kind == 0) gpt2kit_rows_f16(w, x, out, cols, r0, r1, batch, ldo, accumulate);
-    else gpt2kit_rows_q8_0(w, x, out, cols, r0, r1, batch, ldo, accumulate);
+    switch (kind) {
+    case 0: gpt2kit_rows_f16(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
+    case 1: gpt2kit_rows_q8_0(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
+    case 2: rows_f32(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
+    default: columns_f32(w, x, out, cols, rows, r0, r1, batch, ldo, accumulate); break;
+    }
 }
 
 static void run_part(const job_t *j, long part) {

@@ -38,9 +38,10 @@ void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x,
 /// Whether the AVX2/FMA/F16C kernels run on this CPU (else the portable ones).
 int gpt2kit_decode_kernels_vectorized(void);
 
-/// `gpt2kit_rows_f16` (kind 0, `x` floats) or `gpt2kit_rows_q8_0` (kind 1, `x` quantized blocks) over all `rows`,
-/// split over the calling thread and the cores' helper threads. (Float32 decoding stays on OpenBLAS's `sgemv`
-/// and its own threads: spinning helpers beside those threads slowed it down.) The helpers spin between calls for about a
+/// A product over all `rows` outputs, split over the calling thread and the cores' helper threads: kind 0
+/// `gpt2kit_rows_f16`, kind 1 `gpt2kit_rows_q8_0` (`x` quantized blocks), kind 2 float32 w (rows, cols), kind 3
+/// float32 w (cols, rows), Conv1D's input-major layout (`cols` inputs, `rows` outputs), a slice of columns per
+/// thread through OpenBLAS's sgemv: the caller must keep OpenBLAS at one thread meanwhile. The helpers spin between calls for about a
 /// millisecond (a decode step issues dozens of these products, too short to wake sleeping threads for each),
 /// then sleep. Calls from several threads at once are safe: one of them runs on its own thread alone.
 void gpt2kit_rows_parallel(int kind, const void *w, const void *x, float *out, long cols, long rows,
