@@ -42,20 +42,11 @@ public enum CrossEntropy {
         return (total, count)
     }
 
-    /// log Σ exp(row): max (8 running maxima), then Σ exp(row − max): exps of 1024-float runs written
+    /// log Σ exp(row): max (`VectorMath.maximum`), then Σ exp(row − max): exps of 1024-float runs written
     /// to a scratch run by a vectorised loop, summed over 16 lanes, runs accumulated in Double.
     @inline(__always)
     static func rowLogSumExp(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
-        var m = (-Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity,
-                 -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity)
-        var i = 0
-        while i + 8 <= V {
-            m.0 = Swift.max(m.0, row[i]); m.1 = Swift.max(m.1, row[i + 1]); m.2 = Swift.max(m.2, row[i + 2]); m.3 = Swift.max(m.3, row[i + 3])
-            m.4 = Swift.max(m.4, row[i + 4]); m.5 = Swift.max(m.5, row[i + 5]); m.6 = Swift.max(m.6, row[i + 6]); m.7 = Swift.max(m.7, row[i + 7])
-            i += 8
-        }
-        var maxv = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
-        while i < V { maxv = Swift.max(maxv, row[i]); i += 1 }
+        let maxv = VectorMath.maximum(row, V)
         let run = 1024, W = VectorMath.width
         var s = 0.0 // Double across runs: V can be 50257 terms
         withUnsafeTemporaryAllocation(of: Float.self, capacity: run) { scratch in
