@@ -122,16 +122,20 @@ struct FinetuneCommand: DataParallelCommand {
                     } else {
                         var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
                                       ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                        if let e = report.evalLoss {
+                        if let e = report.evalLoss, !display.isTerminal {
                             fields.append(("eval", String(format: "%.4f", e)))
                             fields.append(("ppl", String(format: "%.2f", exp(e))))
                         }
                         display.update(step: report.step, fields: fields)
+                        // On a TTY the results stay on a line of their own, above the bar.
+                        if let e = report.evalLoss, display.isTerminal {
+                            display.message("step \(report.step): eval loss \(String(format: "%.4f", e)), perplexity \(String(format: "%.2f", exp(e)))")
+                        }
                     }
                 case let .checkpointSaved(path):
-                    if !json { Console.err("saved \(path)") }
+                    if !json { display.message("saved \(path)") }
                 case let .checkpointRemoved(path):
-                    if !json { Console.err("removed \(path) (--save-total-limit)") }
+                    if !json { display.message("removed \(path) (--save-total-limit)") }
                 }
             }
         } catch TrainingError.nonFiniteLoss(let step, let loss) {

@@ -151,9 +151,9 @@ struct TokenizeCommand: ParsableCommand {
         let (paths, statistics) = try encoder.writeShards(files: files, folder: folder,
                                                           shardTokens: shardTokens ?? TokenShard.defaultShardTokens) { s in
             if showProgress {
-                FileHandle.standardError.write(Data(String(format: "\r%d files, %.1f MB, %d tokens, %.1f MB/s",
-                                                           s.documents, Double(s.bytes) / 1e6, s.tokens,
-                                                           Double(s.bytes) / 1e6 / max(seconds(), 1e-9)).utf8))
+                let line = String(format: "%d files, %.1f MB, %d tokens, %.1f MB/s", s.documents, Double(s.bytes) / 1e6, s.tokens,
+                                  Double(s.bytes) / 1e6 / max(seconds(), 1e-9))
+                FileHandle.standardError.write(Data((ProgressDisplay.clearLine + line.prefix(max(Console.terminalColumns() - 1, 10))).utf8))
             }
         }
         if showProgress { Console.err("") }
