@@ -69,6 +69,6 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "TestSupport"]),
         .testTarget(name: "GPT2Tests", dependencies: ["GPT2Kit", "TestSupport"]),
         .testTarget(name: "GenerationTests", dependencies: ["GPT2Kit", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "TestSupport", "gpt2kit-hdf5"]),
+        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "GPT2KitCLI", "TestSupport", "gpt2kit-hdf5"]),
     ]
 )

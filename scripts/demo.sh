@@ -17,7 +17,18 @@ CONTEXT="Harry Potter is a series of"
 LABEL="seven fantasy novels"
 
 echo "== building (release)"
-swift build -c release --product gpt2kit 2>&1 | tail -1
+BUILD_LOG=$(mktemp)
+if swift build -c release --product gpt2kit >"$BUILD_LOG" 2>&1; then
+  tail -1 "$BUILD_LOG"
+else
+  # Show the compiler's error lines and the end of the log, not just its last line.
+  echo "error: swift build failed; its errors and last 40 lines (full log: $BUILD_LOG):" >&2
+  grep -E "error:" "$BUILD_LOG" | head -20 >&2 || true
+  echo "--" >&2
+  tail -40 "$BUILD_LOG" >&2
+  exit 1
+fi
+rm -f "$BUILD_LOG"
 BIN=$(swift build -c release --show-bin-path)/gpt2kit
 
 echo "== the model"

@@ -80,7 +80,7 @@ public final class TokenShardWriter {
     /// shorter corpus would leave stale ones that a loader reads too) and `shardTokens` outside 1...Int32.max.
     public init(folder: String, shardTokens: Int = TokenShard.defaultShardTokens) throws(CorpusError) {
         guard (1 ... Int(Int32.max)).contains(shardTokens) else {
-            throw .invalidSetting("option '--shard-tokens': \(shardTokens) is not an integer in 1...\(Int32.max)")
+            throw .invalidSetting("--shard-tokens: \(shardTokens) is not an integer in 1...\(Int32.max)")
         }
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw .cannotWrite(path: folder, reason: error.localizedDescription)

@@ -28,11 +28,11 @@ struct ConvertCommand: ParsableCommand {
             let location = try ModelLocation(path: input, configPath: model.configPath)
             let formatName = format ?? (output.hasSuffix(".gguf") ? "gguf" : nil)
             if formatName == "gguf" || formatName == "llmc" {
-                if exists && isDirectory.boolValue { throw ValidationError("--format \(formatName ?? "") writes a single file; name one, not a folder") }
+                if exists && isDirectory.boolValue { throw ValidationError("--format: \(formatName ?? "") writes a single file; name one, not a folder") }
                 let parameters = try ModelIO.loadParameters(location)
                 let written: String
                 if formatName == "gguf" {
-                    guard let type = GGUFModel.WeightType(rawValue: dtype.lowercased()) else { throw ValidationError("--dtype must be f32, f16 or q8_0 for gguf") }
+                    guard let type = GGUFModel.WeightType(rawValue: dtype.lowercased()) else { throw ValidationError("--dtype: must be f32, f16 or q8_0 for gguf") }
                     let vocabulary = try ModelIO.loadTokenizer(for: location, override: tokenizer)
                     var name = ((location.weightsKind == .gguf ? location.weightsPath : location.folder) as NSString).lastPathComponent
                     if case let .string(recorded)? = parameters.config.extraKeys["_name_or_path"] { name = recorded }
@@ -42,7 +42,7 @@ struct ConvertCommand: ParsableCommand {
                     }
                     written = result.written
                 } else {
-                    guard let precision = LLMCCheckpoint.Precision(rawValue: dtype.lowercased()) else { throw ValidationError("--dtype must be f32 or bf16 for llmc") }
+                    guard let precision = LLMCCheckpoint.Precision(rawValue: dtype.lowercased()) else { throw ValidationError("--dtype: must be f32 or bf16 for llmc") }
                     try LLMCCheckpoint.write(parameters, to: output, precision: precision)
                     written = output
                 }
@@ -50,16 +50,16 @@ struct ConvertCommand: ParsableCommand {
                 return
             }
             guard let dtype = DType(userName: dtype), [.f32, .f16, .bf16].contains(dtype) else {
-                throw ValidationError("--dtype must be f32, f16 or bf16")
+                throw ValidationError("--dtype: must be f32, f16 or bf16")
             }
             if dtype == .bf16, format == "h5" || output.hasSuffix(".h5") {
-                throw ValidationError("HDF5 has no bfloat16 type; use --dtype f32 or f16 with --format h5")
+                throw ValidationError("--dtype: HDF5 has no bfloat16 type; use --dtype f32 or f16 with --format h5")
             }
             let guessed = ExportFormat.guess(fromFileName: output)
             let toFolder = (exists && isDirectory.boolValue) || (!exists && guessed == nil)
             let exportFormat: ExportFormat
             if let format {
-                guard let f = ExportFormat(rawValue: format) else { throw ValidationError("--format must be safetensors, pytorch, h5, gguf or llmc") }
+                guard let f = ExportFormat(rawValue: format) else { throw ValidationError("--format: must be safetensors, pytorch, h5, gguf or llmc") }
                 exportFormat = f
             } else {
                 exportFormat = toFolder ? .safetensors : (guessed ?? .safetensors)

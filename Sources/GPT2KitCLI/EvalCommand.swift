@@ -12,7 +12,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Model folder or weights file.") var model: String
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "Sequences per forward pass.") var batchSize = 8
+    @Option(parsing: .unconditional, help: "Sequences per forward pass.") var batchSize = 8
     @Option(help: "LoRA adapter folder (PEFT format) applied to the model, unmerged.") var adapter: String?
     @Flag(help: "Print one JSON object {\"loss\", \"perplexity\", \"label_tokens\", \"examples\"}.") var json = false
 

@@ -21,35 +21,35 @@ struct FinetuneCommand: DataParallelCommand {
     @Option(help: "Output run folder.") var out: String
     @Option(help: "Continue the run saved in this folder (or its newest checkpoint-N).") var resume: String?
 
-    @Option(help: "Optimizer steps (default: --epochs passes over the data).") var steps: Int?
-    @Option(help: "Passes over the data when --steps is not given.") var epochs = 1
-    @Option(help: "Sequences per micro-batch (per process under gpt2kit-mpi).") var batchSize = 1
-    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") var gradientAccumulation = 1
-    @Option(help: "Peak learning rate.") var lr = 5e-5
+    @Option(parsing: .unconditional, help: "Optimizer steps (default: --epochs passes over the data).") var steps: Int?
+    @Option(parsing: .unconditional, help: "Passes over the data when --steps is not given.") var epochs = 1
+    @Option(parsing: .unconditional, help: "Sequences per micro-batch (per process under gpt2kit-mpi).") var batchSize = 1
+    @Option(name: .customLong("grad-accum"), parsing: .unconditional, help: "Micro-batches per optimizer step.") var gradientAccumulation = 1
+    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 5e-5
     @Option(help: "constant | linear | cosine.") var schedule: TrainingOptions.Schedule = .constant
-    @Option(help: "Linear warm-up steps.") var warmup = 0
-    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay.") var weightDecay = 0.0
+    @Option(parsing: .unconditional, help: "Linear warm-up steps.") var warmup = 0
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Decoupled weight decay.") var weightDecay = 0.0
     @Flag(name: .customLong("no-decay-bias-norm"), help: "Exempt biases and LayerNorm weights from weight decay.") var exemptBiasNorm = false
-    @Option(help: "AdamW epsilon (the notebook's transformers AdamW used 1e-6).") var eps = 1e-8
-    @Option(help: "AdamW beta1.") var beta1 = 0.9
-    @Option(help: "AdamW beta2.") var beta2 = 0.999
-    @Option(help: "Clip the global gradient norm to this value.") var clip: Double?
-    @Option(help: "Override embd/attn/resid dropout of the config.") var dropout: Double?
-    @Option(help: "Seed of data order and dropout.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "AdamW epsilon (the notebook's transformers AdamW used 1e-6).") var eps = 1e-8
+    @Option(parsing: .unconditional, help: "AdamW beta1.") var beta1 = 0.9
+    @Option(parsing: .unconditional, help: "AdamW beta2.") var beta2 = 0.999
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value.") var clip: Double?
+    @Option(parsing: .unconditional, help: "Override embd/attn/resid dropout of the config.") var dropout: Double?
+    @Option(parsing: .unconditional, help: "Seed of data order and dropout.") var seed: UInt64 = 0
     @Flag(name: .customLong("no-shuffle"), help: "Keep the data order.") var noShuffle = false
-    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (with --eval-data).") var evalEvery = 0
-    @Option(name: .customLong("save-every"), help: "Write checkpoint-N/ every N steps.") var saveEvery = 0
-    @Option(name: .customLong("save-total-limit"), help: "Keep only the newest N checkpoints.") var saveTotalLimit: Int?
-    @Option(name: .customLong("stop-after"), help: "Stop (after saving) once this many steps have run; resume later.") var stopAfter: Int?
+    @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Evaluate every N steps (with --eval-data).") var evalEvery = 0
+    @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Write checkpoint-N/ every N steps.") var saveEvery = 0
+    @Option(name: .customLong("save-total-limit"), parsing: .unconditional, help: "Keep only the newest N checkpoints.") var saveTotalLimit: Int?
+    @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop (after saving) once this many steps have run; resume later.") var stopAfter: Int?
     @Flag(help: "Start a new run in a non-empty --out folder (its checkpoints and trainer state are removed).") var overwrite = false
     @Option(help: "Weights format of the output: safetensors | pytorch | h5.") var format: ExportFormat = .safetensors
-    @Option(name: .customLong("lora-rank"), help: "Train a LoRA adapter of this rank instead of every weight (PEFT format output).") var loraRank: Int?
-    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (the update is scaled by alpha/r; default r).") var loraAlpha: Double?
-    @Option(name: .customLong("lora-dropout"), help: "Dropout on the adapter's input.") var loraDropout = 0.0
+    @Option(name: .customLong("lora-rank"), parsing: .unconditional, help: "Train a LoRA adapter of this rank instead of every weight (PEFT format output).") var loraRank: Int?
+    @Option(name: .customLong("lora-alpha"), parsing: .unconditional, help: "LoRA alpha (the update is scaled by alpha/r; default r).") var loraAlpha: Double?
+    @Option(name: .customLong("lora-dropout"), parsing: .unconditional, help: "Dropout on the adapter's input.") var loraDropout = 0.0
     @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, matched by suffix as PEFT does.") var loraTargets = "c_attn"
     @Flag(name: .customLong("lora-rslora"), help: "Scale by alpha/sqrt(r) (rsLoRA).") var loraRSLoRA = false
     @Option(help: "Train this existing adapter folder further (PEFT or gpt2kit made).") var adapter: String?
-    @Option(name: .customLong("log-every"), help: "Plain progress line every N steps (non-TTY).") var logEvery = 1
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Plain progress line every N steps (non-TTY).") var logEvery = 1
     @Flag(help: "One JSON object per step on stdout.") var json = false
 
     func run() throws {
@@ -71,11 +71,11 @@ struct FinetuneCommand: DataParallelCommand {
         settings.stopAfter = stopAfter
         settings.adapter = adapter
         if let loraRank {
-            guard adapter == nil else { throw ValidationError("give --lora-rank for a new adapter or --adapter to continue one, not both") }
+            guard adapter == nil else { throw ValidationError("--lora-rank: give --lora-rank for a new adapter or --adapter to continue one, not both") }
             let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             settings.lora = LoRAConfiguration(rank: loraRank, alpha: loraAlpha, dropout: loraDropout, targetModules: targets, useRSLoRA: loraRSLoRA)
         }
-        if let saveTotalLimit, saveTotalLimit < 1 { throw ValidationError("--save-total-limit must be at least 1") }
+        if let saveTotalLimit, saveTotalLimit < 1 { throw ValidationError("--save-total-limit: must be at least 1") }
         var options = TrainingOptions()
         options.learningRate = lr; options.beta1 = beta1; options.beta2 = beta2; options.eps = eps
         options.weightDecay = weightDecay; options.exemptBiasesAndNorms = exemptBiasNorm
@@ -122,16 +122,20 @@ struct FinetuneCommand: DataParallelCommand {
                     } else {
                         var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
                                       ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                        if let e = report.evalLoss {
+                        if let e = report.evalLoss, !display.isTerminal {
                             fields.append(("eval", String(format: "%.4f", e)))
                             fields.append(("ppl", String(format: "%.2f", exp(e))))
                         }
                         display.update(step: report.step, fields: fields)
+                        // On a TTY the results stay on a line of their own, above the bar.
+                        if let e = report.evalLoss, display.isTerminal {
+                            display.message("step \(report.step): eval loss \(String(format: "%.4f", e)), perplexity \(String(format: "%.2f", exp(e)))")
+                        }
                     }
                 case let .checkpointSaved(path):
-                    if !json { Console.err("saved \(path)") }
+                    if !json { display.message("saved \(path)") }
                 case let .checkpointRemoved(path):
-                    if !json { Console.err("removed \(path) (--save-total-limit)") }
+                    if !json { display.message("removed \(path) (--save-total-limit)") }
                 }
             }
         } catch TrainingError.nonFiniteLoss(let step, let loss) {

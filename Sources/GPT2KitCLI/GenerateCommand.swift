@@ -31,29 +31,29 @@ struct GenerateCommand: ParsableCommand {
     var promptsFile: String?
     @Option(name: .long, help: ArgumentHelp("Precision the projections are read in while decoding: f32, or f16 / q8_0 (re-encoded once at load; fewer bytes per token).", valueName: "f32|f16|q8_0"))
     var weights: WeightPrecision = .f32
-    @Option(name: .long, help: "Total length in tokens, prompt included (transformers' max_length).")
+    @Option(name: .long, parsing: .unconditional, help: "Total length in tokens, prompt included (transformers' max_length).")
     var maxLength: Int?
-    @Option(name: .long, help: "New tokens after the prompt; overrides --max-length.")
+    @Option(name: .long, parsing: .unconditional, help: "New tokens after the prompt; overrides --max-length.")
     var maxNewTokens: Int?
     @Flag(name: .long, help: "Sample instead of greedy decoding.")
     var sample = false
-    @Option(name: .long, help: "Divide the logits by this before sampling.")
+    @Option(name: .long, parsing: .unconditional, help: "Divide the logits by this before sampling.")
     var temperature: Float?
-    @Option(name: .long, help: "Sample among the k most likely tokens (0: no limit).")
+    @Option(name: .long, parsing: .unconditional, help: "Sample among the k most likely tokens (0: no limit).")
     var topK: Int?
-    @Option(name: .long, help: "Sample among the most likely tokens whose probability adds up to p.")
+    @Option(name: .long, parsing: .unconditional, help: "Sample among the most likely tokens whose probability adds up to p.")
     var topP: Double?
-    @Option(name: .long, help: ArgumentHelp("Penalise tokens already in the sequence, prompt included: logits divided by P (multiplied when negative); 1: off.", valueName: "P"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Penalise tokens already in the sequence, prompt included: logits divided by P (multiplied when negative); 1: off.", valueName: "P"))
     var repetitionPenalty: Float?
-    @Option(name: .customLong("no-repeat-ngram-size"), help: ArgumentHelp("Never repeat an n-gram of N tokens, prompt included (0: off).", valueName: "N"))
+    @Option(name: .customLong("no-repeat-ngram-size"), parsing: .unconditional, help: ArgumentHelp("Never repeat an n-gram of N tokens, prompt included (0: off).", valueName: "N"))
     var noRepeatNGramSize: Int?
     @Option(name: .long, help: ArgumentHelp("Stop a sequence when its new text contains TEXT (repeatable); the text printed ends before it.", valueName: "TEXT"))
     var stop: [String] = []
     @Option(name: .long, help: ArgumentHelp("'left': a prompt too long for the context and --max-new-tokens keeps its last tokens instead of being refused.", valueName: "side"))
     var truncate: TruncationSide?
-    @Option(name: .long, help: "Continuations decoded together as one batch.")
+    @Option(name: .long, parsing: .unconditional, help: "Continuations decoded together as one batch.")
     var numReturnSequences = 1
-    @Option(name: .long, help: "Seed of the sampling generator (xoshiro256**).")
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the sampling generator (xoshiro256**).")
     var seed: UInt64 = 0
     @Flag(name: .long, help: "Print tokens as they are generated (one sequence only).")
     var stream = false

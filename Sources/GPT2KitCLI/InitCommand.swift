@@ -14,7 +14,7 @@ struct InitCommand: ParsableCommand {
     @Option(name: .customLong("config"), help: "config.json to use (default: gpt2 124M: 50257 vocab, 1024 positions, 768, 12 layers, 12 heads).")
     var configPath: String?
     @Option(help: "gpt2 | gpt2-medium | gpt2-large | gpt2-xl (the released shapes; default gpt2).") var preset: GPT2Config.Preset?
-    @Option(help: "Initialisation seed.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Initialisation seed.") var seed: UInt64 = 0
     @Option(help: "safetensors | pytorch | h5.") var format: ExportFormat = .safetensors
     @Option(help: "Copy the tokenizer files of this folder into OUT.") var tokenizer: String?
 
@@ -22,7 +22,7 @@ struct InitCommand: ParsableCommand {
         try reportingErrors {
             var config = GPT2Config()
             if let preset {
-                guard configPath == nil else { throw ValidationError("give --preset or --config, not both") }
+                guard configPath == nil else { throw ValidationError("--preset: give --preset or --config, not both") }
                 config = GPT2Config(preset: preset)
             }
             if let configPath {

@@ -19,9 +19,9 @@ struct MergeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard let dtype = DType(userName: dtype), [.f32, .f16, .bf16].contains(dtype) else {
-                throw ValidationError("--dtype must be f32, f16 or bf16")
+                throw ValidationError("--dtype: must be f32, f16 or bf16")
             }
-            if dtype == .bf16, format == .h5 { throw ValidationError("HDF5 has no bfloat16 type; use --dtype f32 or f16 with --format h5") }
+            if dtype == .bf16, format == .h5 { throw ValidationError("--dtype: HDF5 has no bfloat16 type; use --dtype f32 or f16 with --format h5") }
             let (parameters, location) = try ModelIO.loadMerged(path: model, configPath: modelOptions.configPath, adapter: adapter)
             let files = tokenizer.map { t in ModelLocation.tokenizerFileNames.map { t + "/" + $0 }.filter(InputFile.isRegularFile) }
                 ?? location.tokenizerPaths

@@ -87,10 +87,10 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .long, help: "Write the ids of the text files/folders given as arguments as llm.c token shards into this folder.")
     var shards: String?
 
-    @Option(name: .long, help: "Tokens per shard with --shards (default \(TokenShard.defaultShardTokens), as llm.c).")
+    @Option(name: .long, parsing: .unconditional, help: "Tokens per shard with --shards (default \(TokenShard.defaultShardTokens), as llm.c).")
     var shardTokens: Int?
 
-    @Option(name: .long, help: "Threads to encode on (default: every core).")
+    @Option(name: .long, parsing: .unconditional, help: "Threads to encode on (default: every core).")
     var threads: Int?
 
     /// `--threads`, else every core.
@@ -100,16 +100,16 @@ struct TokenizeCommand: ParsableCommand {
     var text: [String] = []
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads: must be at least 1") }
         if shards != nil {
-            if text.isEmpty { throw ValidationError("--shards needs the text files or folders to tokenize as arguments") }
-            if file != nil || jsonl { throw ValidationError("--shards reads the files given as arguments, not --file or --jsonl") }
-            if !addToken.isEmpty { throw ValidationError("--shards writes GPT-2 ids only (uint16); --add-token does not apply") }
+            if text.isEmpty { throw ValidationError("--shards: needs the text files or folders to tokenize as arguments") }
+            if file != nil || jsonl { throw ValidationError("--shards: reads the files given as arguments, not --file or --jsonl") }
+            if !addToken.isEmpty { throw ValidationError("--shards: writes GPT-2 ids only (uint16); --add-token does not apply") }
             return
         }
-        if shardTokens != nil { throw ValidationError("--shard-tokens needs --shards") }
-        if file != nil && !text.isEmpty { throw ValidationError("give the text as arguments or --file, not both") }
-        if jsonl && !text.isEmpty { throw ValidationError("--jsonl reads --file or stdin, not arguments") }
+        if shardTokens != nil { throw ValidationError("--shard-tokens: needs --shards") }
+        if file != nil && !text.isEmpty { throw ValidationError("--file: give the text as arguments or --file, not both") }
+        if jsonl && !text.isEmpty { throw ValidationError("--jsonl: reads --file or stdin, not arguments") }
     }
 
     func run() throws {
@@ -151,9 +151,9 @@ struct TokenizeCommand: ParsableCommand {
         let (paths, statistics) = try encoder.writeShards(files: files, folder: folder,
                                                           shardTokens: shardTokens ?? TokenShard.defaultShardTokens) { s in
             if showProgress {
-                FileHandle.standardError.write(Data(String(format: "\r%d files, %.1f MB, %d tokens, %.1f MB/s",
-                                                           s.documents, Double(s.bytes) / 1e6, s.tokens,
-                                                           Double(s.bytes) / 1e6 / max(seconds(), 1e-9)).utf8))
+                let line = String(format: "%d files, %.1f MB, %d tokens, %.1f MB/s", s.documents, Double(s.bytes) / 1e6, s.tokens,
+                                  Double(s.bytes) / 1e6 / max(seconds(), 1e-9))
+                FileHandle.standardError.write(Data((ProgressDisplay.clearLine + line.prefix(max(Console.terminalColumns() - 1, 10))).utf8))
             }
         }
         if showProgress { Console.err("") }

@@ -21,13 +21,13 @@ struct TokenizerBenchmarkCommand: ParsableCommand {
     @Option(name: .long, help: "UTF-8 corpus file (scripts/make-tokenizer-corpus.py).")
     var corpus: String
 
-    @Option(name: .long, help: "Threads for the batch API.")
+    @Option(name: .long, parsing: .unconditional, help: "Threads for the batch API.")
     var threads = 2
 
-    @Option(name: .long, help: "Timed repetitions (the best is reported).")
+    @Option(name: .long, parsing: .unconditional, help: "Timed repetitions (the best is reported).")
     var `repeat` = 3
 
-    @Option(name: .long, help: "Chunk size in bytes (chunks end at a newline).")
+    @Option(name: .long, parsing: .unconditional, help: "Chunk size in bytes (chunks end at a newline).")
     var chunkBytes = 65536
 
     @Option(name: .long, help: "Write the ids as little-endian Int32 to this file.")

@@ -27,7 +27,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case let .invalidOption(name, value, expected): return "option '\(name)': \(value) is not \(expected)"
+        case let .invalidOption(name, value, expected): return "--\(name): \(value) is not \(expected)"
         case .emptyPrompt: return "prompt is empty: generation needs at least one token"
         case let .tokenOutOfRange(id, v): return "prompt token id \(id) is outside the vocabulary (0..<\(v))"
         case let .promptTooLong(p, n): return "prompt has \(p) tokens, more than the model's \(n) positions; --truncate left (with --max-new-tokens) keeps its end"

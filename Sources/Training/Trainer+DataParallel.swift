@@ -10,7 +10,7 @@ extension Trainer {
     static func globalBatchSize(options: TrainingOptions, processes: Int) throws(TrainingError) -> Int {
         let (product, overflow) = options.batchSize.multipliedReportingOverflow(by: max(processes, 1))
         guard !overflow else {
-            throw TrainingError.invalidOption("option '--batch-size': \(options.batchSize) per process × \(processes) processes overflows")
+            throw TrainingError.invalidOption("--batch-size: \(options.batchSize) per process × \(processes) processes overflows")
         }
         return product
     }

@@ -43,7 +43,7 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     /// New runs and resumed runs (whose options come from `trainer_state.json`) both pass through here.
     public func validate() throws(TrainingError) {
         func fail(_ flag: String, _ value: Any, _ rule: String) -> TrainingError {
-            .invalidOption("option '--\(flag)': \(value) \(rule)")
+            .invalidOption("--\(flag): \(value) \(rule)")
         }
         if !(learningRate.isFinite && learningRate >= 0) { throw fail("lr", learningRate, "is not a finite number >= 0") }
         if !(eps.isFinite && eps >= 0) { throw fail("eps", eps, "is not a finite number >= 0") }
@@ -161,7 +161,7 @@ public final class Trainer {
         } else {
             let (product, overflow) = stepsPerEpoch.multipliedReportingOverflow(by: options.epochs)
             guard !overflow else {
-                throw TrainingError.invalidOption("option '--epochs': \(options.epochs) epochs of \(stepsPerEpoch) steps overflow the step count")
+                throw TrainingError.invalidOption("--epochs: \(options.epochs) epochs of \(stepsPerEpoch) steps overflow the step count")
             }
             totalSteps = product
         }
@@ -308,7 +308,7 @@ public final class Trainer {
     /// gets the result).
     public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32,
                                   communicator: any Communicator = SingleProcessCommunicator()) throws -> Evaluation {
-        guard batchSize >= 1 else { throw TrainingError.invalidOption("option '--batch-size': \(batchSize) is not an integer >= 1") }
+        guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch-size: \(batchSize) is not an integer >= 1") }
         var total = 0.0, tokens = 0
         var i = 0, batchIndex = 0
         while i < data.count {

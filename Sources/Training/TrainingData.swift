@@ -68,7 +68,7 @@ public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatab
             return "\(p):\(l): sequence of \(n) tokens is longer than n_positions \(m); pass --truncate left|right to cut it"
         case let .noLabelTokens(p, l): return "\(p):\(l): no label tokens left to learn from"
         case let .invalidBlockSize(b, m):
-            return "option '--block-size': \(b) is not " + (m.map { "an integer in 2...\($0) (the model's n_positions)" } ?? "an integer >= 2")
+            return "--block-size: \(b) is not " + (m.map { "an integer in 2...\($0) (the model's n_positions)" } ?? "an integer >= 2")
         case let .corpusTooSmall(p, n, b):
             return "\(p): \(n) tokens, fewer than one block of \(b) (give a larger corpus or a smaller --block-size)"
         case let .tokenOutOfRange(p, i, id, v):

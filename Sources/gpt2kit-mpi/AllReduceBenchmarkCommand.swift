@@ -16,8 +16,8 @@ struct AllReduceBenchmarkCommand: DataParallelCommand {
     @Flag(help: "One JSON object on stdout.") var json = false
 
     func validate() throws {
-        guard floats >= 1 else { throw ValidationError("--floats must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        guard floats >= 1 else { throw ValidationError("--floats: must be at least 1") }
+        guard repeats >= 1 else { throw ValidationError("--repeats: must be at least 1") }
     }
 
     func run() throws {
@@ -65,5 +65,6 @@ struct GPT2KitMPICommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpt2kit-mpi",
         abstract: "gpt2kit under Open MPI: `mpirun -np N gpt2kit-mpi finetune …` trains data-parallel (see docs/distributed.md).",
+        version: GPT2KitVersion.current,
         subcommands: GPT2KitCommand.configuration.subcommands + [AllReduceBenchmarkCommand.self])
 }

@@ -12,30 +12,29 @@ do { world = try OpenMPICommunicator() } catch {
 }
 CommandEnvironment.communicator = world
 
+let arguments = Array(CommandLine.arguments.dropFirst())
 do {
-    var command = try GPT2KitMPICommand.parseAsRoot()
+    try CommandLineOutcome.checkSubcommand(arguments, root: GPT2KitMPICommand.self)
+    var command = try GPT2KitMPICommand.parseAsRoot(arguments)
     // Commands other than finetune run on rank 0 alone; the other processes wait for it in MPI_Finalize.
     if command is DataParallelCommand || world.rank == 0 { try command.run() }
 } catch {
-    let code = GPT2KitMPICommand.exitCode(for: error)
-    let message = GPT2KitMPICommand.fullMessage(for: error)
+    // One `error:` line and status 1, as gpt2kit (help and --version: text on stdout, status 0).
+    let outcome = CommandLineOutcome(error: error, root: GPT2KitMPICommand.self, arguments: arguments)
     if world.rank == 0 {
-        if !message.isEmpty {
-            let text = Data((message + "\n").utf8)
-            if code.isSuccess { FileHandle.standardOutput.write(text) } else { FileHandle.standardError.write(text) }
-        }
-    } else if !code.isSuccess {
+        outcome.print()
+    } else if outcome.status != 0 {
         // Usually every process meets the same error: rank 0 reports it and exits first, and mpirun ends this
         // process during the wait. An error of this process alone is printed after it.
         sleep(1)
-        if let line = CommandEnvironment.pendingErrorLine ?? (message.isEmpty ? nil : "rank \(world.rank): " + message) {
+        if let line = CommandEnvironment.pendingErrorLine ?? outcome.errorLines.first.map({ "rank \(world.rank): " + $0 }) {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
     }
-    if !code.isSuccess {
+    if outcome.status != 0 {
         // Exiting without MPI_Finalize makes mpirun end the other processes too, wherever they wait (and,
         // unlike MPI_Abort, it keeps this process's last output lines).
-        exit(code.rawValue)
+        exit(outcome.status)
     }
 }
 world.finalize()

@@ -1,4 +1,4 @@
 // The single-process command line; `gpt2kit-mpi` runs the same commands under Open MPI.
 import GPT2KitCLI
 
-GPT2KitCommand.main()
+GPT2KitCommand.runMain()

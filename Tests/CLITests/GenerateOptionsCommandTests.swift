@@ -67,10 +67,10 @@ import TestSupport
     }
 
     @Test(arguments: [
-        (["--repetition-penalty", "0"], "option 'repetition-penalty': 0.0 is not a finite number > 0"),
-        (["--repetition-penalty", "nan"], "option 'repetition-penalty': nan is not a finite number > 0"),
-        (["--no-repeat-ngram-size=-2"], "option 'no-repeat-ngram-size': -2 is not an integer >= 0"),
-        (["--stop", ""], "option 'stop': \"\" is not a non-empty string"),
+        (["--repetition-penalty", "0"], "--repetition-penalty: 0.0 is not a finite number > 0"),
+        (["--repetition-penalty", "nan"], "--repetition-penalty: nan is not a finite number > 0"),
+        (["--no-repeat-ngram-size=-2"], "--no-repeat-ngram-size: -2 is not an integer >= 0"),
+        (["--stop", ""], "--stop: \"\" is not a non-empty string"),
         (["--truncate", "right"], "--truncate right would cut the end of the prompt"),
     ])
     func badValuesAreRefusedByName(arguments: [String], message: String) throws {
