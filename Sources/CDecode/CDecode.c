@@ -1,7 +1,7 @@
 #include "CDecode.h"
 
-#include <cblas.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -240,6 +240,37 @@ VECTOR static void rows_f32_avx2(const float *w, const float *x, float *out, lon
     }
 }
 
+VECTOR INLINE void inputs_group_f32(const float *w, const float *x, float *out, long inputs, long outputs, long in0, long in1,
+                                    long ldo, int accumulate, const int M) {
+    if (!accumulate) for (int k = 0; k < M; k++) memset(out + k * ldo, 0, (size_t)outputs * sizeof(float));
+    for (long i = in0; i < in1; i++) {
+        const float *wr = w + i * outputs;
+        __m256 xv[4];
+        for (int k = 0; k < M; k++) xv[k] = _mm256_broadcast_ss(x + k * inputs + i);
+        for (long j = 0; j < outputs; j += 8) {
+            __m256 wv = _mm256_loadu_ps(wr + j);
+            for (int k = 0; k < M; k++) {
+                float *o = out + k * ldo + j;
+                _mm256_storeu_ps(o, _mm256_fmadd_ps(xv[k], wv, _mm256_loadu_ps(o)));
+            }
+        }
+    }
+}
+
+VECTOR static void inputs_f32_avx2(const float *w, const float *x, float *out, long inputs, long outputs, long in0, long in1,
+                                   long batch, long ldo, int accumulate) {
+    for (long n0 = 0; n0 < batch; n0 += 4) {
+        const float *xs = x + n0 * inputs;
+        float *o = out + n0 * ldo;
+        switch (batch - n0 < 4 ? batch - n0 : 4) {
+        case 1: inputs_group_f32(w, xs, o, inputs, outputs, in0, in1, ldo, accumulate, 1); break;
+        case 2: inputs_group_f32(w, xs, o, inputs, outputs, in0, in1, ldo, accumulate, 2); break;
+        case 3: inputs_group_f32(w, xs, o, inputs, outputs, in0, in1, ldo, accumulate, 3); break;
+        default: inputs_group_f32(w, xs, o, inputs, outputs, in0, in1, ldo, accumulate, 4); break;
+        }
+    }
+}
+
 static int vectorized = -1;
 
 int gpt2kit_decode_kernels_vectorized(void) {
@@ -268,14 +299,30 @@ static void rows_f32(const float *w, const float *x, float *out, long cols, long
     rows_f32_portable(w, x, out, cols, row0, row1, batch, ldo, accumulate);
 }
 
-// w (inputs, outputs) row-major, Conv1D's layout: the columns [col0, col1) of out = x·w through OpenBLAS's sgemv on
-// that slice of w (the caller keeps OpenBLAS at one thread while helpers call it side by side).
-static void columns_f32(const float *w, const float *x, float *out, long inputs, long outputs, long col0, long col1,
-                        long batch, long ldo, int accumulate) {
+// w (inputs, outputs) row-major, Conv1D's layout: out[n, :] (+)= Σ_{i in [in0, in1)} x[n, i] · w[i, :], reading the
+// rows [in0, in1) of w as one contiguous stream (each thread of a split gets its own block of input rows and its
+// own partial sums; the caller adds them up).
+static void inputs_f32_portable(const float *w, const float *x, float *out, long inputs, long outputs, long in0, long in1,
+                                long batch, long ldo, int accumulate) {
     for (long n = 0; n < batch; n++) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)inputs, (int)(col1 - col0), 1.0f, w + col0, (int)outputs,
-                    x + n * inputs, 1, accumulate ? 1.0f : 0.0f, out + n * ldo + col0, 1);
+        float *o = out + n * ldo;
+        if (!accumulate) for (long j = 0; j < outputs; j++) o[j] = 0;
+        for (long i = in0; i < in1; i++) {
+            float xi = x[n * inputs + i];
+            for (long j = 0; j < outputs; j++) o[j] += xi * w[i * outputs + j];
+        }
     }
+}
+
+static void inputs_f32(const float *w, const float *x, float *out, long inputs, long outputs, long in0, long in1,
+                       long batch, long ldo, int accumulate) {
+#if defined(__x86_64__)
+    if (gpt2kit_decode_kernels_vectorized() && outputs % 8 == 0) {
+        inputs_f32_avx2(w, x, out, inputs, outputs, in0, in1, batch, ldo, accumulate);
+        return;
+    }
+#endif
+    inputs_f32_portable(w, x, out, inputs, outputs, in0, in1, batch, ldo, accumulate);
 }
 
 void gpt2kit_rows_q8_0(const gpt2kit_block_q8_0 *w, const gpt2kit_block_q8_x *x, float *out, long cols, long row0, long row1,
@@ -315,12 +362,21 @@ static void run_range(int kind, const void *w, const void *x, float *out, long c
     case 0: gpt2kit_rows_f16(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
     case 1: gpt2kit_rows_q8_0(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
     case 2: rows_f32(w, x, out, cols, r0, r1, batch, ldo, accumulate); break;
-    default: columns_f32(w, x, out, cols, rows, r0, r1, batch, ldo, accumulate); break;
+    default: inputs_f32(w, x, out, cols, rows, r0, r1, batch, ldo, accumulate); break;
     }
 }
 
+static float *partials[MAX_HELPERS];  // kind 3: each helper's partial sums, (batch, rows)
+static long partial_floats[MAX_HELPERS];
+
 static void run_part(const job_t *j, long part) {
     long r0 = j->bounds[part], r1 = j->bounds[part + 1];
+    if (j->kind == 3 && part > 0) { // its own partial sums, zero when its block of inputs is empty
+        float *p = partials[part - 1];
+        if (r0 >= r1) { memset(p, 0, (size_t)(j->batch * j->rows) * sizeof(float)); return; }
+        run_range(3, j->w, j->x, p, j->cols, j->rows, r0, r1, j->batch, j->rows, 0);
+        return;
+    }
     if (r0 >= r1) return;
     run_range(j->kind, j->w, j->x, j->out, j->cols, j->rows, r0, r1, j->batch, j->ldo, j->accumulate);
 }
@@ -362,16 +418,27 @@ void gpt2kit_rows_parallel(int kind, const void *w, const void *x, float *out, l
                            long batch, long ldo, int accumulate) {
     pthread_once(&once, start_helpers);
     // Small products, no helpers, or another thread's job in flight: this thread alone.
+    long extent = kind == 3 ? cols : rows; // kind 3 splits its input rows, the others their output rows
     if (helpers == 0 || rows < 256 || atomic_flag_test_and_set(&busy)) {
-        run_range(kind, w, x, out, cols, rows, 0, rows, batch, ldo, accumulate);
+        run_range(kind, w, x, out, cols, rows, 0, extent, batch, ldo, accumulate);
         return;
     }
     int parts = helpers + 1;
+    if (kind == 3) { // split the input rows; every helper needs room for its partial sums
+        for (int i = 0; i < helpers; i++) {
+            if (partial_floats[i] < batch * rows) {
+                float *grown = realloc(partials[i], (size_t)(batch * rows) * sizeof(float));
+                if (!grown) { atomic_flag_clear(&busy); run_range(kind, w, x, out, cols, rows, 0, cols, batch, ldo, accumulate); return; }
+                partials[i] = grown;
+                partial_floats[i] = batch * rows;
+            }
+        }
+    }
     job.kind = kind; job.w = w; job.x = x; job.out = out;
     job.cols = cols; job.rows = rows; job.batch = batch; job.ldo = ldo; job.accumulate = accumulate;
     for (int p = 0; p <= parts; p++) {
-        long edge = rows * p / parts;
-        job.bounds[p] = p == parts ? rows : edge / 16 * 16; // whole cache lines of the output per part
+        long edge = extent * p / parts;
+        job.bounds[p] = p == parts ? extent : edge / 16 * 16; // whole cache lines per part
     }
     long generation = atomic_load(&posted) + 1;
     atomic_store(&posted, generation);
@@ -384,5 +451,14 @@ void gpt2kit_rows_parallel(int kind, const void *w, const void *x, float *out, l
     }
     run_part(&job, 0);
     for (int i = 0; i < helpers; i++) while (atomic_load(&finished[i]) != generation) PAUSE();
+    if (kind == 3) {
+        for (int i = 0; i < helpers; i++) {
+            for (long n = 0; n < batch; n++) {
+                float *o = out + n * ldo;
+                const float *p = partials[i] + n * rows;
+                for (long j = 0; j < rows; j++) o[j] += p[j];
+            }
+        }
+    }
     atomic_flag_clear(&busy);
 }

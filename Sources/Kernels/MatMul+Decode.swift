@@ -7,9 +7,9 @@ extension MatMul {
     /// out = inp·W + bias like `forward`, tuned for the few rows of a decode step: up to `gemvRowLimit` rows are
     /// split over this thread and spinning helper threads (`gpt2kit_rows_parallel`; a decode step is dozens of
     /// such products, too short to wake threads for each), every weight read once for all rows: the tied lm head
-    /// (W (OC, C)) by our row kernel, Conv1D weights (W (C, OC)) by OpenBLAS's `sgemv` on each thread's slice of
-    /// columns, with OpenBLAS held at one thread meanwhile. (OpenBLAS before 0.3.27 runs a one-row `sgemm`
-    /// through its packing path, copying the whole weight matrix on every call.)
+    /// (W (OC, C)) a block of output rows per thread, Conv1D weights (W (C, OC)) a block of input rows per thread
+    /// (each streams one contiguous part of W into its own partial sums, added at the end). (OpenBLAS before
+    /// 0.3.27 runs a one-row `sgemm` through its packing path, copying the whole weight matrix on every call.)
     public static func forwardFewRows(
         out: UnsafeMutableBufferPointer<Float>, // (N, OC)
         inp: UnsafeBufferPointer<Float>,        // (N, C)
@@ -33,9 +33,7 @@ extension MatMul {
         case .outputMajor:
             gpt2kit_rows_parallel(2, w, x, o, C, OC, N, OC, accumulate)
         case .inputMajor:
-            BLASThreads.withOneThreadPerCall(when: true) {
-                gpt2kit_rows_parallel(3, w, x, o, C, OC, N, OC, accumulate)
-            }
+            gpt2kit_rows_parallel(3, w, x, o, C, OC, N, OC, accumulate)
         }
     }
 }

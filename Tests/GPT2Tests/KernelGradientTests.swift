@@ -207,6 +207,42 @@ func weightedSum(_ out: [Float], _ w: [Float]) -> Double {
         #expect(maxError(dqkv.toArray(), refD) < 2e-5)
     }
 
+    /// The decode products (helper threads, blocks of input rows with partial sums for Conv1D, of output rows for
+    /// the lm head) equal sgemm for every row count they take, large enough to split and too small to.
+    @Test(arguments: [(300, 520), (64, 24), (768, 2304), (520, 300)])
+    func fewRowsProductsEqualSgemm(C: Int, OC: Int) {
+        var rng = TestRNG(21)
+        let w = owned(rng.array(C * OC)), bias = owned(rng.array(OC))
+        for layout in [MatMul.WeightLayout.inputMajor, .outputMajor] {
+            for N in 1...MatMul.gemvRowLimit {
+                let x = owned(rng.array(N * C))
+                for withBias in [false, true] {
+                    let a = FloatBuffer(count: N * OC), b = FloatBuffer(count: N * OC)
+                    withExtendedLifetime((w, bias, x)) {
+                        MatMul.forward(out: a.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: withBias ? bias.buffer.readOnly : nil,
+                                       N: N, C: C, OC: OC, layout: layout)
+                        MatMul.forwardFewRows(out: b.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: withBias ? bias.buffer.readOnly : nil,
+                                              N: N, C: C, OC: OC, layout: layout)
+                    }
+                    // Two summation orders differ by rounding relative to Σ|terms| of each output, not to the output.
+                    let xs = x.toArray(), ws = w.toArray(), av = a.toArray(), bv = b.toArray()
+                    var worst = 0.0
+                    for n in 0..<N {
+                        for j in 0..<OC {
+                            var magnitude = 1.0
+                            for i in 0..<C {
+                                let weight = layout == .inputMajor ? ws[i * OC + j] : ws[j * C + i]
+                                magnitude += Double(abs(xs[n * C + i] * weight))
+                            }
+                            worst = max(worst, Double(abs(av[n * OC + j] - bv[n * OC + j])) / magnitude)
+                        }
+                    }
+                    #expect(worst < 1e-6, "\(layout) N \(N) C \(C) OC \(OC) bias \(withBias): \(worst)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: Activation.allCases)
     func activation(_ act: Activation) {
         let N = 40
