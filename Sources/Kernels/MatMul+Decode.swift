@@ -2,7 +2,7 @@ import CDecode
 
 extension MatMul {
     /// Rows up to which `forwardFewRows` uses the decode kernels instead of `sgemm`.
-    public static let gemvRowLimit = 4
+    public static let gemvRowLimit = 8
 
     /// out = inp·W + bias like `forward`, tuned for the few rows of a decode step: up to `gemvRowLimit` rows are
     /// split over this thread and spinning helper threads (`gpt2kit_rows_parallel`; a decode step is dozens of
