@@ -188,8 +188,8 @@ func profileKernels(_ a: Arguments) {
         targets.withUnsafeBufferPointer { tg in
             time("cross-entropy fwd+bwd (N·V)", flops: 0) {
                 CrossEntropy.forward(losses: losses.buffer, logsumexp: lse.buffer, logits: w.buffer.readOnly, targets: tg, N: N, V: V)
-                CrossEntropy.backward(dlogits: dw.buffer, logits: w.buffer.readOnly, logsumexp: lse.buffer.readOnly, targets: tg,
-                                      dlossScale: 1 / Float(N), N: N, V: V)
+                _ = dw.buffer[0 ..< N * V].update(fromContentsOf: w.buffer[0 ..< N * V])
+                CrossEntropy.gradientInPlace(logits: dw.buffer, logsumexp: lse.buffer.readOnly, targets: tg, dlossScale: 1 / Float(N), N: N, V: V)
             }
         }
     }

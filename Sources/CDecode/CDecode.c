@@ -103,50 +103,56 @@ VECTOR static inline float sum8(__m256 v) {
 }
 
 // One weight row against M input vectors (M a compile-time constant after inlining, so the accumulators stay
-// in registers), with CH independent FMA chains per vector (4 for M ≤ 2, 2 above: at most 8 accumulators).
+// in registers), with CH independent FMA chains per vector (4 for M ≤ 2, 2 above: at most 8 accumulators);
+// then the kernel over rows [row0, row1), M ≤ 4 inputs at a time. One definition for every element type: LOAD8
+// turns 8 weights at P into floats, LOAD1 one weight.
 #define INLINE __attribute__((always_inline)) static inline
-
-VECTOR INLINE void row_f16(const uint16_t *row, const float *x, float *out, long cols, long ldo, int accumulate,
-                           const int M, const int CH) {
-    __m256 a[4][4];
-    for (int k = 0; k < M; k++) for (int c = 0; c < CH; c++) a[k][c] = _mm256_setzero_ps();
-    long i = 0;
-    for (; i + 8 * CH <= cols; i += 8 * CH) {
-        for (int c = 0; c < CH; c++) {
-            __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8 * c)));
-            for (int k = 0; k < M; k++) a[k][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i + 8 * c), a[k][c]);
-        }
-    }
-    for (; i + 8 <= cols; i += 8) {
-        __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
-        for (int k = 0; k < M; k++) a[k][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i), a[k][0]);
-    }
-    for (int k = 0; k < M; k++) {
-        __m256 t = a[k][0];
-        for (int c = 1; c < CH; c++) t = _mm256_add_ps(t, a[k][c]);
-        float sum = sum8(t);
-        for (long r = i; r < cols; r++) sum += _cvtsh_ss(row[r]) * x[k * cols + r];
-        float *o = out + k * ldo;
-        *o = accumulate ? *o + sum : sum;
-    }
+#define ROW_KERNELS(SUFFIX, TYPE, LOAD8, LOAD1)                                                                    \
+VECTOR INLINE void row_##SUFFIX(const TYPE *row, const float *x, float *out, long cols, long ldo, int accumulate,   \
+                                const int M, const int CH) {                                                       \
+    __m256 a[4][4];                                                                                                \
+    for (int k = 0; k < M; k++) for (int c = 0; c < CH; c++) a[k][c] = _mm256_setzero_ps();                        \
+    long i = 0;                                                                                                    \
+    for (; i + 8 * CH <= cols; i += 8 * CH) {                                                                      \
+        for (int c = 0; c < CH; c++) {                                                                             \
+            const TYPE *P = row + i + 8 * c;                                                                       \
+            __m256 wv = LOAD8;                                                                                     \
+            for (int k = 0; k < M; k++) a[k][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i + 8 * c), a[k][c]); \
+        }                                                                                                          \
+    }                                                                                                              \
+    for (; i + 8 <= cols; i += 8) {                                                                                \
+        const TYPE *P = row + i;                                                                                   \
+        __m256 wv = LOAD8;                                                                                         \
+        for (int k = 0; k < M; k++) a[k][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i), a[k][0]);     \
+    }                                                                                                              \
+    for (int k = 0; k < M; k++) {                                                                                  \
+        __m256 t = a[k][0];                                                                                        \
+        for (int c = 1; c < CH; c++) t = _mm256_add_ps(t, a[k][c]);                                                \
+        float sum = sum8(t);                                                                                       \
+        for (long r = i; r < cols; r++) { const TYPE *P = row + r; sum += (LOAD1) * x[k * cols + r]; }             \
+        float *o = out + k * ldo;                                                                                  \
+        *o = accumulate ? *o + sum : sum;                                                                          \
+    }                                                                                                              \
+}                                                                                                                  \
+VECTOR static void rows_##SUFFIX##_avx2(const TYPE *w, const float *x, float *out, long cols, long row0, long row1, \
+                                        long batch, long ldo, int accumulate) {                                    \
+    for (long j = row0; j < row1; j++) {                                                                           \
+        const TYPE *row = w + j * cols;                                                                            \
+        for (long n0 = 0; n0 < batch; n0 += 4) {                                                                   \
+            const float *xs = x + n0 * cols;                                                                       \
+            float *o = out + n0 * ldo + j;                                                                         \
+            switch (batch - n0 < 4 ? batch - n0 : 4) {                                                             \
+            case 1: row_##SUFFIX(row, xs, o, cols, ldo, accumulate, 1, 4); break;                                  \
+            case 2: row_##SUFFIX(row, xs, o, cols, ldo, accumulate, 2, 4); break;                                  \
+            case 3: row_##SUFFIX(row, xs, o, cols, ldo, accumulate, 3, 2); break;                                  \
+            default: row_##SUFFIX(row, xs, o, cols, ldo, accumulate, 4, 2); break;                                 \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
 }
 
-VECTOR static void rows_f16_avx2(const uint16_t *w, const float *x, float *out, long cols, long row0, long row1,
-                                 long batch, long ldo, int accumulate) {
-    for (long j = row0; j < row1; j++) {
-        const uint16_t *row = w + j * cols;
-        for (long n0 = 0; n0 < batch; n0 += 4) {
-            const float *xs = x + n0 * cols;
-            float *o = out + n0 * ldo + j;
-            switch (batch - n0 < 4 ? batch - n0 : 4) {
-            case 1: row_f16(row, xs, o, cols, ldo, accumulate, 1, 4); break;
-            case 2: row_f16(row, xs, o, cols, ldo, accumulate, 2, 4); break;
-            case 3: row_f16(row, xs, o, cols, ldo, accumulate, 3, 2); break;
-            default: row_f16(row, xs, o, cols, ldo, accumulate, 4, 2); break;
-            }
-        }
-    }
-}
+ROW_KERNELS(f16, uint16_t, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)P)), _cvtsh_ss(*P))
+ROW_KERNELS(f32, float, _mm256_loadu_ps(P), *P)
 
 // Σ over a block of 32 of int8·int8 as 8 int32 lanes, as ggml does: |x|·(y·sign x) through maddubs (u8·s8 → s16
 // pairs; at most 2·128·127, no saturation), then pairs of s16 summed into s32.
@@ -197,44 +203,6 @@ VECTOR static void rows_q8_0_avx2(const gpt2kit_block_q8_0 *w, const gpt2kit_blo
             case 2: row_q8_0(row, xs, o, cols, ldo, accumulate, 2); break;
             case 3: row_q8_0(row, xs, o, cols, ldo, accumulate, 3); break;
             default: row_q8_0(row, xs, o, cols, ldo, accumulate, 4); break;
-            }
-        }
-    }
-}
-
-VECTOR INLINE void row_f32(const float *row, const float *x, float *out, long cols, long ldo, int accumulate,
-                           const int M, const int CH) {
-    __m256 a[4][4];
-    for (int k = 0; k < M; k++) for (int c = 0; c < CH; c++) a[k][c] = _mm256_setzero_ps();
-    long i = 0;
-    for (; i + 8 * CH <= cols; i += 8 * CH) {
-        for (int c = 0; c < CH; c++) {
-            __m256 wv = _mm256_loadu_ps(row + i + 8 * c);
-            for (int k = 0; k < M; k++) a[k][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k * cols + i + 8 * c), a[k][c]);
-        }
-    }
-    for (int k = 0; k < M; k++) {
-        __m256 t = a[k][0];
-        for (int c = 1; c < CH; c++) t = _mm256_add_ps(t, a[k][c]);
-        float sum = sum8(t);
-        for (long r = i; r < cols; r++) sum += row[r] * x[k * cols + r];
-        float *o = out + k * ldo;
-        *o = accumulate ? *o + sum : sum;
-    }
-}
-
-VECTOR static void rows_f32_avx2(const float *w, const float *x, float *out, long cols, long row0, long row1,
-                                 long batch, long ldo, int accumulate) {
-    for (long j = row0; j < row1; j++) {
-        const float *row = w + j * cols;
-        for (long n0 = 0; n0 < batch; n0 += 4) {
-            const float *xs = x + n0 * cols;
-            float *o = out + n0 * ldo + j;
-            switch (batch - n0 < 4 ? batch - n0 : 4) {
-            case 1: row_f32(row, xs, o, cols, ldo, accumulate, 1, 4); break;
-            case 2: row_f32(row, xs, o, cols, ldo, accumulate, 2, 4); break;
-            case 3: row_f32(row, xs, o, cols, ldo, accumulate, 3, 2); break;
-            default: row_f32(row, xs, o, cols, ldo, accumulate, 4, 2); break;
             }
         }
     }

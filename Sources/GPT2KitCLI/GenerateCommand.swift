@@ -148,9 +148,7 @@ struct GenerateCommand: ParsableCommand {
 enum PromptsFile {
     static func read(path: String) throws -> [String] {
         let text = String(decoding: try readBytes(path: path), as: UTF8.self)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
-            .filter { !$0.allSatisfy(\.isWhitespace) }
+        let lines = jsonLines(text).filter { !$0.allSatisfy(\.isWhitespace) }
         guard !lines.isEmpty else { throw CommandError("\(path): no prompts") }
         let objects = lines.map { line -> String? in
             guard line.first == "{", let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }

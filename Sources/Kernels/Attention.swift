@@ -53,9 +53,7 @@ public enum Attention {
             var t0 = 0
             while t0 < T {
                 let rows = min(R, T - t0), keys = t0 + rows
-                // scores = scale · Q[t0..<t0+rows]·K[0..<keys]ᵀ   (rows, keys)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(hs),
-                            scale, q + t0 * C3, Int32(C3), k, Int32(C3), 0, probs, Int32(keys))
+                scores(into: probs, q: q + t0 * C3, k: k, rows: rows, keys: keys, hs: hs, stride: C3, scale: scale)
                 for i in 0..<rows {
                     let (maxScore, inverseSum) = normalize(probs + i * keys, visible: t0 + i + 1, width: keys, mask: mask)
                     stats[2 * (t0 + i)] = maxScore
@@ -107,9 +105,8 @@ public enum Attention {
             var t0 = 0
             while t0 < T {
                 let rows = min(R, T - t0), keys = t0 + rows
-                // The forward's probabilities of this tile, recomputed bit for bit.
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(hs),
-                            scale, q + t0 * C3, Int32(C3), k, Int32(C3), 0, probs, Int32(keys))
+                // The forward's probabilities of this tile, recomputed bit for bit (the same scores call).
+                scores(into: probs, q: q + t0 * C3, k: k, rows: rows, keys: keys, hs: hs, stride: C3, scale: scale)
                 for i in 0..<rows {
                     recompute(probs + i * keys, visible: t0 + i + 1, width: keys, mask: mask,
                               maxScore: stats[2 * (t0 + i)], inverseSum: stats[2 * (t0 + i) + 1])
@@ -153,6 +150,15 @@ public enum Attention {
     }
 
     // MARK: - Rows
+
+    /// A tile's scores, scale · Q[rows]·K[0..<keys]ᵀ, (rows, keys) packed: the one call forward and backward both
+    /// make, so backward's recomputed probabilities are the forward's to the bit.
+    @inline(__always)
+    static func scores(into out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                       rows: Int, keys: Int, hs: Int, stride: Int, scale: Float) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(hs),
+                    scale, q, Int32(stride), k, Int32(stride), 0, out, Int32(keys))
+    }
 
     /// Normalises `row[0..<visible]` into softmax probabilities in place (keys hidden by `mask` get
     /// `maskedScore` and end at exactly 0 unless every visible key is hidden), zeroes `row[visible..<width]`,

@@ -68,31 +68,9 @@ public enum CrossEntropy {
         return maxv + Float(log(s))
     }
 
-    /// dlogits[n] += dlossScale · (softmax(logits[n]) − onehot(target[n])) for every counted row;
-    /// `dlossScale` is d(loss)/d(row loss), 1/count for a mean.
-    public static func backward(
-        dlogits: UnsafeMutableBufferPointer<Float>, // (N, V)
-        logits: UnsafeBufferPointer<Float>,         // (N, V)
-        logsumexp: UnsafeBufferPointer<Float>,      // (N)
-        targets: UnsafeBufferPointer<Int32>,        // (N)
-        dlossScale: Float, N: Int, V: Int
-    ) {
-        requireCount(dlogits, N * V, "CrossEntropy.backward dlogits"); requireCount(logits, N * V, "CrossEntropy.backward logits")
-        requireCount(logsumexp, N, "CrossEntropy.backward logsumexp"); requireCount(targets, N, "CrossEntropy.backward targets")
-        let d = dlogits.ptr, x = logits.ptr, lse = logsumexp.ptr, tg = targets.ptr
-        Parallel.forEachChunk(count: N, minimumCount: 2, alignment: 1) { _, rows in
-            for n in rows {
-                let target = tg[n]
-                if target == ignoreIndex { continue }
-                let row = x + n * V, drow = d + n * V, r = lse[n]
-                for i in 0..<V { drow[i] += VectorMath.exp(row[i] - r) * dlossScale }
-                drow[Int(target)] -= dlossScale
-            }
-        }
-    }
-
-    /// Turns each row of `logits` into its loss gradient in place: dlossScale · (softmax(row) − onehot(target)),
-    /// or zeros for an ignored row. The same values `backward` adds, without a second (N, V) buffer.
+    /// The backward: turns each row of `logits` into its loss gradient in place, dlossScale · (softmax(row) −
+    /// onehot(target)) with `dlossScale` = d(loss)/d(row loss) (1/count for a mean), or zeros for an ignored row;
+    /// the model works a chunk of rows at a time, so no second (N, V) buffer is needed.
     public static func gradientInPlace(
         logits: UnsafeMutableBufferPointer<Float>,  // (N, V) in, d(loss)/d(logits) out
         logsumexp: UnsafeBufferPointer<Float>,      // (N)

@@ -285,10 +285,10 @@ func weightedSum(_ out: [Float], _ w: [Float]) -> Double {
             return (r.sum / Double(r.count), lse)
         }
         let f = run(logits)
-        let d = FloatBuffer(count: N * V), xb = owned(logits)
-        withExtendedLifetime((xb, f.lse, targets)) {
-            CrossEntropy.backward(dlogits: d.buffer, logits: xb.buffer.readOnly, logsumexp: f.lse.buffer.readOnly,
-                                  targets: targets.buffer, dlossScale: 1 / 3, N: N, V: V)
+        let d = owned(logits) // becomes d(loss)/d(logits) in place
+        withExtendedLifetime((f.lse, targets)) {
+            CrossEntropy.gradientInPlace(logits: d.buffer, logsumexp: f.lse.buffer.readOnly, targets: targets.buffer,
+                                         dlossScale: 1 / 3, N: N, V: V)
         }
         #expect(d.toArray()[V ..< 2 * V].allSatisfy { $0 == 0 }, "ignored row has no gradient")
         finiteDifferenceCheck(&logits, analytic: d.toArray(), samples: N * V, h: 1e-3, "cross-entropy dlogits") { run($0).mean }
