@@ -57,7 +57,7 @@ let package = Package(
 
         .executableTarget(name: "checkpoint-benchmark", dependencies: ["Checkpoints", "Tensors", "gpt2kit-hdf5"],
                           path: "Benchmarks/CheckpointBenchmark"),
-        .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels"],
+        .executableTarget(name: "training-benchmark", dependencies: ["GPT2", "Optimization", "Training", "Kernels", "Tensors"],
                           path: "Benchmarks/TrainingBenchmark"),
         .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels", "GPT2Kit"],
                           path: "Benchmarks/GenerationBenchmark"),

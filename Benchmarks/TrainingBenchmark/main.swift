@@ -8,6 +8,7 @@ import Foundation
 import GPT2
 import Kernels
 import Optimization
+import Tensors
 import Training
 
 struct Arguments {
@@ -74,9 +75,9 @@ func run(_ a: Arguments) throws {
     let model = try GPT2Model(parameters: parameters, trainable: adapter == nil ? nil : .none(parameters.layout), adapter: adapter)
     let optimizer = AdamW(parameterCount: model.gradients.count, options: .init(learningRate: 1e-4, weightDecay: 0.01))
     var state = a.seed &+ 1
-    func nextToken() -> Int32 {
+    func nextToken() -> TokenID {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return Int32(truncatingIfNeeded: (state >> 33) % UInt64(config.vocabularySize))
+        return TokenID(truncatingIfNeeded: (state >> 33) % UInt64(config.vocabularySize))
     }
     let N = a.batch * a.seq
     var phases: [String: [Double]] = [:]

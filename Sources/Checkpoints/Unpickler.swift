@@ -1,6 +1,6 @@
 /// A value produced by the restricted unpickler. Lists, dicts and reduced objects are reference types
 /// because pickle mutates them after memoising them (`APPENDS`, `SETITEMS`, `BUILD`).
-public indirect enum PickleValue: @unchecked Sendable {
+package indirect enum PickleValue: @unchecked Sendable {
     case none
     case bool(Bool)
     case int(Int)
@@ -34,7 +34,7 @@ public indirect enum PickleValue: @unchecked Sendable {
 }
 
 /// A pickled list.
-public final class PickleList {
+package final class PickleList {
     public var items: [PickleValue]
     /// Nesting depth, kept on the object so that a memoised reference sees later mutations.
     var depth = 0
@@ -44,7 +44,7 @@ public final class PickleList {
 }
 
 /// A pickled dict (or `collections.OrderedDict`), in insertion order. Keys are kept as values.
-public final class PickleDict {
+package final class PickleDict {
     public var entries: [(key: PickleValue, value: PickleValue)] = []
     /// State set by `BUILD` (for example an `OrderedDict`'s `_metadata`), kept but not interpreted.
     public var state: PickleValue?
@@ -54,7 +54,7 @@ public final class PickleDict {
 }
 
 /// A call recorded by `REDUCE`/`NEWOBJ`: `module.name(*arguments)`, plus any `BUILD` state.
-public final class PickleObject {
+package final class PickleObject {
     public let module: String
     public let name: String
     public let arguments: [PickleValue]
@@ -77,7 +77,7 @@ public final class PickleObject {
 /// container before storing it), so the value graph is acyclic and every container's depth is exact: a memo
 /// reference cannot smuggle in nesting beyond `maximumNesting`. Persistent ids are collected as
 /// `BINPERSID`/`PERSID` execute, so callers never walk the (possibly heavily shared) value graph.
-public struct Unpickler {
+package struct Unpickler {
     /// Globals that torch state dicts use, as `module.name`.
     public static let torchAllowList: Set<String> = {
         var s: Set<String> = [

@@ -8,7 +8,7 @@ import Tensors
 /// Stored entries (method 0) are returned as views of the mapping; deflated entries (method 8) are
 /// inflated into owned storage, no larger than their declared size. Declared sizes are bounded per entry
 /// and in total (`maximumCompressionRatio` × the file), since entries may share compressed bytes.
-public struct ZipArchive: Sendable {
+package struct ZipArchive: Sendable {
     /// One central-directory record after validation.
     public struct Entry: Sendable, Equatable {
         public var name: String

@@ -75,9 +75,9 @@ public enum ModelInputError: Error, Equatable, Sendable, CustomStringConvertible
     /// An empty batch or sequence.
     case emptyInput
     /// A token id outside the vocabulary.
-    case tokenOutOfRange(index: Int, id: Int32, vocabularySize: Int)
+    case tokenOutOfRange(index: Int, id: TokenID, vocabularySize: Int)
     /// A label that is neither -100 nor a token id.
-    case labelOutOfRange(index: Int, label: Int32, vocabularySize: Int)
+    case labelOutOfRange(index: Int, label: TokenID, vocabularySize: Int)
 
     public var description: String {
         switch self {

@@ -14,7 +14,7 @@ public final class GPT2Model {
     public let parameters: GPT2Parameters
     /// d(loss)/d(trained parameters): the trained base tensors packed in layout order (the same layout as
     /// `parameters.storage` when everything is trained), then the adapter's A and B. `backward()` accumulates.
-    public let gradients: FloatBuffer
+    package let gradients: FloatBuffer
     /// Which base parameters are trained (frozen ones get no gradient and no weight product in backward).
     public let trainable: TrainableParameters
     /// The LoRA adapter applied beside the base projections, if any (its matrices are always trained).
@@ -118,16 +118,24 @@ public final class GPT2Model {
     }
 
     /// The gradient of the base parameter named `name`, or nil (unknown or frozen).
-    public func gradient(named name: String) -> UnsafeMutableBufferPointer<Float>? {
+    package func gradient(named name: String) -> UnsafeMutableBufferPointer<Float>? {
         guard let i = layout.entries.firstIndex(where: { $0.name == name }), let packed = trainable.packedRanges[i] else { return nil }
         return gradients[packed]
     }
 
+    /// A copy of the gradient of the base parameter named `name` after `backward()`, or nil (unknown or frozen).
+    public func gradientValues(named name: String) -> [Float]? {
+        withExtendedLifetime(self) { gradient(named: name).map { Array($0) } }
+    }
+
+    /// A copy of the adapter's gradients after `backward()`, laid out like the adapter's floats (empty without one).
+    public func adapterGradientValues() -> [Float] { withExtendedLifetime(self) { Array(adapterGradients) } }
+
     /// The adapter's gradients, laid out like `adapter.storage`.
-    public var adapterGradients: UnsafeMutableBufferPointer<Float> { gradients[trainable.count ..< gradients.count] }
+    package var adapterGradients: UnsafeMutableBufferPointer<Float> { gradients[trainable.count ..< gradients.count] }
 
     /// The trained floats, as buffers whose concatenation lines up with `gradients`.
-    public var trainableSegments: [UnsafeMutableBufferPointer<Float>] {
+    package var trainableSegments: [UnsafeMutableBufferPointer<Float>] {
         var segments = trainable.runs(layout).map { parameters.storage[$0.parameters] }
         if let adapter, adapter.parameterCount > 0 { segments.append(adapter.storage.buffer) }
         return segments
@@ -166,8 +174,8 @@ public final class GPT2Model {
     ///     `backward` recomputes the logits of scored rows chunk by chunk (one more output-layer product).
     /// - Returns: the loss, or nil without labels. Logits are then readable through `withLogits`.
     @discardableResult
-    public func forward(inputIDs: [Int32], batchSize B: Int, sequenceLength T: Int, attentionMask: [Int32]? = nil,
-                        labels: [Int32]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0,
+    public func forward(inputIDs: [TokenID], batchSize B: Int, sequenceLength T: Int, attentionMask: [Int32]? = nil,
+                        labels: [TokenID]? = nil, training: Bool = false, dropoutSeed: UInt64 = 0,
                         computeAllLogits: Bool = true, lossScale: Float? = nil) throws(ModelInputError) -> Float? {
         let V = config.vocabularySize
         guard B > 0, T > 0 else { throw .emptyInput }
@@ -176,9 +184,9 @@ public final class GPT2Model {
         guard inputIDs.count == N else { throw .countMismatch(what: "input ids", expected: N, found: inputIDs.count) }
         if let attentionMask, attentionMask.count != N { throw .countMismatch(what: "attention mask", expected: N, found: attentionMask.count) }
         if let labels, labels.count != N { throw .countMismatch(what: "labels", expected: N, found: labels.count) }
-        for (i, id) in inputIDs.enumerated() where id < 0 || Int(id) >= V { throw .tokenOutOfRange(index: i, id: id, vocabularySize: V) }
+        for (i, id) in inputIDs.enumerated() where id < 0 || id >= V { throw .tokenOutOfRange(index: i, id: id, vocabularySize: V) }
         if let labels {
-            for (i, l) in labels.enumerated() where l != CrossEntropy.ignoreIndex && (l < 0 || Int(l) >= V) {
+            for (i, l) in labels.enumerated() where l != ignoreIndex && (l < 0 || l >= V) {
                 throw .labelOutOfRange(index: i, label: l, vocabularySize: V)
             }
         }
@@ -188,13 +196,13 @@ public final class GPT2Model {
         let tokens = UnsafeMutableBufferPointer(start: ids, count: N)
         let targets = UnsafeMutableBufferPointer(start: ids + N, count: N)
         let mask = UnsafeMutableBufferPointer(start: ids + 2 * N, count: N)
-        _ = tokens.update(from: inputIDs)
+        for (i, id) in inputIDs.enumerated() { tokens[i] = Int32(id) } // checked against V above
         if let attentionMask { _ = mask.update(from: attentionMask) }
         hasMask = attentionMask != nil
         hasTargets = labels != nil
         if let labels {
             for b in 0..<B {
-                for t in 0..<T { targets[b * T + t] = t + 1 < T ? labels[b * T + t + 1] : CrossEntropy.ignoreIndex }
+                for t in 0..<T { targets[b * T + t] = t + 1 < T ? Int32(labels[b * T + t + 1]) : CrossEntropy.ignoreIndex }
             }
         }
         wasTraining = training

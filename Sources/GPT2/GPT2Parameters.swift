@@ -9,7 +9,7 @@ public final class GPT2Parameters: @unchecked Sendable {
     /// Names, shapes and offsets.
     public let layout: GPT2ParameterLayout
     /// The floats (count `layout.totalCount`).
-    public let storage: FloatBuffer
+    package let storage: FloatBuffer
 
     /// Zero-filled parameters for `config`.
     public init(config: GPT2Config) {
@@ -18,16 +18,43 @@ public final class GPT2Parameters: @unchecked Sendable {
         self.storage = FloatBuffer(count: layout.totalCount)
     }
 
-    /// A global tensor's floats.
-    public func view(_ t: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float> { storage[layout.range(t)] }
-    /// A block tensor's floats.
-    public func view(layer: Int, _ t: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float> {
+    /// A global tensor's floats (valid while `self` lives).
+    package func view(_ t: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float> { storage[layout.range(t)] }
+    /// A block tensor's floats (valid while `self` lives).
+    package func view(layer: Int, _ t: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float> {
         storage[layout.range(layer: layer, t)]
     }
-    /// The floats of the parameter named `name` (Hugging Face name), or nil.
-    public func view(named name: String) -> UnsafeMutableBufferPointer<Float>? {
+    /// The floats of the parameter named `name` (Hugging Face name), or nil (valid while `self` lives).
+    package func view(named name: String) -> UnsafeMutableBufferPointer<Float>? {
         layout.entry(named: name).map { storage[$0.range] }
     }
+
+    /// The Hugging Face names of every parameter, in layout order (`transformer.wte.weight`, …).
+    public var names: [String] { layout.entries.map(\.name) }
+
+    /// A copy of the floats of the parameter named `name` (row-major in its GPT2Kit shape), or nil for an
+    /// unknown name.
+    public func values(named name: String) -> [Float]? {
+        withExtendedLifetime(self) { view(named: name).map { Array($0) } }
+    }
+
+    /// Overwrites the parameter named `name` with `values`.
+    /// - Throws: `ParameterAccessError` for an unknown name or a count that does not match.
+    public func setValues(_ values: [Float], named name: String) throws(ParameterAccessError) {
+        guard let target = view(named: name) else { throw .unknownName(name) }
+        guard target.count == values.count else { throw .countMismatch(name: name, expected: target.count, found: values.count) }
+        withExtendedLifetime(self) { _ = target.update(from: values) }
+    }
+
+    /// Calls `body` with the floats of the parameter named `name` (mutable, valid only inside `body`), or
+    /// returns nil for an unknown name. For in-place work on large tensors without a copy.
+    public func withValues<R>(named name: String, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R? {
+        guard let target = view(named: name) else { return nil }
+        return try withExtendedLifetime(self) { try body(target) }
+    }
+
+    /// A copy of every float, in layout order (`layout.totalCount` of them).
+    public func allValues() -> [Float] { storage.toArray() }
 
     // MARK: - Key mapping
 
@@ -176,5 +203,18 @@ public final class GPT2Parameters: @unchecked Sendable {
             dict[Self.outputWeightName] = dict[wteName]
         }
         return dict
+    }
+}
+
+/// A parameter read or written by name that is not there, or values of the wrong count.
+public enum ParameterAccessError: Error, Sendable, Equatable, CustomStringConvertible {
+    case unknownName(String)
+    case countMismatch(name: String, expected: Int, found: Int)
+
+    public var description: String {
+        switch self {
+        case let .unknownName(name): return "no parameter named \(name)"
+        case let .countMismatch(name, expected, found): return "\(name) holds \(expected) floats, not \(found)"
+        }
     }
 }

@@ -129,7 +129,7 @@ public final class LoRAAdapter {
     /// index of the module at (layer, kind), or -1.
     private let moduleIndex: [[Int]]
     /// A and B of every module, in module order.
-    public let storage: FloatBuffer
+    package let storage: FloatBuffer
     public var parameterCount: Int { storage.count }
 
     /// Zero-filled matrices for `config`'s blocks selected by `configuration` (use `initialize(seed:)` for

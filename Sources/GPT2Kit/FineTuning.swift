@@ -186,7 +186,7 @@ public final class FineTuningRun {
                                for: "training with batches of \(batchRows) × \(longest) tokens (weights, optimizer state and activations)")
 
         trainer = try Trainer(model: gpt2, examples: examples, evalExamples: evalExamples, options: options,
-                              padTokenID: Int32(tokenizer.eosTokenID), communicator: communicator)
+                              padTokenID: tokenizer.eosTokenID, communicator: communicator)
         if let saved, let resumeFolder {
             try trainer.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: resumeFolder))
         }

@@ -1,10 +1,11 @@
+import Tensors
 import Foundation
 
 /// The fields of a `generation_config.json` that `generate` takes as defaults (transformers reads the
 /// same file into `GenerationConfig`). Absent fields stay nil; unknown fields are ignored.
 public struct GenerationConfigFile: Sendable, Equatable {
-    public var eosTokenIDs: [Int]?
-    public var padTokenID: Int?
+    public var eosTokenIDs: [TokenID]?
+    public var padTokenID: TokenID?
     public var maxLength: Int?
     public var maxNewTokens: Int?
     public var doSample: Bool?

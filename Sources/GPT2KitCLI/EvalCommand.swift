@@ -23,7 +23,7 @@ struct EvalCommand: ParsableCommand {
             let data = try dataOptions.dataSet(tokenizer: tokenizer, config: gpt2.config)
             // No Trainer: evaluation needs no optimizer moments (≈ 1 GB for 124M).
             let result = try Trainer.evaluation(model: gpt2, data: data.source, batchSize: max(1, batchSize),
-                                                padTokenID: Int32(tokenizer.eosTokenID))
+                                                padTokenID: tokenizer.eosTokenID)
             let loss = result.loss, tokens = result.labelTokens, count = result.examples
             if json {
                 var o: [String: Any] = ["loss": loss, "label_tokens": tokens, "examples": count, "perplexity": result.perplexity]

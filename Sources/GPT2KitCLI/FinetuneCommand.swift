@@ -22,20 +22,20 @@ struct FinetuneCommand: DataParallelCommand {
     @Option(help: "Continue the run saved in this folder (or its newest checkpoint-N).") var resume: String?
 
     @Option(parsing: .unconditional, help: "Optimizer steps (default: --epochs passes over the data).") var steps: Int?
-    @Option(parsing: .unconditional, help: "Passes over the data when --steps is not given.") var epochs = 1
-    @Option(parsing: .unconditional, help: "Sequences per micro-batch (per process under gpt2kit-mpi).") var batchSize = 1
-    @Option(name: .customLong("grad-accum"), parsing: .unconditional, help: "Micro-batches per optimizer step.") var gradientAccumulation = 1
-    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 5e-5
-    @Option(help: "constant | linear | cosine.") var schedule: TrainingOptions.Schedule = .constant
-    @Option(parsing: .unconditional, help: "Linear warm-up steps.") var warmup = 0
-    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Decoupled weight decay.") var weightDecay = 0.0
+    @Option(parsing: .unconditional, help: "Passes over the data when --steps is not given.") var epochs = TrainingOptions().epochs
+    @Option(parsing: .unconditional, help: "Sequences per micro-batch (per process under gpt2kit-mpi).") var batchSize = TrainingOptions().batchSize
+    @Option(name: .customLong("grad-accum"), parsing: .unconditional, help: "Micro-batches per optimizer step.") var gradientAccumulation = TrainingOptions().gradientAccumulation
+    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = TrainingOptions().learningRate
+    @Option(help: "constant | linear | cosine.") var schedule = TrainingOptions().schedule
+    @Option(parsing: .unconditional, help: "Linear warm-up steps.") var warmup = TrainingOptions().warmupSteps
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Decoupled weight decay.") var weightDecay = TrainingOptions().weightDecay
     @Flag(name: .customLong("no-decay-bias-norm"), help: "Exempt biases and LayerNorm weights from weight decay.") var exemptBiasNorm = false
-    @Option(parsing: .unconditional, help: "AdamW epsilon (the notebook's transformers AdamW used 1e-6).") var eps = 1e-8
-    @Option(parsing: .unconditional, help: "AdamW beta1.") var beta1 = 0.9
-    @Option(parsing: .unconditional, help: "AdamW beta2.") var beta2 = 0.999
+    @Option(parsing: .unconditional, help: "AdamW epsilon (the notebook's transformers AdamW used 1e-6).") var eps = TrainingOptions().eps
+    @Option(parsing: .unconditional, help: "AdamW beta1.") var beta1 = TrainingOptions().beta1
+    @Option(parsing: .unconditional, help: "AdamW beta2.") var beta2 = TrainingOptions().beta2
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value.") var clip: Double?
     @Option(parsing: .unconditional, help: "Override embd/attn/resid dropout of the config.") var dropout: Double?
-    @Option(parsing: .unconditional, help: "Seed of data order and dropout.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of data order and dropout.") var seed = TrainingOptions().seed
     @Flag(name: .customLong("no-shuffle"), help: "Keep the data order.") var noShuffle = false
     @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Evaluate every N steps (with --eval-data).") var evalEvery = 0
     @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Write checkpoint-N/ every N steps.") var saveEvery = 0

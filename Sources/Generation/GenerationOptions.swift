@@ -1,3 +1,4 @@
+import Tensors
 import GPT2
 
 /// What to generate and when to stop, with transformers' `GenerationConfig` defaults and rules.
@@ -9,9 +10,9 @@ public struct GenerationOptions: Sendable, Equatable {
     /// Greedy unless sampling.
     public var strategy: DecodingStrategy
     /// A sequence that produces one of these stops (`eos_token_id`, from the config or `generation_config.json`).
-    public var eosTokenIDs: [Int]
+    public var eosTokenIDs: [TokenID]
     /// Filler for sequences of a batch that already stopped; transformers falls back to the first EOS id.
-    public var padTokenID: Int?
+    public var padTokenID: TokenID?
     /// Sequences decoded together from the same prompt (`num_return_sequences`).
     public var numReturnSequences: Int
     /// Seed of the sampling generator.
@@ -30,7 +31,7 @@ public struct GenerationOptions: Sendable, Equatable {
     public var weights: WeightPrecision = .f32
 
     public init(maxLength: Int = 20, maxNewTokens: Int? = nil, strategy: DecodingStrategy = .greedy,
-                eosTokenIDs: [Int] = [], padTokenID: Int? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,
+                eosTokenIDs: [TokenID] = [], padTokenID: TokenID? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,
                 repetitionPenalty: Float = 1, noRepeatNGramSize: Int = 0, stopStrings: [String] = [],
                 truncation: PromptTruncation = .none) {
         self.maxLength = maxLength
@@ -48,7 +49,7 @@ public struct GenerationOptions: Sendable, Equatable {
 
     /// The id written after a sequence stopped: `padTokenID`, else the first EOS id, else nil (no EOS, so
     /// no sequence stops early and none is needed).
-    public var effectivePadTokenID: Int? { padTokenID ?? eosTokenIDs.first }
+    public var effectivePadTokenID: TokenID? { padTokenID ?? eosTokenIDs.first }
 
     /// The total length to stop at for a prompt of `promptLength` tokens, checked against the model's
     /// `contextLength` positions. Unlike transformers (which warns and still adds one token), a max length

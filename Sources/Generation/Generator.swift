@@ -1,3 +1,4 @@
+import Tensors
 import GPT2
 import Tokenization
 
@@ -20,9 +21,9 @@ import Tokenization
 public final class Generator: IteratorProtocol, Sequence {
     /// The prompts, in input order (each its end only, when `.left` truncation shortened it); rows
     /// `i·n ..< (i+1)·n` continue prompt `i` (n = `numReturnSequences`).
-    public let prompts: [[Int]]
+    public let prompts: [[TokenID]]
     /// The first prompt (the only one for single-prompt generators).
-    public var promptIDs: [Int] { prompts[0] }
+    public var promptIDs: [TokenID] { prompts[0] }
     /// The validated options.
     public let options: GenerationOptions
     /// Total length at which each prompt's rows stop (its prompt included).
@@ -32,7 +33,7 @@ public final class Generator: IteratorProtocol, Sequence {
     /// Rows decoded together: prompts × `numReturnSequences`.
     public var batchSize: Int { prompts.count * options.numReturnSequences }
     /// Prompt ids followed by the ids generated so far, per row.
-    public private(set) var sequences: [[Int]]
+    public private(set) var sequences: [[TokenID]]
     /// Whether each row has finished (an EOS id or a stop string).
     public private(set) var isFinished: [Bool]
     /// Why each row stopped; nil while it runs.
@@ -64,14 +65,14 @@ public final class Generator: IteratorProtocol, Sequence {
 
     /// Prepares decoding of one prompt. Throws on an empty prompt, ids outside the vocabulary, lengths that
     /// pass the model's positions, options out of range, or stop strings without a `tokenizer`.
-    public convenience init(model: GPT2Model, promptIDs: [Int], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
+    public convenience init(model: GPT2Model, promptIDs: [TokenID], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
         try self.init(model: model, prompts: [promptIDs], options: options, tokenizer: tokenizer)
     }
 
     /// Prepares decoding of `prompts` (at least one) as one batch. Each prompt is checked as if it were
     /// decoded alone: the errors name its length. With `.left` truncation, a prompt too long for the new
     /// tokens keeps its end. `tokenizer` spells the new tokens for stop strings and text.
-    public init(model: GPT2Model, prompts: [[Int]], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
+    public init(model: GPT2Model, prompts: [[TokenID]], options: GenerationOptions, tokenizer: GPT2Tokenizer? = nil) throws(GenerationError) {
         let options = try options.validated()
         let config = model.config
         guard !prompts.isEmpty else { throw .emptyPrompt }
@@ -149,7 +150,7 @@ public final class Generator: IteratorProtocol, Sequence {
 
     /// Runs one step: feeds the previous tokens (the prompts on the first call) and returns the new id of
     /// every row (the pad id for rows that finished), or nil once decoding has stopped.
-    public func next() -> [Int]? {
+    public func next() -> [TokenID]? {
         if isDone { return nil }
         let n = options.numReturnSequences, V = samplers[0].vocabularySize, pad = options.effectivePadTokenID ?? 0
         let rows = active.count, T = pending.count / rows
@@ -220,7 +221,7 @@ public final class Generator: IteratorProtocol, Sequence {
     }
 
     /// Decodes to the end and returns every row's ids (prompt then new ids), in input order.
-    public func run() -> [[Int]] {
+    public func run() -> [[TokenID]] {
         while next() != nil {}
         return sequences
     }

@@ -139,14 +139,51 @@ public final class KVCacheDecoder {
         }
     }
 
+    /// Feeds `tokens`, (B, T) row-major with T = `tokens.count / batchSize`, at positions
+    /// `position ..< position + T` of every row and returns a copy of the logits of each row's last new
+    /// position, (B, V) row-major. `attentionMask` (B, T) marks padding (0) among the new positions, as
+    /// transformers' `attention_mask`; `positionIDs` (B, T) are the rows' own positions (left padding).
+    /// - Throws: `GenerationError.invalidOption` for ids outside the vocabulary, counts that are not (B, T),
+    ///   or positions past the cache's capacity.
+    public func append(_ tokens: [TokenID], attentionMask: [Int32]? = nil, positionIDs: [Int32]? = nil) throws(GenerationError) -> [Float] {
+        let B = batchSize
+        guard B > 0, !tokens.isEmpty, tokens.count % B == 0 else {
+            throw .invalidOption(name: "tokens", value: "\(tokens.count) ids", expected: "a multiple of the batch size \(B)")
+        }
+        let T = tokens.count / B
+        guard position + T <= capacity else {
+            throw .invalidOption(name: "tokens", value: "positions \(position)..<\(position + T)", expected: "at most the capacity \(capacity)")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
+            throw .invalidOption(name: "tokens", value: "\(bad)", expected: "ids in 0..<\(V)")
+        }
+        for (name, values) in [("attentionMask", attentionMask), ("positionIDs", positionIDs)] {
+            guard let values else { continue }
+            guard values.count == tokens.count else {
+                throw .invalidOption(name: name, value: "\(values.count) values", expected: "\(tokens.count), one per token")
+            }
+        }
+        if let positionIDs, let bad = positionIDs.first(where: { $0 < 0 || Int($0) >= model.config.maxPositions }) {
+            throw .invalidOption(name: "positionIDs", value: "\(bad)", expected: "positions in 0..<\(model.config.maxPositions)")
+        }
+        let ids = tokens.map { Int32($0) }
+        return ids.withUnsafeBufferPointer { ids in
+            attentionMask.withUnsafeBufferPointerIfPresent { mask in
+                positionIDs.withUnsafeBufferPointerIfPresent { positions in
+                    Array(append(ids, T: T, attentionMask: mask, positionIDs: positions))
+                }
+            }
+        }
+    }
+
     /// Feeds `tokens`, (B, T) row-major, at positions `position ..< position + T` of every row and returns
     /// the logits of each row's last new position, (B, V); the buffer stays valid until the next call.
     /// `attentionMask` (B, T) marks padding (0) among the new positions: later positions never attend to them,
     /// as transformers' `attention_mask`; `positionIDs` (B, T) are the rows' own positions (left padding),
     /// else `position + t`. Precondition: ids in the vocabulary, positions below `n_positions` and
     /// `position + T <= capacity` (callers validate input first).
-    public func append(_ tokens: UnsafeBufferPointer<Int32>, T: Int, attentionMask: UnsafeBufferPointer<Int32>? = nil,
-                       positionIDs: UnsafeBufferPointer<Int32>? = nil) -> UnsafeMutableBufferPointer<Float> {
+    package func append(_ tokens: UnsafeBufferPointer<Int32>, T: Int, attentionMask: UnsafeBufferPointer<Int32>? = nil,
+                        positionIDs: UnsafeBufferPointer<Int32>? = nil) -> UnsafeMutableBufferPointer<Float> {
         let B = batchSize, C = C, V = V, F = F, N = B * T
         precondition(T >= 1 && tokens.count == N, "\(tokens.count) token ids for (B, T) = (\(B), \(T))")
         precondition(position + T <= capacity, "positions \(position)..<\(position + T) exceed cache capacity \(capacity)")

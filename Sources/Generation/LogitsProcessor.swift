@@ -1,3 +1,5 @@
+import Tensors
+
 /// transformers' logits processors that `generate` runs before the sampling warpers (and for greedy
 /// decoding too), in `_get_logits_processor`'s order: `RepetitionPenaltyLogitsProcessor`, then
 /// `NoRepeatNGramLogitsProcessor`. Each works on one row's logits and that row's own ids so far, prompt
@@ -42,7 +44,7 @@ public final class LogitsProcessor {
     }
 
     /// Applies the active processors to one row's `logits` given that row's `ids` (prompt then new ids).
-    public func process(_ logits: UnsafeMutableBufferPointer<Float>, ids: [Int]) {
+    public func process(_ logits: UnsafeMutableBufferPointer<Float>, ids: [TokenID]) {
         precondition(logits.count == vocabularySize, "logits row has \(logits.count) entries, vocabulary \(vocabularySize)")
         if repetitionPenalty != 1 { applyRepetitionPenalty(to: logits, ids: ids) }
         if noRepeatNGramSize > 0 { Self.banRepeatedNGrams(size: noRepeatNGramSize, in: logits, ids: ids) }
@@ -50,7 +52,7 @@ public final class LogitsProcessor {
 
     /// `RepetitionPenaltyLogitsProcessor`: every id present in `ids` (once, however often it occurs) has its
     /// logit multiplied by the penalty when negative, divided by it otherwise, in Float as torch does.
-    public func applyRepetitionPenalty(to logits: UnsafeMutableBufferPointer<Float>, ids: [Int]) {
+    public func applyRepetitionPenalty(to logits: UnsafeMutableBufferPointer<Float>, ids: [TokenID]) {
         precondition(logits.count == vocabularySize, "logits row has \(logits.count) entries, vocabulary \(vocabularySize)")
         stamp &+= 1
         if stamp == 0 { // wrapped: clear the marks so no stale stamp matches
@@ -70,7 +72,7 @@ public final class LogitsProcessor {
     /// `NoRepeatNGramLogitsProcessor`: the ids that would complete an n-gram of `size` ids already present in
     /// `ids` (after the same `size - 1` ids as the row ends with) become `-infinity`. Nothing is banned
     /// while the row is shorter than `size - 1` ids. Scans the row once: O(ids · size) per call.
-    public static func banRepeatedNGrams(size n: Int, in logits: UnsafeMutableBufferPointer<Float>, ids: [Int]) {
+    public static func banRepeatedNGrams(size n: Int, in logits: UnsafeMutableBufferPointer<Float>, ids: [TokenID]) {
         precondition(n > 0, "n-gram size \(n)")
         let length = ids.count
         if length + 1 < n { return }

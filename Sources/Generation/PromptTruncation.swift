@@ -1,3 +1,5 @@
+import Tensors
+
 /// What `Generator` does with a prompt that leaves no room in the model's positions for the new tokens.
 public enum PromptTruncation: Sendable, Equatable {
     /// Refuse it, with the numbers (`GenerationError.promptTooLong`, `.newTokensExceedContext`).
@@ -13,7 +15,7 @@ extension GenerationOptions {
     /// together with `maxNewTokens` passes `contextLength`, its last `contextLength - maxNewTokens` ids.
     /// Throws when `maxNewTokens` alone fills the context. Other bad lengths are left for
     /// `resolvedMaxLength` to report.
-    public func truncatedPrompt(_ promptIDs: [Int], contextLength: Int) throws(GenerationError) -> [Int] {
+    public func truncatedPrompt(_ promptIDs: [TokenID], contextLength: Int) throws(GenerationError) -> [TokenID] {
         guard truncation == .left, let maxNewTokens, maxNewTokens >= 1, !promptIDs.isEmpty else { return promptIDs }
         let (total, overflow) = promptIDs.count.addingReportingOverflow(maxNewTokens)
         if !overflow && total <= contextLength { return promptIDs }

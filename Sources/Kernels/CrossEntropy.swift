@@ -1,3 +1,4 @@
+import Tensors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -9,7 +10,7 @@ import Darwin
 /// order (see `rowLogSumExp`), so results are deterministic.
 public enum CrossEntropy {
     /// The target value that contributes nothing (PyTorch's `ignore_index`).
-    public static let ignoreIndex: Int32 = -100
+    public static let ignoreIndex = Int32(Tensors.ignoreIndex)
 
     /// Writes each row's log-sum-exp and loss (0 for ignored rows); returns the sum of losses (Double)
     /// and how many rows counted. Precondition: targets are `ignoreIndex` or in `0..<V`.

@@ -2,13 +2,14 @@
 /// gradient, optimizer-state and activation tables (llm.c's `malloc_and_point`). Views into it are
 /// handed to kernels as `UnsafeMutableBufferPointer<Float>` slices; they are valid only while the buffer
 /// lives, so hold a reference across their use (a stored property, or `withBuffer`/`withExtendedLifetime`).
-public final class FloatBuffer: @unchecked Sendable {
+/// Package-internal: the library's public API hands out copies (`[Float]`) or closure-scoped views only.
+package final class FloatBuffer: @unchecked Sendable {
     /// Number of floats.
-    public let count: Int
+    package let count: Int
     private let base: UnsafeMutablePointer<Float>
 
     /// Allocates `count` zeroed floats.
-    public init(count: Int) {
+    package init(count: Int) {
         precondition(count >= 0, "negative float count \(count)")
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -19,27 +20,27 @@ public final class FloatBuffer: @unchecked Sendable {
     deinit { base.deallocate() }
 
     /// The whole buffer.
-    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+    package var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
 
     /// The floats in `range`. Precondition: the range lies inside the buffer.
-    public subscript(range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {
+    package subscript(range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "range \(range) outside buffer of \(count) floats")
         return UnsafeMutableBufferPointer(start: base + range.lowerBound, count: range.count)
     }
 
     /// `count` floats starting at `offset`.
-    public func slice(_ offset: Int, _ count: Int) -> UnsafeMutableBufferPointer<Float> { self[offset ..< offset + count] }
+    package func slice(_ offset: Int, _ count: Int) -> UnsafeMutableBufferPointer<Float> { self[offset ..< offset + count] }
 
     /// Calls `body` with the whole buffer, keeping `self` alive for the call.
-    public func withBuffer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+    package func withBuffer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         try withExtendedLifetime(self) { try body(buffer) }
     }
 
     /// A copy of the floats.
-    public func toArray() -> [Float] { withBuffer { Array($0) } }
+    package func toArray() -> [Float] { withBuffer { Array($0) } }
 
     /// Sets every float to zero (split over the cores for large buffers).
-    public func zero() {
+    package func zero() {
         let base = self.base
         Parallel.forEachChunk(count: count, minimumCount: 1 << 20) { _, range in
             (base + range.lowerBound).update(repeating: 0, count: range.count)

@@ -73,14 +73,16 @@ public enum OptimizerStateError: Error, Equatable, Sendable, CustomStringConvert
 /// `p ← p·(1 − lr·wd)`, then `m ← lerp(m, g, 1 − β1)`, `v ← β2·v + (1 − β2)·g²`, and
 /// `p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)`, in that operation order.
 public final class AdamW {
-    /// Hyper-parameters (torch's defaults).
+    /// Hyper-parameters. The defaults are GPT2Kit's everywhere (this type, `TrainingOptions` and
+    /// `gpt2kit finetune`): transformers' `TrainingArguments` (lr 5e-5, betas 0.9/0.999, eps 1e-8, no weight
+    /// decay). `torch.optim.AdamW` itself defaults to lr 1e-3 and weight decay 1e-2: pass them to match it.
     public struct Options: Sendable, Equatable {
-        public var learningRate: Double = 1e-3
-        public var beta1: Double = 0.9
-        public var beta2: Double = 0.999
-        public var eps: Double = 1e-8
-        public var weightDecay: Double = 1e-2
-        public init(learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 1e-2) {
+        public var learningRate: Double
+        public var beta1: Double
+        public var beta2: Double
+        public var eps: Double
+        public var weightDecay: Double
+        public init(learningRate: Double = 5e-5, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0) {
             self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
         }
     }
@@ -93,9 +95,9 @@ public final class AdamW {
     /// Steps taken (torch's `state["step"]`).
     public private(set) var stepCount = 0
     /// First moment (`exp_avg`), same layout as the parameters.
-    public let m: FloatBuffer
+    package let m: FloatBuffer
     /// Second moment (`exp_avg_sq`).
-    public let v: FloatBuffer
+    package let v: FloatBuffer
     private let segments: [(range: Range<Int>, decays: Bool)]
 
     /// An optimizer for a flat buffer of `parameterCount` floats.

@@ -11,7 +11,7 @@ public final class ByteStorage: @unchecked Sendable {
     /// Where the bytes live.
     public enum Backing: Sendable { case heap, mapped }
 
-    public let baseAddress: UnsafeRawPointer?
+    package let baseAddress: UnsafeRawPointer?
     public let byteCount: Int
     public let backing: Backing
     private let mappedLength: Int
@@ -100,12 +100,17 @@ public final class ByteStorage: @unchecked Sendable {
         return ByteStorage(mapped: UnsafeRawPointer(p), length: size)
     }
 
+    /// Calls `body` with the bytes, keeping the storage alive for the call.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(bytes) }
+    }
+
     /// The bytes, valid while `self` is alive.
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: byteCount) }
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: byteCount) }
 
     /// Mutable access for owned storage that is not yet shared. Precondition: heap-backed, or a writable
     /// mapping.
-    public var mutableBytes: UnsafeMutableRawBufferPointer {
+    package var mutableBytes: UnsafeMutableRawBufferPointer {
         precondition(isWritable, "mapped storage is read-only")
         return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: baseAddress), count: byteCount)
     }

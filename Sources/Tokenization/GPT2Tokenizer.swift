@@ -29,7 +29,7 @@ public struct GPT2Tokenizer: Sendable {
     private let caches = CachePool()
 
     /// The id of `<|endoftext|>` (50256 for GPT-2).
-    public let eosTokenID: Int
+    public let eosTokenID: TokenID
     /// The number of ids: the BPE vocabulary plus added tokens (50257 for GPT-2).
     public private(set) var vocabularySize: Int
 
@@ -138,7 +138,7 @@ public struct GPT2Tokenizer: Sendable {
     /// A token already in the vocabulary keeps its id; a new one gets the next free id
     /// (`[PAD]` becomes 50257 for GPT-2). Returns each token's id, in order.
     @discardableResult
-    public mutating func addTokens(_ tokens: [String]) throws(TokenizerError) -> [Int] {
+    public mutating func addTokens(_ tokens: [String]) throws(TokenizerError) -> [TokenID] {
         var ids: [Int] = []
         for token in tokens {
             guard !token.isEmpty else { throw TokenizerError.emptyAddedToken }
@@ -203,7 +203,7 @@ public struct GPT2Tokenizer: Sendable {
     /// - Parameter allowSpecial: when true (the default, as transformers does), `<|endoftext|>`
     ///   and added tokens written in the text become their ids; when false every byte is plain
     ///   text, as tiktoken's `encode_ordinary`.
-    public func encode(_ text: String, allowSpecial: Bool = true) -> [Int] {
+    public func encode(_ text: String, allowSpecial: Bool = true) -> [TokenID] {
         var cache = caches.take()
         defer { caches.give(cache) }
         return encode(text, allowSpecial: allowSpecial, cache: &cache)
@@ -211,7 +211,7 @@ public struct GPT2Tokenizer: Sendable {
 
     /// The ids of each text, computed on up to `threadCount` threads (texts are split into
     /// contiguous groups of about equal byte count). The result is in input order.
-    public func encode(batch texts: [String], allowSpecial: Bool = true, threadCount: Int = 2) -> [[Int]] {
+    public func encode(batch texts: [String], allowSpecial: Bool = true, threadCount: Int = 2) -> [[TokenID]] {
         let workers = max(1, min(threadCount, texts.count))
         if workers == 1 { return texts.map { encode($0, allowSpecial: allowSpecial) } }
         var bounds = [0]
@@ -280,7 +280,7 @@ public struct GPT2Tokenizer: Sendable {
     /// newline that follows a non-space scalar (a piece always ends there, and the scanner only
     /// looks forward). If a special token contains a newline, or no such cut exists, one thread
     /// does the work.
-    public func encode(_ text: String, allowSpecial: Bool = true, threadCount: Int) -> [Int] {
+    public func encode(_ text: String, allowSpecial: Bool = true, threadCount: Int) -> [TokenID] {
         var text = text
         return text.withUTF8 { buffer in
             let count = buffer.count
@@ -363,7 +363,7 @@ public struct GPT2Tokenizer: Sendable {
     // MARK: Decoding
 
     /// The bytes the ids spell, concatenated.
-    public func decodeBytes(_ ids: [Int]) throws(TokenizerError) -> [UInt8] {
+    public func decodeBytes(_ ids: [TokenID]) throws(TokenizerError) -> [UInt8] {
         let count = try decodedByteCount(ids)
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             copyBytes(of: ids, into: buffer)
@@ -426,7 +426,7 @@ public struct GPT2Tokenizer: Sendable {
 
     /// The text the ids spell; byte sequences that are not valid UTF-8 become U+FFFD, as
     /// the reference's `errors="replace"` does.
-    public func decode(_ ids: [Int]) throws(TokenizerError) -> String {
+    public func decode(_ ids: [TokenID]) throws(TokenizerError) -> String {
         let count = try decodedByteCount(ids)
         // Copies straight into the string's storage; invalid UTF-8 is repaired with U+FFFD.
         return String(unsafeUninitializedCapacity: count) { buffer in

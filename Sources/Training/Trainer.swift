@@ -8,11 +8,11 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     /// Learning-rate schedule shapes.
     public enum Schedule: String, Sendable, Codable, CaseIterable { case constant, linear, cosine }
 
-    public var learningRate: Double = 5e-5
-    public var beta1: Double = 0.9
-    public var beta2: Double = 0.999
-    public var eps: Double = 1e-8
-    public var weightDecay: Double = 0
+    public var learningRate: Double = AdamW.Options().learningRate
+    public var beta1: Double = AdamW.Options().beta1
+    public var beta2: Double = AdamW.Options().beta2
+    public var eps: Double = AdamW.Options().eps
+    public var weightDecay: Double = AdamW.Options().weightDecay
     /// Exempt biases and LayerNorm weights from weight decay (transformers' Trainer does; torch's AdamW does not).
     public var exemptBiasesAndNorms: Bool = false
     public var schedule: Schedule = .constant
@@ -137,7 +137,7 @@ public final class Trainer {
     /// The training data: JSONL examples or packed blocks, read by index.
     public let examples: any TrainingDataSource
     public let evalExamples: any TrainingDataSource
-    public let padTokenID: Int32
+    public let padTokenID: TokenID
     /// The processes this trainer shares each step with (one by default).
     public let communicator: any Communicator
     public private(set) var progress: TrainerProgress
@@ -148,7 +148,7 @@ public final class Trainer {
     public let totalSteps: Int
 
     public init(model: GPT2Model, examples: any TrainingDataSource, evalExamples: any TrainingDataSource = [TrainingExample](),
-                options: TrainingOptions, padTokenID: Int32, communicator: any Communicator = SingleProcessCommunicator()) throws {
+                options: TrainingOptions, padTokenID: TokenID, communicator: any Communicator = SingleProcessCommunicator()) throws {
         guard examples.count > 0 else { throw TrainingError.noExamples }
         try options.validate()
         let globalBatch = try Self.globalBatchSize(options: options, processes: communicator.size)
@@ -298,7 +298,7 @@ public final class Trainer {
     }
 
     /// Mean loss over every label token of `data` in batches of `batchSize` (no dropout, no gradient, no optimizer).
-    public static func evaluate(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32) throws -> Double {
+    public static func evaluate(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: TokenID) throws -> Double {
         try evaluation(model: model, data: data, batchSize: batchSize, padTokenID: padTokenID).loss
     }
 
@@ -306,7 +306,7 @@ public final class Trainer {
     /// Examples are read one batch at a time, so packed blocks over shards evaluate in bounded memory.
     /// With several processes, each evaluates every `size`-th batch and the sums are combined (every process
     /// gets the result).
-    public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: Int32,
+    public static func evaluation(model: GPT2Model, data: any TrainingDataSource, batchSize: Int, padTokenID: TokenID,
                                   communicator: any Communicator = SingleProcessCommunicator()) throws -> Evaluation {
         guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch-size: \(batchSize) is not an integer >= 1") }
         var total = 0.0, tokens = 0

@@ -4,33 +4,33 @@ import Tensors
 /// One training sequence in transformers' convention: `labels` are the input ids with -100 where no loss is
 /// taken (context and padding); the model shifts them, so position t predicts `labels[t + 1]`.
 public struct TrainingExample: Sendable, Equatable, Codable {
-    public var inputIDs: [Int32]
-    public var labels: [Int32]
+    /// The tokens the model reads.
+    public var inputIDs: [TokenID]
+    /// The input ids with `ignoreIndex` where no loss is taken.
+    public var labels: [TokenID]
 
-    public init(inputIDs: [Int32], labels: [Int32]) {
+    /// An example from ids and labels of the same length.
+    public init(inputIDs: [TokenID], labels: [TokenID]) {
         precondition(inputIDs.count == labels.count, "\(inputIDs.count) ids, \(labels.count) labels")
         self.inputIDs = inputIDs
         self.labels = labels
     }
 
     /// The notebook's example: the context's labels masked to -100, the label's ids learned.
-    public init(contextIDs: [Int], labelIDs: [Int]) {
-        inputIDs = (contextIDs + labelIDs).map { Int32($0) }
-        labels = [Int32](repeating: ignoreIndex, count: contextIDs.count) + labelIDs.map { Int32($0) }
+    public init(contextIDs: [TokenID], labelIDs: [TokenID]) {
+        inputIDs = contextIDs + labelIDs
+        labels = [TokenID](repeating: ignoreIndex, count: contextIDs.count) + labelIDs
     }
 
     /// Plain language modelling: every token is a label.
-    public init(textIDs: [Int]) {
-        inputIDs = textIDs.map { Int32($0) }
-        labels = inputIDs
+    public init(textIDs: [TokenID]) {
+        inputIDs = textIDs
+        labels = textIDs
     }
 
     /// Number of positions whose shifted label counts toward the loss.
     public var labelTokenCount: Int { labels.dropFirst().filter { $0 != ignoreIndex }.count }
 }
-
-/// The label value that takes no loss, as in PyTorch's `CrossEntropyLoss(ignore_index=-100)`.
-public let ignoreIndex: Int32 = -100
 
 /// One record of a JSONL training file.
 public enum TrainingRecord: Sendable, Equatable {
@@ -125,7 +125,7 @@ extension TrainingRecord {
     }
 
     /// Tokenizes the record into an example, enforcing `maximumLength` (cutting `truncation`'s side when given).
-    public func example(encode: (String) -> [Int], maximumLength: Int, truncation: TruncationSide?,
+    public func example(encode: (String) -> [TokenID], maximumLength: Int, truncation: TruncationSide?,
                         source: String = "<input>", line: Int = 0) throws -> TrainingExample {
         var example: TrainingExample
         switch self {
@@ -154,12 +154,12 @@ extension TrainingRecord {
 public struct TrainingBatch: Sendable, Equatable {
     public var batchSize: Int
     public var sequenceLength: Int
-    public var inputIDs: [Int32]      // (B, T)
+    public var inputIDs: [TokenID]    // (B, T)
     public var attentionMask: [Int32] // (B, T): 1 on tokens, 0 on padding
-    public var labels: [Int32]        // (B, T): -100 on context and padding
+    public var labels: [TokenID]      // (B, T): -100 on context and padding
 
     /// Right-pads `examples` to the longest one with `padTokenID` (labels -100, mask 0 on padding).
-    public init(examples: [TrainingExample], padTokenID: Int32) {
+    public init(examples: [TrainingExample], padTokenID: TokenID) {
         precondition(!examples.isEmpty, "empty batch")
         batchSize = examples.count
         sequenceLength = examples.map(\.inputIDs.count).max() ?? 0
@@ -167,9 +167,9 @@ public struct TrainingBatch: Sendable, Equatable {
         inputIDs.reserveCapacity(batchSize * sequenceLength)
         for e in examples {
             let pad = sequenceLength - e.inputIDs.count
-            inputIDs += e.inputIDs + [Int32](repeating: padTokenID, count: pad)
+            inputIDs += e.inputIDs + [TokenID](repeating: padTokenID, count: pad)
             attentionMask += [Int32](repeating: 1, count: e.inputIDs.count) + [Int32](repeating: 0, count: pad)
-            labels += e.labels + [Int32](repeating: ignoreIndex, count: pad)
+            labels += e.labels + [TokenID](repeating: ignoreIndex, count: pad)
         }
     }
 

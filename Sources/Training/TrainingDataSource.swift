@@ -165,9 +165,9 @@ public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
     public var droppedTokenCount: Int { tokenCount - count * blockSize }
 
     /// The tokens of block `index` as ids.
-    public func tokens(ofBlock index: Int) throws(TrainingDataError) -> [Int32] {
+    public func tokens(ofBlock index: Int) throws(TrainingDataError) -> [TokenID] {
         precondition(index >= 0 && index < count, "block \(index) of \(count)")
-        var out = [Int32](repeating: 0, count: blockSize)
+        var out = [TokenID](repeating: 0, count: blockSize)
         var position = index * blockSize
         let end = position + blockSize
         // The last segment that starts at or before `position`.
@@ -188,7 +188,7 @@ public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
                     guard Int(id) < vocabularySize else {
                         throw .tokenOutOfRange(path: segment.name, position: local + k, id: Int(id), vocabularySize: vocabularySize)
                     }
-                    out[filled + k] = Int32(id)
+                    out[filled + k] = TokenID(id)
                 }
                 if segment.storage.backing == .mapped { Self.release(segment, fromToken: local, count: n) }
                 filled += n
