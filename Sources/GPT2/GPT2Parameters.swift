@@ -56,6 +56,13 @@ public final class GPT2Parameters: @unchecked Sendable {
     /// A copy of every float, in layout order (`layout.totalCount` of them).
     public func allValues() -> [Float] { storage.toArray() }
 
+    /// An independent copy (same config, same floats).
+    public func copy() -> GPT2Parameters {
+        let other = GPT2Parameters(config: config)
+        withExtendedLifetime(self) { _ = other.storage.buffer.update(from: storage.buffer) }
+        return other
+    }
+
     // MARK: - Key mapping
 
     /// The naming schemes GPT-2 checkpoints use.

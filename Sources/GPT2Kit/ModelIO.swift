@@ -174,13 +174,15 @@ public enum ModelIO {
         }
     }
 
-    /// Writes a complete Hugging Face folder: weights, `config.json`, `generation_config.json`, and the tokenizer
-    /// files of `tokenizerSource` (copied when present). Returns the paths written.
+    /// Writes a complete Hugging Face folder: weights, `config.json`, `generation_config.json` (`generationConfigData`,
+    /// else a copy of `generationConfigPath`, else one made from the config's token ids), and the tokenizer files
+    /// (`tokenizerFiles` copied, `tokenizerData` written). Returns the paths written.
     @discardableResult
     public static func writeFolder(_ parameters: GPT2Parameters, to folder: String, format: ExportFormat, dtype: DType = .f32,
                                    config configOverride: GPT2Config? = nil,
                                    tokenizerFiles: [String] = [], generationConfigPath: String? = nil,
-                                   tokenizerData: [(name: String, data: Data)] = []) throws -> [String] {
+                                   tokenizerData: [(name: String, data: Data)] = [],
+                                   generationConfigData: Data? = nil) throws -> [String] {
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw ModelLoadError.cannotWrite(path: folder, reason: error.localizedDescription)
@@ -201,7 +203,9 @@ public enum ModelIO {
         try writeAtomically(try config.jsonData(), to: configPath)
         written.append(configPath)
         let generationPath = folder + "/generation_config.json"
-        if let generationConfigPath, let data = try? InputFile.readBytes(generationConfigPath, maximumBytes: InputLimits.maximumConfigBytes) {
+        if let generationConfigData {
+            try writeAtomically(generationConfigData, to: generationPath)
+        } else if let generationConfigPath, let data = try? InputFile.readBytes(generationConfigPath, maximumBytes: InputLimits.maximumConfigBytes) {
             if URL(fileURLWithPath: generationConfigPath).standardized != URL(fileURLWithPath: generationPath).standardized {
                 try writeAtomically(Data(data), to: generationPath)
             }

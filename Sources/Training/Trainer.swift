@@ -34,7 +34,16 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     /// Evaluate on the eval data every this many steps (0: only at the end).
     public var evalEvery: Int = 0
 
+    /// transformers' defaults (see `AdamW.Options`); set the fields that differ.
     public init() {}
+
+    /// The options of a common run; the rest keep their defaults.
+    public init(learningRate: Double = AdamW.Options().learningRate, steps: Int? = nil, epochs: Int = 1, batchSize: Int = 1,
+                weightDecay: Double = AdamW.Options().weightDecay, schedule: Schedule = .constant, warmupSteps: Int = 0,
+                seed: UInt64 = 0) {
+        self.learningRate = learningRate; self.steps = steps; self.epochs = epochs; self.batchSize = batchSize
+        self.weightDecay = weightDecay; self.schedule = schedule; self.warmupSteps = warmupSteps; self.seed = seed
+    }
 
     /// The most micro-batches one optimizer step may accumulate.
     public static let maximumGradientAccumulation = 1 << 20

@@ -149,7 +149,7 @@ import TestSupport
 /// Against llama.cpp and llm.c themselves: goldens made once by `scripts/verify_gguf_llamacpp.py` (llama.cpp
 /// 0c1e570 from llama-cpp-python 0.3.36) and `scripts/verify_llmc.py` (llm.c f1e2ace), committed in `fixtures/`.
 @Suite struct ReferenceRuntimeTests {
-    static let promptIDs: [Int32] = [18308, 14179, 318, 257, 2168, 286]
+    static let promptIDs: [TokenID] = [18308, 14179, 318, 257, 2168, 286]
 
     @Test(arguments: [(GGUFModel.WeightType.f32, 1e-3), (.f16, 1e-3), (.q8_0, 3e-2)])
     func llamaCppGivesOurLogitsOnOurGGUF(type: GGUFModel.WeightType, scaledTolerance: Double) throws {
@@ -200,17 +200,17 @@ import TestSupport
         let parameters = try ModelIO.loadParameters(try ModelLocation(path: Fixtures.path("tiny-gpt2")))
         try LLMCCheckpoint.write(parameters, to: dir + "/gpt2_124M.bin")
         let batch = try #require(try Fixtures.json("llmc/batch.json") as? [String: Any])
-        let inputs = try #require(batch["inputs"] as? [[Int]]).flatMap { $0 }.map(Int32.init)
+        let inputs = try #require(batch["inputs"] as? [[Int]]).flatMap { $0 }
         let targets = try #require(batch["targets"] as? [[Int]])
         let llmcLoss = try #require(batch["llmc_step0_train_loss"] as? Double)
         let (model, _) = try ModelIO.loadModel(path: dir + "/gpt2_124M.bin", trainsBase: false)
         // GPT2LMHeadModel labels are shifted inside the model: row b's labels are its inputs' successors, which are
         // llm.c's targets; put each row's last target after the row so the shift scores all 64 positions.
         let B = targets.count, T = targets[0].count
-        var ids: [Int32] = [], labels: [Int32] = []
+        var ids: [TokenID] = [], labels: [TokenID] = []
         for b in 0..<B {
-            ids += inputs[b * T ..< (b + 1) * T] + [Int32(targets[b][T - 1])]
-            labels += [-100] + targets[b].map(Int32.init)
+            ids += inputs[b * T ..< (b + 1) * T] + [targets[b][T - 1]]
+            labels += [-100] + targets[b]
         }
         // T + 1 positions per row exceed the tiny model's 64; score the rows through a window of 64 instead.
         _ = ids; _ = labels

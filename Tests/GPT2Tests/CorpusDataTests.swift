@@ -112,7 +112,7 @@ import TestSupport
         let b = TokenSegment(name: "b", tokens: [50256, 8, 9, 10, 11])
         let four = try PackedTokenBlocks(segments: [a, b], blockSize: 4, vocabularySize: 50257, source: "ab")
         #expect(four.count == 3 && four.tokenCount == 12 && four.droppedTokenCount == 0)
-        let expected: [[Int32]] = [[50256, 1, 2, 3], [4, 5, 6, 50256], [8, 9, 10, 11]]
+        let expected: [[TokenID]] = [[50256, 1, 2, 3], [4, 5, 6, 50256], [8, 9, 10, 11]]
         for (i, block) in expected.enumerated() {
             let e = try four.example(at: i)
             #expect(e.inputIDs == block && e.labels == block, "block \(i)")

@@ -19,7 +19,7 @@ import TestSupport
     }
 
     /// Runs `steps` AdamW steps (decaying every parameter, as the reference did) and records losses and norms.
-    static func train(_ model: GPT2Model, ids: [Int32], B: Int, mask: [Int32]? = nil, labels: [Int32],
+    static func train(_ model: GPT2Model, ids: [TokenID], B: Int, mask: [Int32]? = nil, labels: [TokenID],
                       options: AdamW.Options, clip: Double?, steps: Int) throws -> Run {
         let opt = AdamW(parameterCount: model.layout.totalCount, options: options)
         var run = Run()
@@ -37,14 +37,14 @@ import TestSupport
     }
 
     /// Greedy continuation by repeated full forwards (no KV cache).
-    static func greedy(_ model: GPT2Model, context: [Int32], newTokens: Int) throws -> [Int32] {
+    static func greedy(_ model: GPT2Model, context: [TokenID], newTokens: Int) throws -> [TokenID] {
         var ids = context
         for _ in 0..<newTokens {
             try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: ids.count)
             let row = model.logits(batch: 0, position: ids.count - 1)
             var best = 0
             for i in row.indices where row[i] > row[best] { best = i }
-            ids.append(Int32(best))
+            ids.append(best)
         }
         return ids
     }
@@ -92,7 +92,7 @@ import TestSupport
         let batch = try #require(g["batch"] as? [String: Any])
         let rows = try #require(batch["input_ids"] as? [Any])
         let ids = try rows.flatMap { try Golden.ints($0) }
-        let mask = try #require(batch["attention_mask"] as? [Any]).flatMap { try Golden.ints($0) }
+        let mask = try #require(batch["attention_mask"] as? [Any]).flatMap { try Golden.mask($0) }
         let labels = try #require(batch["labels"] as? [Any]).flatMap { try Golden.ints($0) }
         let losses = try Golden.doubles((batch["finetune_5_steps"] as? [String: Any])?["losses"])
         let seed = try #require(g["finetune_seed"] as? [String: Any])

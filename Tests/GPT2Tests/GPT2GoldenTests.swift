@@ -35,7 +35,7 @@ import TestSupport
         let batch = try #require(g["batch"] as? [String: Any])
         let rows = try #require(batch["input_ids"] as? [Any]), B = rows.count
         let ids = try rows.flatMap { try Golden.ints($0) }
-        let mask = try #require(batch["attention_mask"] as? [Any]).flatMap { try Golden.ints($0) }
+        let mask = try #require(batch["attention_mask"] as? [Any]).flatMap { try Golden.mask($0) }
         let labels = try #require(batch["labels"] as? [Any]).flatMap { try Golden.ints($0) }
         let T = ids.count / B
         let model = try Golden.model("tiny-gpt2")

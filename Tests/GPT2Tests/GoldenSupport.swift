@@ -22,9 +22,12 @@ enum Golden {
         return try GPT2Model(config: config(dir), stateDict: dict)
     }
 
-    static func ints(_ any: Any?) throws -> [Int32] {
+    /// An attention mask (0/1 per position).
+    static func mask(_ any: Any?) throws -> [Int32] { try ints(any).map { Int32($0) } }
+
+    static func ints(_ any: Any?) throws -> [TokenID] {
         let a = try #require(any as? [Any])
-        return try a.map { Int32(try #require(($0 as? NSNumber)?.intValue)) }
+        return try a.map { try #require(($0 as? NSNumber)?.intValue) }
     }
     static func doubles(_ any: Any?) throws -> [Double] {
         let a = try #require(any as? [Any])

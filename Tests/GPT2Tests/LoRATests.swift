@@ -27,11 +27,11 @@ import TestSupport
                       mergedLoss: try #require(object["merged_loss"] as? Double))
     }
 
-    static func example() throws -> (ids: [Int32], labels: [Int32]) {
+    static func example() throws -> (ids: [TokenID], labels: [TokenID]) {
         let g = try #require(try Fixtures.json("tiny-gpt2/goldens.json") as? [String: Any])
         let e = try #require((g["examples"] as? [[String: Any]])?.first)
-        let ids = try #require(e["input_ids"] as? [Int]).map(Int32.init)
-        let labels = try #require(e["labels"] as? [Int]).map(Int32.init)
+        let ids = try #require(e["input_ids"] as? [Int])
+        let labels = try #require(e["labels"] as? [Int])
         return (ids, labels)
     }
 
@@ -106,9 +106,9 @@ import TestSupport
         var rng = TestRNG(3)
         for i in 0..<adapter.parameterCount { adapter.storage.buffer[i] = (rng.next() * 2 - 1) * 0.5 }
         let model = try GPT2Model(parameters: params, trainable: .none(params.layout), adapter: adapter)
-        let ids: [Int32] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
+        let ids: [TokenID] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
         let mask: [Int32] = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
-        let labels: [Int32] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
+        let labels: [TokenID] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
         func loss() throws -> Double {
             Double(try #require(try model.forward(inputIDs: ids, batchSize: 2, sequenceLength: 5, attentionMask: mask,
                                                   labels: labels, training: true, dropoutSeed: 99)))

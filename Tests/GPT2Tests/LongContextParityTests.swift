@@ -20,13 +20,13 @@ import TestSupport
 /// norms 2.2e-6, final parameters' l2 2e-7; every run prints them as `[measured]` lines.
 @Suite struct LongContextParityTests {
     static let dir = "long-context"
-    static let pad: Int32 = 50256
+    static let pad: TokenID = 50256
 
     static func golden() throws -> [String: Any] {
         try #require(try Fixtures.json(dir + "/goldens.json") as? [String: Any])
     }
 
-    static func rows(_ any: Any?) throws -> [Int32] {
+    static func rows(_ any: Any?) throws -> [TokenID] {
         try #require(any as? [Any]).flatMap { try Golden.ints($0) }
     }
 
@@ -142,7 +142,7 @@ import TestSupport
     @Test func paddedBatch() throws {
         let g = try Self.golden()
         let padded = try #require(g["padded"] as? [String: Any])
-        let ids = try Self.rows(padded["input_ids"]), mask = try Self.rows(padded["attention_mask"])
+        let ids = try Self.rows(padded["input_ids"]), mask = try Self.rows(padded["attention_mask"]).map { Int32($0) }
         let labels = try Self.rows(padded["labels"])
         #expect(mask.filter { $0 == 0 }.count == 324 && labels.filter { $0 == -100 }.count == 128 + 64 + 324)
         let model = try Golden.model(Self.dir)
@@ -185,7 +185,7 @@ import TestSupport
         let golden = try #require(g["trajectory"] as? [String: Any])
         let o = try #require(golden["optimizer"] as? [String: Any])
         let row = try #require(golden["batch_row"] as? Int)
-        let ids = try Golden.ints(try #require(g["input_ids"] as? [Any])[row]).map(Int.init)
+        let ids = try Golden.ints(try #require(g["input_ids"] as? [Any])[row])
         var options = TrainingOptions()
         let betas = try Golden.doubles(o["betas"])
         options.learningRate = try Golden.double(o["lr"])

@@ -196,7 +196,7 @@ import TestSupport
             try model.forward(inputIDs: [1, 1000], batchSize: 1, sequenceLength: 2)
         }
         #expect(throws: ModelInputError.sequenceTooLong(length: 33, maximum: 32)) {
-            try model.forward(inputIDs: [Int32](repeating: 1, count: 33), batchSize: 1, sequenceLength: 33)
+            try model.forward(inputIDs: [TokenID](repeating: 1, count: 33), batchSize: 1, sequenceLength: 33)
         }
         #expect(throws: ModelInputError.countMismatch(what: "input ids", expected: 4, found: 3)) {
             try model.forward(inputIDs: [1, 2, 3], batchSize: 2, sequenceLength: 2)

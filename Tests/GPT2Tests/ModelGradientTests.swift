@@ -25,9 +25,9 @@ import TestSupport
     @Test(arguments: [("gelu_new", 0.2), ("silu", 0.0), ("gelu", 0.1)])
     func backwardMatchesFiniteDifferences(activation: String, dropout: Double) throws {
         let model = try Self.randomModel(activation: activation, dropout: dropout)
-        let ids: [Int32] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
+        let ids: [TokenID] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
         let mask: [Int32] = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
-        let labels: [Int32] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
+        let labels: [TokenID] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
         func loss() throws -> Double {
             Double(try #require(try model.forward(inputIDs: ids, batchSize: 2, sequenceLength: 5, attentionMask: mask,
                                                   labels: labels, training: true, dropoutSeed: 1234)))
@@ -64,7 +64,7 @@ import TestSupport
 
     @Test func evalModeIgnoresDropoutAndGradientsAccumulate() throws {
         let model = try Self.randomModel(dropout: 0.5)
-        let ids: [Int32] = [1, 2, 3, 4], labels: [Int32] = [1, 2, 3, 4]
+        let ids: [TokenID] = [1, 2, 3, 4], labels: [TokenID] = [1, 2, 3, 4]
         let a = try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: 4, labels: labels)
         let b = try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: 4, labels: labels, training: true, dropoutSeed: 1)
         let c = try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: 4, labels: labels)
@@ -80,9 +80,9 @@ import TestSupport
     /// Scoring only the counted positions (training's path) gives the full path's loss and gradients.
     @Test func scoredPositionsOnlyMatchesAllLogits() throws {
         let model = try Self.randomModel(dropout: 0.2)
-        let ids: [Int32] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
+        let ids: [TokenID] = [3, 7, 1, 22, 5, 9, 9, 0, 4, 4]
         let mask: [Int32] = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
-        let labels: [Int32] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
+        let labels: [TokenID] = [-100, 7, 1, 22, 5, -100, 9, 0, -100, -100]
         var losses: [Float] = [], grads: [[Float]] = []
         for all in [true, false] {
             model.zeroGradients()

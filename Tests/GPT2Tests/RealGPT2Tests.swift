@@ -25,7 +25,7 @@ struct RealGPT2Tests {
         // The notebook: transformers' AdamW(lr 5e-4, eps 1e-6, weight decay 0), 20 steps on the one example.
         var options = TrainingOptions()
         options.learningRate = 5e-4; options.eps = 1e-6; options.weightDecay = 0; options.steps = 20
-        let trainer = try Trainer(model: model, examples: [example], options: options, padTokenID: Int32(tokenizer.eosTokenID))
+        let trainer = try Trainer(model: model, examples: [example], options: options, padTokenID: tokenizer.eosTokenID)
         try trainer.run { _ in true }
         let losses = trainer.progress.losses
         #expect(losses.count == 20)

@@ -5,7 +5,7 @@ import TestSupport
 
 /// The `Trainer` loop and `TrainingRun` checkpoints against the reference trajectories and against themselves.
 @Suite struct TrainerTests {
-    static let pad: Int32 = 50256
+    static let pad: TokenID = 50256
 
     static func example(_ ex: [String: Any]) throws -> TrainingExample {
         TrainingExample(inputIDs: try Golden.ints(ex["input_ids"]), labels: try Golden.ints(ex["labels"]))
@@ -45,8 +45,8 @@ import TestSupport
     @Test func overfitThenGreedyGivesTheLabel() throws {
         let g = try Golden.tiny()
         let ex = try #require((g["examples"] as? [[String: Any]])?.first)
-        let expected = try Golden.ints((g["finetune_overfit"] as? [String: Any])?["greedy_after"]).map(Int.init)
-        let context = try Golden.ints(ex["context_ids"]).map(Int.init)
+        let expected = try Golden.ints((g["finetune_overfit"] as? [String: Any])?["greedy_after"])
+        let context = try Golden.ints(ex["context_ids"])
         let model = try Golden.model("tiny-gpt2")
         let trainer = try Trainer(model: model, examples: [try Self.example(ex)], options: try Self.options(g, "finetune_overfit"),
                                   padTokenID: Self.pad)
@@ -55,7 +55,7 @@ import TestSupport
         let generator = try Generator(model: model, promptIDs: context,
                                       options: GenerationOptions(maxNewTokens: expected.count - context.count))
         #expect(generator.run() == [expected])
-        #expect(Array(expected.suffix(3)) == (try Golden.ints(ex["label_ids"])).map(Int.init))
+        #expect(Array(expected.suffix(3)) == (try Golden.ints(ex["label_ids"])))
     }
 
     @Test func batchOfTwoFiveSteps() throws {
@@ -71,7 +71,7 @@ import TestSupport
         // The trainer's padding reproduces the reference batch exactly.
         let padded = TrainingBatch(examples: examples, padTokenID: Self.pad)
         #expect(padded.inputIDs == (try rows.flatMap { try Golden.ints($0) }))
-        #expect(padded.attentionMask == (try masks.flatMap { try Golden.ints($0) }))
+        #expect(padded.attentionMask == (try masks.flatMap { try Golden.mask($0) }))
         #expect(padded.labels == (try labelRows.flatMap { try Golden.ints($0) }))
         var options = try Self.options(g, "finetune_seed")
         let losses = try Golden.doubles((batch["finetune_5_steps"] as? [String: Any])?["losses"])
@@ -391,9 +391,9 @@ import TestSupport
         #expect(error == .tooLong(path: path, line: 2, tokens: 10, limit: 8))
         #expect(error?.description.hasPrefix("\(path):2: ") == true)
         let left = try records[1].example(encode: encode, maximumLength: 8, truncation: .left, source: path, line: 2)
-        #expect(left.inputIDs == Array("cdefghij".unicodeScalars.map { Int32($0.value) }))
+        #expect(left.inputIDs == Array("cdefghij".unicodeScalars.map { TokenID($0.value) }))
         let right = try records[1].example(encode: encode, maximumLength: 8, truncation: .right, source: path, line: 2)
-        #expect(right.inputIDs == Array("abcdefgh".unicodeScalars.map { Int32($0.value) }))
+        #expect(right.inputIDs == Array("abcdefgh".unicodeScalars.map { TokenID($0.value) }))
         // Cutting the label away entirely leaves nothing to learn.
         let pair = TrainingRecord.pair(context: "abcdefgh", label: "xy")
         #expect(throws: TrainingDataError.noLabelTokens(path: path, line: 7)) {

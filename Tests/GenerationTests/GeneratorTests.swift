@@ -26,7 +26,7 @@ enum Tiny {
     /// Last-position logits of a full (uncached) forward over `sequences` (all the same length).
     func uncachedLastLogits(_ model: GPT2Model, _ sequences: [[Int]]) throws -> [[Float]] {
         let T = sequences[0].count
-        try model.forward(inputIDs: sequences.flatMap { $0.map(Int32.init) }, batchSize: sequences.count, sequenceLength: T)
+        try model.forward(inputIDs: sequences.flatMap { $0 }, batchSize: sequences.count, sequenceLength: T)
         return sequences.indices.map { model.logits(batch: $0, position: T - 1) }
     }
 
