@@ -87,22 +87,12 @@ struct GenerateCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("warning: \(flag) has no effect without --sample (greedy decoding)\n".utf8))
             }
         }
-        let strategy: DecodingStrategy = doSample
-            ? .sampling(SamplingOptions(temperature: temperature ?? fileDefaults.temperature.map(Float.init) ?? 1,
-                                        topK: topK ?? fileDefaults.topK ?? 50,
-                                        topP: topP ?? fileDefaults.topP ?? 1))
-            : .greedy
-        let eos = fileDefaults.eosTokenIDs ?? modelConfig.eosTokenID.map { [$0] } ?? []
-        var options = GenerationOptions(
-            maxLength: maxLength ?? fileDefaults.maxLength ?? 20,
-            maxNewTokens: maxNewTokens ?? (maxLength == nil ? fileDefaults.maxNewTokens : nil),
-            strategy: strategy, eosTokenIDs: eos, padTokenID: fileDefaults.padTokenID,
-            numReturnSequences: numReturnSequences, seed: seed,
-            repetitionPenalty: repetitionPenalty ?? fileDefaults.repetitionPenalty.map(Float.init) ?? 1,
-            noRepeatNGramSize: noRepeatNGramSize ?? fileDefaults.noRepeatNGramSize ?? 0,
-            stopStrings: stop.isEmpty ? fileDefaults.stopStrings ?? [] : stop,
-            truncation: truncate == .left ? .left : .none)
-        options.weights = weights
+        let overrides = GenerationOverrides(
+            maxLength: maxLength, maxNewTokens: maxNewTokens, sample: sample ? true : nil, temperature: temperature,
+            topK: topK, topP: topP, repetitionPenalty: repetitionPenalty, noRepeatNGramSize: noRepeatNGramSize,
+            stopStrings: stop.isEmpty ? nil : stop, numReturnSequences: numReturnSequences, seed: seed,
+            truncation: truncate == .left ? .left : .none, weights: weights)
+        let options = fileDefaults.options(overrides, modelConfig: modelConfig)
         let generator = try Generator(model: gptModel, prompts: promptIDs, options: options, tokenizer: textTokenizer)
         for (i, ids) in promptIDs.enumerated() where generator.prompts[i].count < ids.count {
             let which = promptIDs.count > 1 ? "prompt \(i + 1)" : "prompt"
