@@ -62,6 +62,10 @@ let package = Package(
         .executableTarget(name: "generation-benchmark", dependencies: ["GPT2", "Generation", "Kernels", "GPT2Kit"],
                           path: "Benchmarks/GenerationBenchmark"),
 
+        // The notebook through the library facade. Without package access it sees exactly what a user's
+        // `import GPT2Kit` sees: the public API, none of the package-internal declarations.
+        .executableTarget(name: "notebook-example", dependencies: ["GPT2Kit"], path: "Examples/Notebook", packageAccess: false),
+
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         // The HDF5 tests run the helper, found next to the test runner.
@@ -69,6 +73,6 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "TestSupport"]),
         .testTarget(name: "GPT2Tests", dependencies: ["GPT2Kit", "TestSupport"]),
         .testTarget(name: "GenerationTests", dependencies: ["GPT2Kit", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "GPT2KitCLI", "TestSupport", "gpt2kit-hdf5"]),
+        .testTarget(name: "CLITests", dependencies: ["GPT2Kit", "GPT2KitCLI", "TestSupport", "gpt2kit-hdf5", "notebook-example"]),
     ]
 )

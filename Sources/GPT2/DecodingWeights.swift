@@ -17,7 +17,7 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
 
 /// A model's projections re-encoded for decoding: the four of every block and the tied lm head (wte). Embeddings,
 /// biases and LayerNorms stay float32. Built once from the parameters (`GPT2Model.decodingWeights(_:)`).
-public final class DecodingWeights: @unchecked Sendable {
+package final class DecodingWeights: @unchecked Sendable {
     public let format: QuantizedMatrix.Format
     /// Per block: c_attn, attn.c_proj, c_fc, mlp.c_proj.
     let blocks: [[QuantizedMatrix]]

@@ -99,7 +99,7 @@ public final class GPT2Model {
     /// The projections re-encoded in `format` for decoding, built on first use and kept (they do not follow later
     /// changes of the parameters: call after training). Nil when the shapes cannot take the format (see
     /// `DecodingWeights.unsupportedReason`).
-    public func decodingWeights(_ format: QuantizedMatrix.Format) -> DecodingWeights? {
+    package func decodingWeights(_ format: QuantizedMatrix.Format) -> DecodingWeights? {
         if let w = encodedWeights[format] { return w }
         guard DecodingWeights.unsupportedReason(format, config: config) == nil else { return nil }
         let w = DecodingWeights(parameters: parameters, format: format)
