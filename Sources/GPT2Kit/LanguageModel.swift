@@ -48,7 +48,7 @@ public final class LanguageModel {
     /// single weights file (a GGUF file carries its tokenizer; others need `tokenizer`).
     /// - Parameters:
     ///   - path: a Hugging Face folder, a weights file (`.safetensors`, `.bin`, `.h5`, `.gguf`, llm.c `.bin`).
-    ///   - tokenizer: a folder with `vocab.json` + `merges.txt` or `tokenizer.json` (default: the model's).
+    ///   - tokenizerFolder: a folder with `vocab.json` + `merges.txt` or `tokenizer.json` (default: the model's).
     ///   - adapter: a PEFT LoRA adapter folder (made by PEFT or GPT2Kit), applied unmerged.
     ///   - configPath: a `config.json` for a single weights file.
     /// - Throws: a typed error naming the file and the problem (`ModelLocationError`, `ModelLoadError`,
