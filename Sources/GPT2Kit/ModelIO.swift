@@ -76,10 +76,10 @@ public enum ModelIO {
     }
 
     /// Loads a model from a folder or weights file (`configPath` overrides the folder's `config.json`), with the
-    /// PEFT/gpt2kit adapter of `adapter` applied unmerged when given. `trainsBase` false gives a model without
-    /// base gradients (inference: half the memory).
+    /// PEFT/gpt2kit adapter of `adapter` applied unmerged when given. The model keeps no base gradients (inference:
+    /// half the memory; an adapter still trains); `trainsBase` true allocates them to train every weight.
     public static func loadModel(path: String, configPath: String? = nil, adapter: String? = nil,
-                                 trainsBase: Bool = true) throws -> (model: GPT2Model, location: ModelLocation) {
+                                 trainsBase: Bool = false) throws -> (model: GPT2Model, location: ModelLocation) {
         let location = try ModelLocation(path: path, configPath: configPath)
         let parameters = try loadParameters(location)
         let lora = try adapter.map { try AdapterFiles.read(folder: $0, modelConfig: parameters.config) }

@@ -57,7 +57,7 @@ import TestSupport
         let written = try ModelIO.writeFolder(reference, to: out, format: format)
         #expect(written.contains(out + "/" + format.weightsFileName))
         #expect(written.contains(out + "/config.json"))
-        let (model, location) = try ModelIO.loadModel(path: out)
+        let (model, location) = try ModelIO.loadModel(path: out, trainsBase: true)
         #expect(location.weightsPath == out + "/" + format.weightsFileName)
         #expect(model.config.vocabularySize == reference.config.vocabularySize)
         CLIGolden.expectBitIdentical(model.parameters, reference, "\(format) folder")
@@ -122,7 +122,7 @@ import TestSupport
     @Test(arguments: logitCases)
     func lossAndLogitsFromEveryFile(file: String, key: String) throws {
         let g = try CLIGolden.micro()
-        let (model, _) = try ModelIO.loadModel(path: Fixtures.path(Self.folder + "/" + file))
+        let (model, _) = try ModelIO.loadModel(path: Fixtures.path(Self.folder + "/" + file), trainsBase: true)
         let ids = try CLIGolden.ints(g["input_ids"]), labels = try CLIGolden.ints(g["labels"])
         let loss = try #require(try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: ids.count, labels: labels))
         if key == "logits" {

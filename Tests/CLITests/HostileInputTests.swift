@@ -207,7 +207,7 @@ import Glibc
     }
 
     @Test func generationBeyondMemoryIsRefused() throws {
-        let (model, _) = try ModelIO.loadModel(path: Fixtures.path("tiny-gpt2"))
+        let (model, _) = try ModelIO.loadModel(path: Fixtures.path("tiny-gpt2"), trainsBase: true)
         // 150,000 rows: logits of 150,000 × 50257 floats (30 GB), under the float-count limit of each buffer.
         guard MemoryBudget.availableBytes < 30 << 30 else { return }
         let error = #expect(throws: GenerationError.self) { try KVCacheDecoder(model: model, batchSize: 150_000, capacity: 64) }

@@ -36,7 +36,7 @@ import TestSupport
     }
 
     static func loraModel(_ name: String) throws -> GPT2Model {
-        let (base, _) = try ModelIO.loadModel(path: Self.base)
+        let (base, _) = try ModelIO.loadModel(path: Self.base, trainsBase: true)
         let adapter = try AdapterFiles.read(folder: Fixtures.path("peft-tiny/\(name)"), modelConfig: base.config)
         return try GPT2Model(parameters: base.parameters, trainable: .none(base.layout), adapter: adapter)
     }
@@ -125,12 +125,12 @@ import TestSupport
     }
 
     @Test func trainingASubsetLeavesTheRestAndMatchesFullGradients() throws {
-        let (full, _) = try ModelIO.loadModel(path: Self.base)
+        let (full, _) = try ModelIO.loadModel(path: Self.base, trainsBase: true)
         let (ids, labels) = try Self.example()
         full.zeroGradients()
         _ = try full.forward(inputIDs: ids, batchSize: 1, sequenceLength: ids.count, labels: labels)
         full.backward()
-        let (reloaded, _) = try ModelIO.loadModel(path: Self.base)
+        let (reloaded, _) = try ModelIO.loadModel(path: Self.base, trainsBase: true)
         let names: Set = ["transformer.h.1.mlp.c_fc.weight", "transformer.ln_f.bias", "transformer.h.1.ln_2.weight"]
         let subset = TrainableParameters(layout: reloaded.layout) { names.contains($0.name) }
         let model = try GPT2Model(parameters: reloaded.parameters, trainable: subset)

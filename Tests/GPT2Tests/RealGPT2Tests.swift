@@ -19,7 +19,7 @@ struct RealGPT2Tests {
 
     @Test func twentyStepsTeachTheLabel() throws {
         let tokenizer = try ModelIO.loadTokenizer(folder: Self.folder)
-        let (model, _) = try ModelIO.loadModel(path: Self.folder)
+        let (model, _) = try ModelIO.loadModel(path: Self.folder, trainsBase: true)
         #expect(model.config.layerCount == 12 && model.config.embeddingSize == 768, "expected the 124M gpt2")
         let example = TrainingExample(contextIDs: tokenizer.encode(Self.context), labelIDs: tokenizer.encode(Self.label))
         // The notebook: transformers' AdamW(lr 5e-4, eps 1e-6, weight decay 0), 20 steps on the one example.

@@ -224,7 +224,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: out) }
         try TrainingRun.save(trainer, to: out, format: format, config: try Golden.config("tiny-gpt2"), dropout: nil,
                              tokenizerFiles: [], generationConfigPath: nil)
-        let (reloaded, location) = try ModelIO.loadModel(path: out)
+        let (reloaded, location) = try ModelIO.loadModel(path: out, trainsBase: true)
         #expect(location.weightsKind.fileName == format.weightsFileName)
         let ids = examples[1].inputIDs
         try trainer.model.forward(inputIDs: ids, batchSize: 1, sequenceLength: ids.count)
