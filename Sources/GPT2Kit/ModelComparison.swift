@@ -14,6 +14,13 @@ public struct CheckpointSummary: Codable, Sendable, Equatable {
     public var storedTypes: [String: Int]
     /// Why the weights could not be loaded as a model (no forward pass then), if they could not.
     public var loadError: String?
+
+    /// Every key is always written (null when absent), so the JSON's keys are stable.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path); try c.encode(weights, forKey: .weights); try c.encode(format, forKey: .format)
+        try c.encode(adapter, forKey: .adapter); try c.encode(storedTypes, forKey: .storedTypes); try c.encode(loadError, forKey: .loadError)
+    }
 }
 
 /// One parameter tensor of two checkpoints, under its canonical GPT-2 name (`transformer.h.1.attn.c_attn.weight`).
@@ -69,6 +76,16 @@ public struct TensorComparison: Codable, Sendable, Equatable {
     /// The tolerance of the two stored types (`VerificationTolerance.weights`).
     public var tolerance: WeightTolerance?
     public var worst: Element?
+
+    /// Every key is always written (null when absent), so the JSON's keys are stable.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name); try c.encode(status, forKey: .status)
+        try c.encode(storedTypeA, forKey: .storedTypeA); try c.encode(storedTypeB, forKey: .storedTypeB)
+        try c.encode(shapeA, forKey: .shapeA); try c.encode(shapeB, forKey: .shapeB)
+        try c.encode(maxAbsDiff, forKey: .maxAbsDiff); try c.encode(maxRelDiff, forKey: .maxRelDiff)
+        try c.encode(bitIdentical, forKey: .bitIdentical); try c.encode(tolerance, forKey: .tolerance); try c.encode(worst, forKey: .worst)
+    }
 }
 
 /// Two forward passes on the same token ids: model A against model B, or a model against PyTorch's numbers.
@@ -130,6 +147,15 @@ public struct ModelComparison: Codable, Sendable, Equatable {
     public var passed: Bool
     /// `verified: A and B agree within f32 tolerances`, or `FAILED: ` and the first failure.
     public var verdict: String
+
+    /// Every key is always written (null when absent), so the JSON's keys are stable.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(a, forKey: .a); try c.encode(b, forKey: .b); try c.encode(precision, forKey: .precision)
+        try c.encode(configDifferences, forKey: .configDifferences); try c.encode(tensors, forKey: .tensors)
+        try c.encode(forward, forKey: .forward); try c.encode(forwardSkipped, forKey: .forwardSkipped)
+        try c.encode(failures, forKey: .failures); try c.encode(passed, forKey: .passed); try c.encode(verdict, forKey: .verdict)
+    }
 
     /// The report as one JSON object with sorted snake_case keys; infinities and NaN as the strings `inf`, `-inf`,
     /// `nan`.

@@ -14,7 +14,8 @@ struct LoadedCheckpoint {
     /// Why the weights do not load as a model.
     let loadFailure: Error?
 
-    init(_ checkpoint: ModelVerification.Checkpoint) throws {
+    /// Reads `checkpoint`, model `side` ("A" or "B") of the verification.
+    init(_ checkpoint: ModelVerification.Checkpoint, side: String) throws {
         self.checkpoint = checkpoint
         location = try ModelLocation(path: checkpoint.path, configPath: checkpoint.configPath)
         if location.weightsKind == .gguf {
@@ -23,7 +24,9 @@ struct LoadedCheckpoint {
             stateDict = contents.stateDict
             storedTypeOverrides = contents.storedTypes
         } else {
-            config = try ModelIO.readConfig(location)
+            do { config = try ModelIO.readConfig(location) } catch ModelLocationError.noConfig(let weights) {
+                throw VerificationError.noConfig(weights: weights, side: side)
+            }
             stateDict = try ModelIO.readStateDict(location)
             storedTypeOverrides = [:]
         }

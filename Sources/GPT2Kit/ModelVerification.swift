@@ -26,7 +26,7 @@ public enum ModelVerification {
     /// are reported, not thrown.
     public static func compare(_ a: Checkpoint, _ b: Checkpoint, prompt: String = defaultPrompt,
                                tokenizer: String? = nil) throws -> ModelComparison {
-        let sideA = try LoadedCheckpoint(a), sideB = try LoadedCheckpoint(b)
+        let sideA = try LoadedCheckpoint(a, side: "A"), sideB = try LoadedCheckpoint(b, side: "B")
         let tokenizer = try Self.tokenizer(override: tokenizer, sides: [sideA, sideB])
         let tensors = compareTensors(sideA, sideB)
         let precision = (sideA.precisions + sideB.precisions).max() ?? .f32
@@ -110,6 +110,8 @@ public enum ModelVerification {
 
 /// Why `verify` could not run (differences between the models are reported, not thrown).
 public enum VerificationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A single weights file of model `side` ("A" or "B") without a config beside it.
+    case noConfig(weights: String, side: String)
     /// Neither model's folder holds a tokenizer and none was named.
     case noTokenizer(folders: [String])
     /// The prompt gives fewer than two tokens, so there is no next-token loss.
@@ -123,6 +125,8 @@ public enum VerificationError: Error, Sendable, Equatable, CustomStringConvertib
 
     public var description: String {
         switch self {
+        case let .noConfig(weights, side):
+            return "\(weights): no config.json beside the weights; name one with --config-\(side.lowercased())"
         case let .noTokenizer(folders):
             return "--tokenizer: no tokenizer files (vocab.json + merges.txt, or tokenizer.json) in "
                 + folders.map { "'\($0)'" }.joined(separator: " or ") + "; name a folder with --tokenizer"

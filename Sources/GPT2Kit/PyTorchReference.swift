@@ -82,6 +82,16 @@ public struct ReferenceComparison: Codable, Sendable, Equatable {
     public var passed: Bool
     public var verdict: String
 
+    /// Every key is always written (`forward` null when absent), so the JSON's keys are stable.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model); try c.encode(reference, forKey: .reference)
+        try c.encode(torch, forKey: .torch); try c.encode(transformers, forKey: .transformers); try c.encode(precision, forKey: .precision)
+        try c.encode(ids, forKey: .ids); try c.encode(referenceIds, forKey: .referenceIds); try c.encode(idsEqual, forKey: .idsEqual)
+        try c.encode(forward, forKey: .forward); try c.encode(failures, forKey: .failures)
+        try c.encode(passed, forKey: .passed); try c.encode(verdict, forKey: .verdict)
+    }
+
     /// The report as one JSON object (the encoding of `ModelComparison.jsonData()`).
     public func jsonData() throws -> Data { try VerificationJSON.encode(self) }
 }
@@ -97,9 +107,8 @@ extension ModelVerification {
         if let prompt, prompt != reference.prompt {
             throw VerificationError.promptDiffersFromReference(prompt: prompt, reference: reference.prompt)
         }
-        let side = try LoadedCheckpoint(model)
-        if let failure = side.loadFailure { throw failure }
-        guard let gpt2 = side.model else { throw VerificationError.invalidReference(path: path, problem: "no model") }
+        let side = try LoadedCheckpoint(model, side: "A")
+        guard let gpt2 = side.model else { throw side.loadFailure ?? ModelLocationError.noWeights(folder: model.path) }
         let tokenizer = try Self.tokenizer(override: tokenizer, sides: [side])
         let ids = tokenizer.encode(reference.prompt)
         let precision = side.precisions.max() ?? .f32
