@@ -41,6 +41,7 @@ public struct PyTorchReference: Codable, Sendable, Equatable {
         guard reference.inputIds.count >= 2, reference.logits.count == reference.inputIds.count else {
             throw invalid("\(reference.inputIds.count) input ids and \(reference.logits.count) rows of logits; expected the same number, at least 2")
         }
+        guard reference.inputIds.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }) else { throw invalid("input_ids holds a negative or too large id") }
         let width = reference.logits[0].count
         guard width > 0, reference.logits.allSatisfy({ $0.count == width }) else {
             throw invalid("the rows of logits are not all of one positive length")

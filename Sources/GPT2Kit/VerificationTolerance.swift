@@ -67,10 +67,10 @@ public struct ForwardTolerance: Codable, Sendable, Equatable {
 /// | F32 (F64) | 5e-8 | 5e-7 | 0 | a few float32 ulps: what two float32 computations of the same value differ by |
 /// | F16 | 2⁻²⁵ ≈ 3.0e-8 | 2⁻¹¹ ≈ 4.9e-4 | 0 | half an f16 ulp (11 significant bits); half the subnormal step |
 /// | BF16 | 0 | 2⁻⁸ ≈ 3.9e-3 | 0 | half a bf16 ulp (8 significant bits) |
-/// | Q8_0 | 0 | 0 | 4.5e-3 | half a step (max/127 / 2) plus the f16 scale's rounding (127·2⁻¹¹ steps): 0.5625/127 |
+/// | Q8_0 | 127·2⁻²⁵ ≈ 3.8e-6 | 0 | 4.5e-3 | half a step (max/127 / 2) plus the f16 scale's rounding (127·2⁻¹¹ steps): 0.5625/127 ≤ 4.5e-3; atol: a scale in f16's subnormal range (block max < 7.8e-3) is rounded by up to 2⁻²⁵, times \|q\| ≤ 127 |
 ///
-/// So F32/F32 allows atol 1e-7, rtol 1e-6; F32/F16 atol 8e-8, rtol 4.9e-4; F32/Q8_0 rtol 5e-7 plus 4.5e-3 of the
-/// tensor's largest magnitude.
+/// So F32/F32 allows atol 1e-7, rtol 1e-6; F32/F16 atol 8e-8, rtol 4.9e-4; F32/Q8_0 atol 3.8e-6, rtol 5e-7, plus
+/// 4.5e-3 of the tensor's largest magnitude.
 ///
 /// **Forward** (the prompt through both models; the row of the coarsest stored type of either model). M is the
 /// largest |logit| of the position:
@@ -87,8 +87,8 @@ public struct ForwardTolerance: Codable, Sendable, Equatable {
 /// the model's coarsest stored type. The other rows are measured with PyTorch on the bundled models (tiny-gpt2,
 /// micro-gpt2, long-context; 4 random prompts of 6 to 60 tokens each) against their weights rounded to the type,
 /// then given 2.4–4× margin. Largest logit difference / M, and largest relative loss difference: F16 1.7e-3 and
-/// 5.4e-5; BF16 1.5e-2 and 5.1e-4; Q8_0 2.1e-2 and 7.4e-4. Those models are small and random; a trained 124M model
-/// has far larger logits (M ≈ 100), so the M-relative bound is, if anything, looser there.
+/// 5.4e-5; BF16 1.5e-2 and 5.1e-4; Q8_0 2.1e-2 and 7.4e-4. Not measured on a trained 124M model (none is
+/// bundled): a low-precision copy of one that fails narrowly deserves a second look before it is called broken.
 public enum VerificationTolerance {
     /// The rounding error one stored type can make.
     public static func rounding(_ precision: StoredPrecision) -> WeightTolerance {
@@ -96,7 +96,7 @@ public enum VerificationTolerance {
         case .f32: return WeightTolerance(atol: 5e-8, rtol: 5e-7, scaleRelative: 0)
         case .f16: return WeightTolerance(atol: 0x1p-25, rtol: 0x1p-11, scaleRelative: 0)
         case .bf16: return WeightTolerance(atol: 0, rtol: 0x1p-8, scaleRelative: 0)
-        case .q8_0: return WeightTolerance(atol: 0, rtol: 0, scaleRelative: 4.5e-3)
+        case .q8_0: return WeightTolerance(atol: 127 * 0x1p-25, rtol: 0, scaleRelative: 4.5e-3)
         }
     }
 
