@@ -102,11 +102,6 @@ public final class GPT2Parameters: @unchecked Sendable {
         }
     }
 
-    /// Loads parameters from a state dict in any of the `KeyFormat`s, converting F16/BF16/F64 to F32.
-    ///
-    /// Names are matched through the mapping table: every parameter must be present exactly once with its
-    /// shape, and only the tied `lm_head.weight` (which must equal `wte`) and the buffers in
-    /// `ignoredBlockBuffers` may be extra. All problems are reported together in one `StateDictError`.
     /// The entry a TensorFlow weight name stands for, whatever scope precedes it: the shortest suffix that starts
     /// at a `transformer/` component and is a wanted key. Only the last `longestKey` bytes can hold such a
     /// suffix, so the work is bounded whatever the name's length (a crafted header may hold megabyte names).
@@ -125,66 +120,26 @@ public final class GPT2Parameters: @unchecked Sendable {
         return nil
     }
 
+    /// Loads parameters from a state dict in any of the `KeyFormat`s, converting F16/BF16/F64 to F32.
+    ///
+    /// Names are matched through the mapping table: every parameter must be present exactly once with its
+    /// shape, and only the tied `lm_head.weight` (which must equal `wte`) and the buffers in
+    /// `ignoredBlockBuffers` may be extra. All problems are reported together in one `StateDictError`
+    /// (`match(_:config:)` gives them without loading).
     public convenience init(config: GPT2Config, stateDict: StateDict) throws(StateDictError) {
         // Every name and shape is checked before the parameter buffer is allocated, so a config far larger
         // than the weights fails here instead of allocating its size.
-        let layout = GPT2ParameterLayout(config: config)
-        let format = GPT2Parameters.detectFormat(of: stateDict)
-        // source key → entry index
-        var wanted: [String: Int] = [:]
-        for (i, e) in layout.entries.enumerated() {
-            for k in GPT2Parameters.sourceKeys(for: e, format: format).keys { wanted[k] = i }
-        }
-        let longestWantedKey = wanted.keys.map(\.utf8.count).max() ?? 0
-        var ignored: Set<String> = []
-        if format != .tensorFlow {
-            let prefix = format == .huggingFace ? "transformer." : ""
-            for l in 0..<config.layerCount { for b in GPT2Parameters.ignoredBlockBuffers { ignored.insert("\(prefix)h.\(l).\(b)") } }
-        }
-        var found = [String?](repeating: nil, count: layout.entries.count)
-        var unexpected: [String] = [], wrongShapes: [StateDictError.ShapeMismatch] = [], nonFloat: [String] = []
-        var outputWeight: Tensor?
-        for (name, tensor) in stateDict {
-            var index: Int?
-            if format == .tensorFlow {
-                index = GPT2Parameters.tensorFlowEntry(named: name, wanted: wanted, longestKey: longestWantedKey)
-            } else {
-                index = wanted[name]
-            }
-            guard let i = index else {
-                if format != .tensorFlow, name == GPT2Parameters.outputWeightName { outputWeight = tensor; continue }
-                if ignored.contains(name) { continue }
-                unexpected.append(name)
-                continue
-            }
-            if let previous = found[i] { unexpected.append(previous == name ? name : "\(name) (duplicate of '\(previous)')"); continue }
-            found[i] = name
-            let expectedShape = GPT2Parameters.sourceKeys(for: layout.entries[i], format: format).shape
-            if tensor.shape != expectedShape { wrongShapes.append(.init(name: name, expected: expectedShape, found: tensor.shape)) }
-            if !tensor.dtype.isFloatingPoint { nonFloat.append(name) }
-        }
-        var missing: [String] = []
-        for (i, e) in layout.entries.enumerated() where found[i] == nil {
-            missing.append(GPT2Parameters.sourceKeys(for: e, format: format).keys[0])
-        }
-        let wteName = GPT2Parameters.sourceKeys(for: layout.entries[0], format: format).keys[0]
-        if let outputWeight {
-            if outputWeight.shape != layout.entries[0].shape {
-                wrongShapes.append(.init(name: GPT2Parameters.outputWeightName, expected: layout.entries[0].shape, found: outputWeight.shape))
-            }
-            if !outputWeight.dtype.isFloatingPoint { nonFloat.append(GPT2Parameters.outputWeightName) }
-        }
-        if !missing.isEmpty || !unexpected.isEmpty || !wrongShapes.isEmpty || !nonFloat.isEmpty {
-            throw .mismatch(missing: missing, unexpected: unexpected, wrongShapes: wrongShapes, nonFloat: nonFloat)
-        }
+        let match = GPT2Parameters.match(stateDict, config: config)
+        if let mismatch = match.mismatch { throw mismatch }
         self.init(config: config)
-        for (i, e) in layout.entries.enumerated() {
-            guard let name = found[i], let tensor = stateDict[name] else { continue }
+        for (i, e) in match.layout.entries.enumerated() {
+            guard let name = match.sourceNames[i], let tensor = stateDict[name] else { continue }
             tensor.copyFloats(into: storage[e.range])
         }
-        if let outputWeight {
-            let wte = storage[layout.entries[0].range]
-            let tied = outputWeight.sharesBytes(with: stateDict[found[0] ?? ""] ?? outputWeight) && outputWeight.dtype == .f32
+        if let outputWeight = match.outputWeight {
+            let wteName = GPT2Parameters.sourceKeys(for: match.layout.entries[0], format: match.format).keys[0]
+            let wte = storage[match.layout.entries[0].range]
+            let tied = outputWeight.sharesBytes(with: stateDict[match.sourceNames[0] ?? ""] ?? outputWeight) && outputWeight.dtype == .f32
             if !tied {
                 let converted = outputWeight.floats()
                 var equal = true

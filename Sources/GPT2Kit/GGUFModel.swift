@@ -116,6 +116,9 @@ public enum GGUFModel {
         public var config: GPT2Config
         /// Tensors under Hugging Face names (Conv1D weights transposed back to (in, out)).
         public var stateDict: StateDict
+        /// The GGUF element type each tensor of `stateDict` is stored as (`F32`, `F16`, `BF16`, `Q8_0`), by Hugging
+        /// Face name: Q8_0 tensors are dequantized to F32 in `stateDict`.
+        public var storedTypes: [String: String]
         /// The embedded vocabulary and merges, as `vocab.json`, `merges.txt` and (for tokens outside the byte-level
         /// alphabet) `added_tokens.json` bytes.
         public var tokenizerFiles: [(name: String, data: Data)]
@@ -168,6 +171,7 @@ public enum GGUFModel {
             }
         }
         var outputWeight: Tensor?
+        var storedTypes: [String: String] = [:]
         for info in file.tensors {
             if info.name == "output.weight" { outputWeight = file.tensor(info); continue }
             guard let e = byGGUFName[info.name] else { throw fail("tensor '\(info.name)' is not part of GPT-2") }
@@ -177,6 +181,7 @@ public enum GGUFModel {
                 tensor = tensor.transposed()
             }
             dict[e.name] = tensor
+            storedTypes[e.name] = info.type.name
         }
         if let outputWeight, let wte = dict["transformer.wte.weight"] {
             guard outputWeight.shape == wte.shape, outputWeight.floats() == wte.floats() else {
@@ -186,7 +191,7 @@ public enum GGUFModel {
         if let wte = dict["transformer.wte.weight"], wte.shape.dims.first != tokenValues.count {
             throw fail("the vocabulary has \(tokenValues.count) tokens, token_embd \(wte.shape.dims.first ?? 0) rows")
         }
-        return Contents(config: config, stateDict: dict, tokenizerFiles: try tokenizerFiles(file, tokens: tokenValues, fail: fail))
+        return Contents(config: config, stateDict: dict, storedTypes: storedTypes, tokenizerFiles: try tokenizerFiles(file, tokens: tokenValues, fail: fail))
     }
 
     /// `vocab.json`, `merges.txt` (and `added_tokens.json`) from the embedded vocabulary.

@@ -62,7 +62,12 @@ public enum ModelIO {
     public static func loadParameters(_ location: ModelLocation) throws -> GPT2Parameters {
         let config = try readConfig(location)
         try config.validate(path: location.configPath)
-        let dict = try readStateDict(location)
+        return try parameters(config: config, stateDict: try readStateDict(location), location: location)
+    }
+
+    /// Model parameters from the weights `dict` read from `location` with its `config`: the memory they need is
+    /// checked, then names and shapes are matched against the config.
+    public static func parameters(config: GPT2Config, stateDict dict: StateDict, location: ModelLocation) throws -> GPT2Parameters {
         // Weights smaller than the config fail the name/shape check before anything is allocated; otherwise the
         // model's buffers are about to be allocated, so check that they fit.
         if dict.totalElementCount >= config.checkedParameterCount ?? Int.max {

@@ -9,7 +9,8 @@ public struct GPT2KitCommand: ParsableCommand {
         abstract: "Import, tokenize, fine-tune, export and sample GPT-2 models on the CPU.",
         version: GPT2KitVersion.current,
         subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
-                      EvalCommand.self, FinetuneCommand.self, GenerateCommand.self, MergeCommand.self, InitCommand.self, TokenizerBenchmarkCommand.self]
+                      EvalCommand.self, FinetuneCommand.self, GenerateCommand.self, MergeCommand.self, VerifyCommand.self, InitCommand.self,
+                      TokenizerBenchmarkCommand.self]
     )
 
     public init() {}
