@@ -18,8 +18,8 @@ import Testing
     }
 
     static func elements(_ svg: String) -> [Element] {
-        let tag = /<([a-z]+)((?:\s+[A-Za-z:-]+="[^"]*")*)\s*(\/?)>([^<]*)/
-        let attribute = /([A-Za-z:-]+)="([^"]*)"/
+        let tag = /<([a-z]+)((?:\s+[A-Za-z0-9:-]+="[^"]*")*)\s*(\/?)>([^<]*)/
+        let attribute = /([A-Za-z0-9:-]+)="([^"]*)"/
         return svg.matches(of: tag).map { m in
             var attributes: [String: String] = [:]
             for a in String(m.output.2).matches(of: attribute) { attributes[String(a.output.1)] = String(a.output.2) }
@@ -200,8 +200,10 @@ import Testing
     }
 
     @Test func longRunsGetASmoothedLineAndStaySmall() throws {
-        let losses = (0..<20_000).map { 10 * exp(-Double($0) / 4000) + 0.5 * sin(Double($0) * 0.7) }
-        let svg = LossCurve.svg(losses: losses, evalLosses: stride(from: 1000, through: 20_000, by: 1000).map { ($0, 10 * exp(-Double($0) / 4000)) })
+        func trend(_ step: Int) -> Double { 10 * exp(-Double(step) / 4000) }
+        let losses: [Double] = (0..<20_000).map { (i: Int) -> Double in trend(i) + 0.5 * sin(Double(i) * 0.7) }
+        let evals: [(step: Int, loss: Double)] = stride(from: 1000, through: 20_000, by: 1000).map { (step: Int) in (step, trend(step)) }
+        let svg = LossCurve.svg(losses: losses, evalLosses: evals)
         #expect(svg.utf8.count < 150_000, "\(svg.utf8.count) bytes")
         let all = Self.elements(svg)
         let smooth = try #require(Self.select(all, "path", "train-smoothed").first?.attributes["d"])
