@@ -86,7 +86,7 @@ public enum LossCurve {
                 + "stroke-linejoin=\"round\" d=\"\(path.dropLast())\"/>\n"
         }
         for (px, py) in dots {
-            svg += "<circle class=\"train\" cx=\"\(f(px))\" cy=\"\(f(py))\" r=\"2.5\" fill=\"\(rawColor)\"/>\n"
+            svg += "<circle class=\"train\" cx=\"\(f(px))\" cy=\"\(f(py))\" r=\"3\" fill=\"\(rawColor)\"/>\n"
         }
         if smoothed {
             let ema = smoothedLosses(losses)
@@ -113,7 +113,9 @@ public enum LossCurve {
         if smoothed { entries.append(("train (smoothed)", "#1f77b4", 2, false, false)) }
         if !evals.isEmpty { entries.append(("eval", "#d62728", 1.5, true, true)) }
         if !entries.isEmpty {
-            let rowHeight = 18.0, boxWidth = 142.0, boxHeight = rowHeight * Double(entries.count) + 8
+            // About 7 units per character of the 12-unit sans-serif font.
+            let rowHeight = 18.0, boxWidth = 52 + 7 * Double(entries.map(\.label.count).max() ?? 0)
+            let boxHeight = rowHeight * Double(entries.count) + 8
             let boxLeft = plotRight - boxWidth - 8, boxTop = plotTop + 8
             svg += "<g class=\"legend\">\n<rect x=\"\(f(boxLeft))\" y=\"\(f(boxTop))\" width=\"\(f(boxWidth))\" height=\"\(f(boxHeight))\" "
                 + "fill=\"white\" fill-opacity=\"0.85\" stroke=\"#cccccc\"/>\n"
