@@ -187,7 +187,7 @@ final class ProgressDisplay: @unchecked Sendable {
 
     /// `[bar] step/total  phase  fields  eta …` in at most `columns - 1` characters (the last column is left free
     /// so that the cursor never wraps): fields that do not fit are dropped from the right, then the bar narrows,
-    /// then the text is cut. The phase (a save under way) stays beside the counter.
+    /// then the eta goes, then the text is cut. The phase (a save under way) stays beside the counter.
     static func barLine(step: Int, total: Int, fields: [(String, String)], eta: String, columns: Int, phase: String? = nil) -> String {
         let room = max(columns - 1, 10)
         let counter = "\(step)/\(total)" + (phase.map { "  " + $0 } ?? "")
@@ -197,9 +197,10 @@ final class ProgressDisplay: @unchecked Sendable {
             let bar = barWidth > 0 ? "[" + String(repeating: "█", count: filled) + String(repeating: "·", count: barWidth - filled) + "] " : ""
             return ([bar + counter] + parts).joined(separator: "  ")
         }
-        // Fields go first (eta last of all), then the bar shrinks from 24 to 8 cells, then goes.
+        // Fields go first, then the bar shrinks from 24 to 8 cells, then goes; then the eta.
         while line(barWidth: 24).count > room && parts.count > 1 { parts.remove(at: parts.count - 2) }
-        if line(barWidth: 24).count > room && !parts.isEmpty { parts.removeLast() }
+        for width in [24, 16, 8, 0] where line(barWidth: width).count <= room { return line(barWidth: width) }
+        parts.removeAll()
         for width in [24, 16, 8, 0] where line(barWidth: width).count <= room { return line(barWidth: width) }
         return String(line(barWidth: 0).prefix(room))
     }
