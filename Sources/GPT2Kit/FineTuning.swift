@@ -36,15 +36,24 @@ public struct FineTuningSettings: Sendable {
     public init(output: String) { self.output = output }
 }
 
-/// What a run reports while it works.
+/// What a run reports while it works, in this order: `removedLeftovers` (if any), `started`, then for every step
+/// `step` followed, on a checkpoint step, by `savingCheckpoint`, `checkpointSaved` and any `checkpointRemoved`;
+/// finally `savingResult` before the run folder is written.
 public enum FineTuningEvent {
     /// The run is ready: examples, steps, trained floats, and where it resumes (nil: a new run).
     case started(examples: Int, totalSteps: Int, trainedParameters: Int, resumedAt: Int?)
     /// Leftovers of an interrupted process were removed from a run folder.
     case removedLeftovers([String])
+    /// A step has run (its eval loss included when it evaluated).
     case step(StepReport)
+    /// `checkpoint-N/` (the path) is about to be written: a phase that takes a while on large models.
+    case savingCheckpoint(String)
+    /// `checkpoint-N/` (the path) is complete.
     case checkpointSaved(String)
+    /// An older checkpoint (the path) was removed (`saveTotalLimit`).
     case checkpointRemoved(String)
+    /// The result (model or adapter, trainer state, loss curve) is about to be written into the run folder (the path).
+    case savingResult(String)
 }
 
 /// A fine-tuning run on disk (the library side of `gpt2kit finetune`): locks the run folder, removes what a
@@ -67,6 +76,8 @@ public final class FineTuningRun {
     private let locks: [RunFolderLock]
     private let communicator: any Communicator
     private let leftovers: [String]
+    /// The step the run started from (0, or where it resumed).
+    private let startStep: Int
 
     /// Prepares the run. `data` turns the tokenizer and the model's config (context length, vocabulary) into
     /// training and evaluation data: JSONL examples (`[TrainingExample]`) or packed blocks (`TrainingDataSet.load`).
@@ -191,6 +202,7 @@ public final class FineTuningRun {
             try trainer.restore(progress: saved.progress, optimizerState: try TrainingRun.readOptimizerState(folder: resumeFolder))
         }
         resumedFrom = resumeFolder
+        startStep = trainer.progress.step
         var state = TrainingRun.SavedState(options: options, progress: trainer.progress, totalSteps: trainer.totalSteps,
                                            dropout: dropoutOverride, exportFormat: isAdapterRun ? .safetensors : settings.format)
         if let adapter {
@@ -213,35 +225,79 @@ public final class FineTuningRun {
     /// Runs to the end (or `stopAfter`), saving checkpoints on the way and the result at the end. Returns the
     /// folder written. A non-finite loss throws `TrainingError.nonFiniteLoss` and leaves the last checkpoint.
     /// With several processes, only rank 0 reports events and writes; every process returns once it has written.
+    ///
+    /// `shouldStop` is asked before the first step and after every step (once that step's checkpoint, if any, is
+    /// written), never during a step or a save; when it answers true the run stops there, writes nothing more, and
+    /// throws `TrainingRunError.cancelled` naming the newest complete save to resume from. It is not asked once
+    /// the last step (or `stopAfter`) has run: the result is written then. With several processes the answer is
+    /// shared (one process asking to stop stops all, at the same step). The library installs no signal handler:
+    /// a command line sets a flag from its own SIGINT handler and returns it here.
     @discardableResult
-    public func run(onEvent reportEvent: (FineTuningEvent) throws -> Void = { _ in }) throws -> String {
+    public func run(shouldStop: (() -> Bool)? = nil, onEvent reportEvent: (FineTuningEvent) throws -> Void = { _ in }) throws -> String {
         let isWriter = communicator.rank == 0
         func onEvent(_ event: FineTuningEvent) throws { if isWriter { try reportEvent(event) } }
+        func stopRequested() throws -> Bool {
+            guard let shouldStop else { return false }
+            let asked = shouldStop()
+            guard communicator.isDistributed else { return asked }
+            return try communicator.allReducedSum([asked ? 1 : 0])[0] > 0
+        }
         if !leftovers.isEmpty { try onEvent(.removedLeftovers(leftovers)) }
         try onEvent(.started(examples: trainer.examples.count, totalSteps: trainer.totalSteps,
                              trainedParameters: trainer.model.gradients.count, resumedAt: resumedFrom.map { _ in trainer.progress.step }))
         let out = settings.output
-        try trainer.run { report in
-            try onEvent(.step(report))
-            if isWriter, settings.saveEvery > 0, report.step % settings.saveEvery == 0, report.step < trainer.totalSteps {
-                let path = try TrainingRun.saveCheckpoint(trainer, run: out, output: output, state: stateTemplate)
-                try onEvent(.checkpointSaved(path))
-                if let limit = settings.saveTotalLimit {
-                    for old in pruneCheckpoints(keeping: limit, justWritten: path) { try onEvent(.checkpointRemoved(old)) }
+        // The newest complete save of this session (else the folder the run resumed from).
+        var newestSave = resumedFrom
+        var cancelled = try !trainer.isFinished && stopRequested()
+        if !cancelled {
+            try trainer.run { report in
+                try onEvent(.step(report))
+                if isWriter, settings.saveEvery > 0, report.step % settings.saveEvery == 0, report.step < trainer.totalSteps {
+                    try onEvent(.savingCheckpoint(out + "/checkpoint-\(trainer.progress.step)"))
+                    let path = try TrainingRun.saveCheckpoint(trainer, run: out, output: output, state: stateTemplate)
+                    newestSave = path
+                    try onEvent(.checkpointSaved(path))
+                    if let limit = settings.saveTotalLimit {
+                        for old in pruneCheckpoints(keeping: limit, justWritten: path) { try onEvent(.checkpointRemoved(old)) }
+                    }
                 }
+                if let stopAfter = settings.stopAfter, report.step >= stopAfter { return false }
+                if trainer.isFinished { return false }
+                cancelled = try stopRequested()
+                return !cancelled
             }
-            if let stopAfter = settings.stopAfter, report.step >= stopAfter { return false }
-            return true
+        }
+        if cancelled {
+            throw TrainingRunError.cancelled(step: trainer.progress.step, resumeFrom: isWriter ? newestSave : resumedFrom)
         }
         if isWriter {
+            try onEvent(.savingResult(out))
             try TrainingRun.save(trainer, to: out, output: output, state: stateTemplate)
+            let steps = trainer.progress.step
             let svg = LossCurve.svg(losses: trainer.progress.losses, evalLosses: trainer.progress.evalLosses.map { ($0.step, $0.loss) },
-                                    title: "fine-tuning loss (\(trainer.progress.step) steps)")
+                                    title: "fine-tuning loss (\(steps) step\(steps == 1 ? "" : "s"))")
             try ModelIO.writeAtomically(Data(svg.utf8), to: out + "/loss_curve.svg")
         }
         try communicator.barrier()
         withExtendedLifetime(locks) {}
         return out
+    }
+
+    /// The step after which `run` stops: the run's last step, or `stopAfter` when that comes first (a run always
+    /// takes at least one step past where it started).
+    public var lastStep: Int {
+        guard let stopAfter = settings.stopAfter else { return trainer.totalSteps }
+        return min(trainer.totalSteps, max(stopAfter, startStep + 1))
+    }
+
+    /// The saves still to come once step `step` has run: its own `checkpoint-N/` if it writes one, the later
+    /// checkpoints up to `lastStep`, and the final save of the result (for an estimate of the time left).
+    public func savesRemaining(after step: Int) -> Int {
+        let every = settings.saveEvery
+        // Checkpoints are written at multiples of `every` before the run's last step; the result is saved at the end.
+        let end = min(lastStep, trainer.totalSteps - 1)
+        guard every > 0, end >= max(step, 1) else { return 1 }
+        return 1 + end / every - (max(step, 1) - 1) / every
     }
 
     /// Removes the oldest `checkpoint-N/` folders beyond `limit` (never the one just written). Returns the removed paths.

@@ -109,6 +109,17 @@ public enum ModelIO {
         return try loadTokenizer(folder: location.folder)
     }
 
+    /// The tokenizer files of `folder` to copy into a model folder for a model of `config` (those of
+    /// `ModelLocation.tokenizerFileNames` present as regular files). The folder must hold a tokenizer that loads and
+    /// whose vocabulary fits the model's `vocab_size`; otherwise this throws (`ModelLocationError`, `TokenizerError`).
+    public static func tokenizerFiles(folder: String, for config: GPT2Config) throws -> [String] {
+        let tokenizer = try loadTokenizer(folder: folder)
+        guard tokenizer.vocabularySize <= config.vocabularySize else {
+            throw ModelLocationError.tokenizerDoesNotFit(folder: folder, tokens: tokenizer.vocabularySize, vocabularySize: config.vocabularySize)
+        }
+        return ModelLocation.tokenizerFileNames.map { folder + "/" + $0 }.filter(InputFile.isRegularFile)
+    }
+
     /// Loads the tokenizer in `folder` (`vocab.json` + `merges.txt`, or `tokenizer.json`).
     public static func loadTokenizer(folder: String) throws -> GPT2Tokenizer {
         let fm = FileManager.default

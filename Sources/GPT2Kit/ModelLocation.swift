@@ -103,6 +103,8 @@ public enum ModelLocationError: Error, Sendable, CustomStringConvertible, Equata
     case noWeights(folder: String)
     case noConfig(weights: String)
     case noTokenizer(folder: String)
+    /// The tokenizer of `folder` has more tokens than the model's embedding has rows.
+    case tokenizerDoesNotFit(folder: String, tokens: Int, vocabularySize: Int)
 
     public var description: String {
         switch self {
@@ -111,6 +113,8 @@ public enum ModelLocationError: Error, Sendable, CustomStringConvertible, Equata
             return "\(f): no weights file (looked for \(ModelLocation.WeightsKind.folderKinds.map(\.fileName).joined(separator: ", ")))"
         case let .noConfig(w): return "\(w): no config.json beside the weights; name one with --config"
         case let .noTokenizer(f): return "\(f): no tokenizer files (vocab.json + merges.txt, or tokenizer.json); name a folder with --tokenizer"
+        case let .tokenizerDoesNotFit(f, tokens, size):
+            return "\(f): the tokenizer has \(tokens) tokens, more than the model's vocab_size \(size)"
         }
     }
 }

@@ -286,7 +286,7 @@ public enum TrainingRun {
     }
 }
 
-/// Why a run could not be resumed.
+/// Why a run could not be set up or resumed, or why it stopped before its end.
 public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatable {
     case nothingToResume(path: String)
     case invalidState(path: String, reason: String)
@@ -294,6 +294,9 @@ public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatabl
     case folderInUse(path: String)
     case folderNotEmpty(path: String)
     case invalidSetting(String)
+    /// The run's `shouldStop` asked it to stop after `step` steps. `resumeFrom` is the newest complete save to
+    /// continue from (a `checkpoint-N/` of this run, or the folder it resumed from); nil when there is none.
+    case cancelled(step: Int, resumeFrom: String?)
 
     public var description: String {
         switch self {
@@ -303,6 +306,8 @@ public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatabl
             return "\(p): the folder is not empty (an earlier run?); continue it with --resume, or start over with --overwrite"
         case let .invalidSetting(m): return m
         case let .folderInUse(p): return "\(p): another gpt2kit process is writing into this folder (it is locked); wait for it or choose another folder"
+        case let .cancelled(step, resumeFrom):
+            return "stopped at step \(step) on request; " + (resumeFrom.map { "the newest save to resume from is \($0)" } ?? "nothing saved to resume from")
         case let .tornSave(p):
             return "\(p): does not match trainer_state.json (a save was interrupted); resume from the newest checkpoint-N/ instead"
         }

@@ -47,63 +47,160 @@ enum Console {
     }
 }
 
+/// The time a run has left: the mean time of a step (saves left out) times the steps left, plus the mean time
+/// of a save times the saves left. Saves are timed apart because they are few and long (a checkpoint of a large
+/// model takes many steps' time), so averaging them into the steps would mislead.
+struct RemainingTime: Equatable {
+    private(set) var stepSeconds = 0.0, stepsTimed = 0
+    private(set) var saveSeconds = 0.0, savesTimed = 0
+
+    mutating func addStep(seconds: Double) { stepSeconds += max(seconds, 0); stepsTimed += 1 }
+    mutating func addSave(seconds: Double) { saveSeconds += max(seconds, 0); savesTimed += 1 }
+
+    /// Seconds left, nil before a step has been timed; saves count once one has been timed.
+    func seconds(stepsLeft: Int, savesLeft: Int) -> Double? {
+        guard stepsTimed > 0 else { return nil }
+        var left = stepSeconds / Double(stepsTimed) * Double(max(stepsLeft, 0))
+        if savesTimed > 0 { left += saveSeconds / Double(savesTimed) * Double(max(savesLeft, 0)) }
+        return left
+    }
+}
+
 /// A single-line progress display redrawn in place on a TTY, or plain log lines every `logEvery` steps.
 /// On a TTY the line is cut to the terminal's width (a line longer than the terminal wraps, and `\r` then
-/// redraws only its last row, leaving half lines behind), and one-off messages go on a line of their own
-/// above the bar (`message(_:)`).
-final class ProgressDisplay {
+/// redraws only its last row, leaving half lines behind), one-off messages go on a line of their own
+/// above the bar (`message(_:)`), and a phase such as "saving checkpoint-5…" shows on the bar while it lasts.
+/// The ETA counts the steps left at their mean time and the saves left at theirs (`RemainingTime`).
+/// Safe to call from several threads (a signal handler's message while the run draws).
+final class ProgressDisplay: @unchecked Sendable {
     let total: Int
     let logEvery: Int
     let isTerminal: Bool
-    private let start = Date()
-    /// The bar as last drawn (redrawn after a message), nil once it is finished or before the first step.
-    private var bar: String?
+    /// The step the run stops after (`total`, or earlier with `--stop-after`).
+    let lastStep: Int
+    /// Saves still to come once a step has run (its own checkpoint included).
+    private let savesRemaining: (Int) -> Int
+    private let now: () -> Date
+    private let write: (String) -> Void
+    private let lock = NSLock()
+    private var timing = RemainingTime()
+    /// When the last step or save ended: the next step is timed from here.
+    private var mark: Date
+    private var saveStart: Date?
+    private var phase: String?
+    /// What the bar shows (set by the last `update`).
+    private var step: Int?
+    private var fields: [(String, String)] = []
+    private var eta = "?"
+    /// Whether the bar is on screen (a line without its newline yet).
+    private var isDrawn = false
 
-    init(total: Int, logEvery: Int, isTerminal: Bool = Console.stderrIsTerminal) {
+    init(total: Int, lastStep: Int? = nil, logEvery: Int, isTerminal: Bool = Console.stderrIsTerminal,
+         savesRemaining: @escaping (Int) -> Int = { _ in 0 }, now: @escaping () -> Date = Date.init,
+         write: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) {
         self.total = total
+        self.lastStep = lastStep ?? total
         self.logEvery = max(1, logEvery)
         self.isTerminal = isTerminal
+        self.savesRemaining = savesRemaining
+        self.now = now
+        self.write = write
+        mark = now()
+    }
+
+    /// The ETA after `step`, as text.
+    private func remaining(after step: Int) -> String {
+        timing.seconds(stepsLeft: lastStep - step, savesLeft: savesRemaining(step)).map(Self.duration) ?? "?"
     }
 
     /// Shows step `step` of `total` with the given fields (already formatted).
     func update(step: Int, fields: [(String, String)]) {
-        let elapsed = Date().timeIntervalSince(start)
-        let eta = step > 0 ? elapsed / Double(step) * Double(max(total - step, 0)) : 0
+        lock.lock(); defer { lock.unlock() }
+        let time = now()
+        timing.addStep(seconds: time.timeIntervalSince(mark))
+        mark = time
+        self.step = step
+        self.fields = fields
+        phase = nil
+        eta = remaining(after: step)
         if isTerminal {
-            let line = Self.barLine(step: step, total: total, fields: fields, eta: Self.duration(eta), columns: Console.terminalColumns())
-            FileHandle.standardError.write(Data((Self.clearLine + line + (step == total ? "\n" : "")).utf8))
-            bar = step == total ? nil : line
-        } else if step % logEvery == 0 || step == total || step == 1 {
+            draw()
+        } else if step % logEvery == 0 || step == total || step == lastStep || step == 1 {
             let text = fields.map { "\($0.0) \($0.1)" }.joined(separator: "  ")
-            Console.err("step \(step)/\(total)  \(text)  eta \(Self.duration(eta))")
+            write("step \(step)/\(total)  \(text)  eta \(eta)\n")
         }
+    }
+
+    /// A save begins: `what` ("saving checkpoint-5…") shows on the bar until `endSave`; its time is measured.
+    func beginSave(_ what: String) {
+        lock.lock(); defer { lock.unlock() }
+        saveStart = now()
+        phase = what
+        if isTerminal { draw() }
+    }
+
+    /// The save begun by `beginSave` is done: its time joins the ETA's mean save, and `message` (if any) is printed.
+    func endSave(message line: String?) {
+        lock.lock(); defer { lock.unlock() }
+        let time = now()
+        if let saveStart { timing.addSave(seconds: time.timeIntervalSince(saveStart)) }
+        saveStart = nil
+        phase = nil
+        mark = time
+        if let step { eta = remaining(after: step) }
+        if let line { printLine(line) } else if isTerminal { draw() }
     }
 
     /// Prints a one-off line (a saved checkpoint, eval results): on a TTY the bar is cleared, the line printed
     /// on its own, and the bar drawn again below it; otherwise a plain line.
     func message(_ line: String) {
-        guard isTerminal else { return Console.err(line) }
-        FileHandle.standardError.write(Data((Self.clearLine + line + "\n" + (bar ?? "")).utf8))
+        lock.lock(); defer { lock.unlock() }
+        printLine(line)
+    }
+
+    /// Ends the bar: on a TTY it is drawn a last time (without a phase) and its line ended, so that what follows
+    /// starts on a line of its own. Later messages are plain lines.
+    func finish() {
+        lock.lock(); defer { lock.unlock() }
+        phase = nil
+        if isTerminal, isDrawn { draw(); write("\n") }
+        isDrawn = false
+        step = nil
+    }
+
+    private func printLine(_ line: String) {
+        guard isTerminal else { return write(line + "\n") }
+        write(Self.clearLine + line + "\n")
+        isDrawn = false
+        if step != nil { draw() }
+    }
+
+    private func draw() {
+        guard let step else { return }
+        let line = Self.barLine(step: step, total: total, fields: fields, eta: eta, columns: Console.terminalColumns(), phase: phase)
+        write(Self.clearLine + line)
+        isDrawn = true
     }
 
     /// Return to the start of the line and erase it.
     static let clearLine = "\r\u{1B}[2K"
 
-    /// `[bar] step/total  fields  eta …` in at most `columns - 1` characters (the last column is left free
+    /// `[bar] step/total  phase  fields  eta …` in at most `columns - 1` characters (the last column is left free
     /// so that the cursor never wraps): fields that do not fit are dropped from the right, then the bar narrows,
-    /// then the text is cut.
-    static func barLine(step: Int, total: Int, fields: [(String, String)], eta: String, columns: Int) -> String {
+    /// then the eta goes, then the text is cut. The phase (a save under way) stays beside the counter.
+    static func barLine(step: Int, total: Int, fields: [(String, String)], eta: String, columns: Int, phase: String? = nil) -> String {
         let room = max(columns - 1, 10)
-        let counter = "\(step)/\(total)"
+        let counter = "\(step)/\(total)" + (phase.map { "  " + $0 } ?? "")
         var parts = fields.map { "\($0.0) \($0.1)" } + ["eta \(eta)"]
         func line(barWidth: Int) -> String {
             let filled = total > 0 ? min(barWidth, barWidth * max(step, 0) / total) : 0
             let bar = barWidth > 0 ? "[" + String(repeating: "█", count: filled) + String(repeating: "·", count: barWidth - filled) + "] " : ""
             return ([bar + counter] + parts).joined(separator: "  ")
         }
-        // Fields go first (eta last of all), then the bar shrinks from 24 to 8 cells, then goes.
+        // Fields go first, then the bar shrinks from 24 to 8 cells, then goes; then the eta.
         while line(barWidth: 24).count > room && parts.count > 1 { parts.remove(at: parts.count - 2) }
-        if line(barWidth: 24).count > room && !parts.isEmpty { parts.removeLast() }
+        for width in [24, 16, 8, 0] where line(barWidth: width).count <= room { return line(barWidth: width) }
+        parts.removeAll()
         for width in [24, 16, 8, 0] where line(barWidth: width).count <= room { return line(barWidth: width) }
         return String(line(barWidth: 0).prefix(room))
     }

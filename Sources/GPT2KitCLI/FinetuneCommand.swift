@@ -97,9 +97,17 @@ struct FinetuneCommand: DataParallelCommand {
         }
         if !json && isMain { summaries.forEach(Console.err) }
         let trainer = run.trainer
-        let display = ProgressDisplay(total: trainer.totalSteps, logEvery: logEvery, isTerminal: !json && Console.stderrIsTerminal)
+        let display = ProgressDisplay(total: trainer.totalSteps, lastStep: run.lastStep, logEvery: logEvery,
+                                      isTerminal: !json && Console.stderrIsTerminal, savesRemaining: run.savesRemaining(after:))
+        // Ctrl-C stops the run at the next step boundary (a second one at once); the library only sees the flag.
+        let interrupt = InterruptSignal.install { [json, isMain] in
+            guard isMain else { return }
+            let line = "interrupt: stopping after the current step (press Ctrl-C again to stop at once)"
+            if json { Console.err(line) } else { display.message(line) }
+        }
+        var lastEval: Double?
         do {
-            try run.run { event in
+            try run.run(shouldStop: { interrupt.isSet }) { event in
                 switch event {
                 case let .removedLeftovers(paths):
                     if !json { Console.err("removed \(paths.count) leftover temporary file\(paths.count == 1 ? "" : "s") of an interrupted run") }
@@ -120,34 +128,100 @@ struct FinetuneCommand: DataParallelCommand {
                         if let e = report.evalLoss { o["eval_loss"] = e; o["eval_perplexity"] = exp(e) }
                         Console.out(Console.json(o))
                     } else {
-                        var fields = [("loss", String(format: "%.4f", report.loss)), ("lr", String(format: "%.2e", report.learningRate)),
-                                      ("grad", String(format: "%.3f", report.gradientNorm)), ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
-                        if let e = report.evalLoss, !display.isTerminal {
-                            fields.append(("eval", String(format: "%.4f", e)))
-                            fields.append(("ppl", String(format: "%.2f", exp(e))))
-                        }
-                        display.update(step: report.step, fields: fields)
-                        // On a TTY the results stay on a line of their own, above the bar.
+                        if let e = report.evalLoss { lastEval = e }
+                        display.update(step: report.step, fields: Self.progressFields(report, lastEval: lastEval, isTerminal: display.isTerminal))
+                        // On a TTY the results stay on a line of their own, above the bar (which keeps the last eval loss).
                         if let e = report.evalLoss, display.isTerminal {
                             display.message("step \(report.step): eval loss \(String(format: "%.4f", e)), perplexity \(String(format: "%.2f", exp(e)))")
                         }
                     }
+                case let .savingCheckpoint(path):
+                    if !json { display.beginSave("saving \((path as NSString).lastPathComponent)…") }
                 case let .checkpointSaved(path):
-                    if !json { display.message("saved \(path)") }
+                    if !json { display.endSave(message: "saved \(path)") }
                 case let .checkpointRemoved(path):
                     if !json { display.message("removed \(path) (--save-total-limit)") }
+                case let .savingResult(path):
+                    if !json { display.beginSave("saving \(path)…") }
                 }
             }
+        } catch TrainingRunError.cancelled(let step, let resumeFrom) {
+            display.finish()
+            interrupt.stop()
+            if isMain { Console.err(interruptedMessage(step: step, resumeFrom: resumeFrom, processes: communicator.size)) }
+            throw ExitCode(InterruptSignal.exitStatus)
         } catch TrainingError.nonFiniteLoss(let step, let loss) {
+            display.finish()
+            interrupt.stop()
             if isMain { Console.err("error: \(TrainingError.nonFiniteLoss(step: step, loss: loss))") }
             throw ExitCode.failure
+        } catch {
+            display.finish()
+            interrupt.stop()
+            throw error
         }
+        display.finish()
+        interrupt.stop()
         if !json && isMain {
             let first = trainer.progress.losses.first.map { String(format: "%.4f", $0) } ?? "-"
             let last = trainer.progress.losses.last.map { String(format: "%.4f", $0) } ?? "-"
             let files = trainer.model.adapter != nil ? "adapter_model.safetensors, adapter_config.json" : "\(format.weightsFileName), config, tokenizer"
             Console.err("loss \(first) → \(last) after \(trainer.progress.step) steps; wrote \(out) (\(files), trainer_state/, loss_curve.svg)")
         }
+    }
+}
+
+extension FinetuneCommand {
+    /// The progress line's fields. On a TTY the last eval loss stays on the bar, beside the loss; plain lines
+    /// add the eval loss and perplexity of the steps that evaluated.
+    static func progressFields(_ report: StepReport, lastEval: Double?, isTerminal: Bool) -> [(String, String)] {
+        var fields = [("loss", String(format: "%.4f", report.loss))]
+        if isTerminal, let lastEval { fields.append(("eval", String(format: "%.4f", lastEval))) }
+        fields += [("lr", String(format: "%.2e", report.learningRate)), ("grad", String(format: "%.3f", report.gradientNorm)),
+                   ("tok/s", String(format: "%.0f", report.tokensPerSecond))]
+        if !isTerminal, let e = report.evalLoss {
+            fields.append(("eval", String(format: "%.4f", e)))
+            fields.append(("ppl", String(format: "%.2f", exp(e))))
+        }
+        return fields
+    }
+
+    /// What an interrupted run prints: the step it stopped at and the command that continues it from its newest
+    /// save, or that there is nothing to resume.
+    func interruptedMessage(step: Int, resumeFrom: String?, processes: Int) -> String {
+        guard let resumeFrom else {
+            return "interrupted at step \(step); no checkpoint saved yet; nothing to resume"
+                + (saveEvery == 0 ? " (--save-every N writes checkpoint-N/ folders)" : "")
+        }
+        return "interrupted at step \(step); resume with: " + resumeCommand(from: resumeFrom, processes: processes)
+    }
+
+    /// The command line that continues this run from `folder`: `--resume` and `--out`, the data options again (a run
+    /// keeps only its data's fingerprint), and the options a run does not save (checkpointing, stopping, output).
+    func resumeCommand(from folder: String, processes: Int) -> String {
+        var arguments = ["--resume", folder, "--out", out]
+        if let tokenizer = dataOptions.tokenizer { arguments += ["--tokenizer", tokenizer] }
+        for path in dataOptions.data { arguments += ["--data", path] }
+        if let context = dataOptions.context { arguments += ["--context", context] }
+        if let label = dataOptions.label { arguments += ["--label", label] }
+        if let blockSize = dataOptions.blockSize { arguments += ["--block-size", String(blockSize)] }
+        if let truncate = dataOptions.truncate { arguments += ["--truncate", truncate.rawValue] }
+        for path in evalData { arguments += ["--eval-data", path] }
+        if let steps { arguments += ["--steps", String(steps)] }
+        if saveEvery > 0 { arguments += ["--save-every", String(saveEvery)] }
+        if let saveTotalLimit { arguments += ["--save-total-limit", String(saveTotalLimit)] }
+        if let stopAfter { arguments += ["--stop-after", String(stopAfter)] }
+        if logEvery != 1 { arguments += ["--log-every", String(logEvery)] }
+        if json { arguments.append("--json") }
+        let program = processes > 1 ? "mpirun -np \(processes) gpt2kit-mpi" : "gpt2kit"
+        return ([program, "finetune"] + arguments.map(Self.shellQuoted)).joined(separator: " ")
+    }
+
+    /// `text` as one shell word: as it is when it holds only safe characters, else in single quotes.
+    static func shellQuoted(_ text: String) -> String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,/:@%")
+        if !text.isEmpty, text.allSatisfy(safe.contains) { return text }
+        return "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
     }
 }
 
