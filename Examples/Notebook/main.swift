@@ -1,9 +1,9 @@
 // The transformers notebook through GPT2Kit's library facade, using only the public API (this target is
 // compiled outside the package's `package` scope). Run it on the bundled tiny model:
 //
-//     swift run notebook-example fixtures/tiny-gpt2 fixtures/gpt2-tokenizer
+//     swift run notebook-example fixtures/tiny-gpt2
 //
-// or on the real gpt2 folder with the notebook's learning rate: `swift run notebook-example gpt2 gpt2 5e-4`.
+// or on the real gpt2 folder with the notebook's learning rate: `swift run notebook-example gpt2 gpt2 5e-4` (folder, tokenizer folder, learning rate).
 import Foundation
 import GPT2Kit
 

@@ -108,26 +108,31 @@ import TestSupport
 /// `finetune` on a pseudo-terminal 50 columns wide (util-linux `script`): no drawn line is wider than the
 /// terminal, and messages such as `saved …/checkpoint-2` stand on their own lines.
 @Suite(.serialized) struct ProgressTerminalTests {
-    @Test func finetuneOnANarrowTerminal() throws {
-        let script = "/usr/bin/script"
-        guard FileManager.default.isExecutableFile(atPath: script), let executable = CommandTests.executable else { return }
-        let dir = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let command = ["stty cols 50;", executable, "finetune", "--model", Fixtures.path("tiny-gpt2"), "--tokenizer", CommandTests.tokenizer,
-                       "--context", "'\(CommandTests.context)'", "--label", "'\(CommandTests.label)'", "--steps", "4", "--save-every", "2",
-                       "--out", dir + "/run"].joined(separator: " ")
+    /// Runs `words` (shell words, already quoted) in a pseudo-terminal `columns` wide and returns what stays on
+    /// screen: the output split at line ends, carriage returns and erase-line sequences. Expects exit status 0.
+    static func runInTerminal(script: String, columns: Int, _ words: [String],
+                              sourceLocation: SourceLocation = #_sourceLocation) throws -> [Substring] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = ["-qec", command, "/dev/null"]
+        process.arguments = ["-qec", (["stty cols \(columns);"] + words).joined(separator: " "), "/dev/null"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
-        // What stays on screen: split at line ends, carriage returns and erase-line sequences.
-        let segments = output.replacingOccurrences(of: "\u{1B}[2K", with: "\r").split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" })
+        #expect(process.terminationStatus == 0, "\(output)", sourceLocation: sourceLocation)
+        return output.replacingOccurrences(of: "\u{1B}[2K", with: "\r").split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" })
+    }
+
+    @Test func finetuneOnANarrowTerminal() throws {
+        let script = "/usr/bin/script"
+        guard FileManager.default.isExecutableFile(atPath: script), let executable = CommandTests.executable else { return }
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let segments = try Self.runInTerminal(script: script, columns: 50, [executable, "finetune", "--model", Fixtures.path("tiny-gpt2"),
+            "--tokenizer", CommandTests.tokenizer, "--context", "'\(CommandTests.context)'", "--label", "'\(CommandTests.label)'",
+            "--steps", "4", "--save-every", "2", "--out", dir + "/run"])
         let bars = segments.filter { $0.hasPrefix("[") }
         #expect(bars.count >= 4 && bars.allSatisfy { $0.count <= 49 }, "\(bars)")
         #expect(segments.contains { $0 == "saved \(dir)/run/checkpoint-2" }, "\(segments)")
@@ -141,20 +146,9 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Data("{\"context\": \"\(CommandTests.context)\", \"label\": \"\(CommandTests.label)\"}\n".utf8)
             .write(to: URL(fileURLWithPath: dir + "/eval.jsonl"))
-        let command = ["stty cols 150;", executable, "finetune", "--model", Fixtures.path("tiny-gpt2"),
-                       "--context", "'\(CommandTests.context)'", "--label", "'\(CommandTests.label)'", "--steps", "5", "--save-every", "2",
-                       "--eval-data", dir + "/eval.jsonl", "--eval-every", "2", "--out", dir + "/run"].joined(separator: " ")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = ["-qec", command, "/dev/null"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
-        let segments = output.replacingOccurrences(of: "\u{1B}[2K", with: "\r").split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" })
+        let segments = try Self.runInTerminal(script: script, columns: 150, [executable, "finetune", "--model", Fixtures.path("tiny-gpt2"),
+            "--context", "'\(CommandTests.context)'", "--label", "'\(CommandTests.label)'", "--steps", "5", "--save-every", "2",
+            "--eval-data", dir + "/eval.jsonl", "--eval-every", "2", "--out", dir + "/run"])
         let bars = segments.filter { $0.hasPrefix("[") }
         #expect(bars.contains { $0.contains("2/5  saving checkpoint-2…") }, "\(bars)")
         #expect(bars.contains { $0.contains("5/5  saving \(dir)/run…") }, "the final save: \(bars)")

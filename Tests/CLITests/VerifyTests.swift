@@ -174,10 +174,15 @@ import TestSupport
     }
 
     @Test func inputProblemsAreOneErrorLine() throws {
-        // tiny-gpt2's folder has no tokenizer files.
-        try ErrorLineTests.expectErrorLine(["verify", Self.tiny, Self.tiny],
-                                           "--tokenizer: no tokenizer files (vocab.json + merges.txt, or tokenizer.json) in '\(Self.tiny)' "
-                                           + "or '\(Self.tiny)'; name a folder with --tokenizer")
+        // A folder with weights and config but no tokenizer files.
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: Self.tiny + "/" + name, toPath: dir + "/" + name)
+        }
+        try ErrorLineTests.expectErrorLine(["verify", dir, dir],
+                                           "--tokenizer: no tokenizer files (vocab.json + merges.txt, or tokenizer.json) in '\(dir)' "
+                                           + "or '\(dir)'; name a folder with --tokenizer")
         try ErrorLineTests.expectErrorLine(["verify", Self.tiny, Self.tiny, "--tokenizer", Self.tokenizer, "--prompt", "Harry"],
                                            "--prompt: 'Harry' is 1 token; the loss needs at least 2")
         try ErrorLineTests.expectErrorLine(["verify", Self.tiny], "<b>: required argument missing (or give --reference)")
