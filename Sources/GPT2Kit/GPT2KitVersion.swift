@@ -2,5 +2,5 @@
 /// A caseless namespace: the module is `GPT2Kit`, so no type may take that name (see STYLE.md §1).
 public enum GPT2KitVersion {
     /// Semantic version of this source tree; the one place it is written.
-    public static let current = "0.2.0"
+    public static let current = "0.3.0"
 }
