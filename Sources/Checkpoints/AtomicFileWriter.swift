@@ -8,7 +8,9 @@ private let posixWrite = Darwin.write
 
 /// Why an atomic write failed; callers wrap it in their module's error.
 public struct FileWriteFailure: Error, Sendable, CustomStringConvertible {
+    /// What failed and the system's reason, e.g. "cannot write '…': No space left on device".
     public var reason: String
+    /// The reason.
     public var description: String { reason }
     static func system(_ what: String) -> FileWriteFailure {
         FileWriteFailure(reason: "\(what): \(String(cString: strerror(errno)))")
@@ -37,7 +39,9 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws(FileW
 /// destination; `AtomicFileWriter.isTemporaryName` recognises them so a later run can remove what a killed
 /// one left behind.
 public final class AtomicFileWriter {
+    /// The destination, which appears only when `finish` renames the temporary over it.
     public let path: String
+    /// The temporary sibling being written, `.NAME.tmp-XXXXXX` beside `path`.
     public private(set) var temporaryPath: String
     private var fd: Int32
     private var buffer: [UInt8] = []
@@ -45,6 +49,7 @@ public final class AtomicFileWriter {
     public private(set) var offset = 0
     private var isFinished = false
 
+    /// Creates the temporary file beside `path` (mode 0666 less the umask, as a plain create).
     public init(path: String) throws(FileWriteFailure) {
         self.path = path
         let slash = path.lastIndex(of: "/")
@@ -64,12 +69,14 @@ public final class AtomicFileWriter {
 
     deinit { if !isFinished { abandon() } }
 
+    /// Appends `bytes` (buffered; written out in pieces of about 1 MiB).
     public func write(_ bytes: [UInt8]) throws(FileWriteFailure) {
         buffer += bytes
         offset += bytes.count
         if buffer.count >= 1 << 20 { try flush() }
     }
 
+    /// Appends `bytes`: small writes are buffered, 64 KiB or more are written out directly after the buffer.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FileWriteFailure) {
         if bytes.count < 1 << 16 {
             buffer.append(contentsOf: bytes)

@@ -1,19 +1,27 @@
 /// Why a checkpoint could not be identified, or a sharded checkpoint folder was refused.
 public enum CheckpointError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The file could not be opened (the system's reason).
     case cannotOpen(path: String, reason: String)
     /// The magic bytes match no supported format.
     case unrecognizedFormat(path: String)
     /// The format is known but has no reader in this build.
     case unsupportedFormat(path: String, format: String)
+    /// A folder without `model.safetensors.index.json` or `pytorch_model.bin.index.json`.
     case noIndex(folder: String)
+    /// The index file is not a JSON object with a `weight_map` of tensor name → shard file.
     case invalidIndex(path: String, reason: String)
+    /// A shard the index lists is not a regular file in the folder.
     case missingShard(path: String, shard: String)
     /// A shard named with an absolute path or `..`, or resolving outside the folder.
     case shardOutsideFolder(path: String, shard: String)
+    /// The index maps `tensor` to `shard`, which does not hold it.
     case tensorMissingFromShard(path: String, tensor: String, shard: String)
+    /// A tensor stored in more than one shard (the shards named).
     case duplicateTensor(path: String, tensor: String, shards: [String])
+    /// A shard holds a tensor the index does not list.
     case unlistedTensor(path: String, tensor: String, shard: String)
 
+    /// The message `gpt2kit` prints, starting with the path.
     public var description: String {
         switch self {
         case let .cannotOpen(p, r): return "\(p): cannot open: \(r)"

@@ -3,7 +3,16 @@ import Tensors
 
 /// A weight file format, recognised by its first bytes.
 public enum CheckpointFormat: String, Sendable, CaseIterable {
-    case safetensors, pytorchZip, pytorchLegacy, kerasHDF5, gguf
+    /// safetensors: a little-endian header length, then a JSON header starting with `{`.
+    case safetensors
+    /// `torch.save`'s zip archive (PyTorch 1.6 and later): a zip archive (`PK\x03\x04`).
+    case pytorchZip
+    /// `torch.save`'s legacy format (`_use_new_zipfile_serialization=False`): pickles after a magic number.
+    case pytorchLegacy
+    /// HDF5 (`\x89HDF\r\n\x1a\n`): Keras/TensorFlow weights such as `tf_model.h5`.
+    case kerasHDF5
+    /// llama.cpp's GGUF: starts with `GGUF`.
+    case gguf
 
     /// Identifies the file at `path` from its magic bytes (not its name).
     public static func detect(path: String) throws -> CheckpointFormat {

@@ -10,13 +10,41 @@ import Tensors
 public enum GGUF {
     /// The magic `GGUF` read as a little-endian UInt32.
     static let magic: UInt32 = 0x4655_4747
+    /// The version the writer writes (the reader also accepts 2).
     public static let version: UInt32 = 3
+    /// Alignment of the data section and of every tensor when `general.alignment` is absent.
     public static let defaultAlignment = 32
+    /// The metadata key that sets the alignment (a power of two).
     public static let alignmentKey = "general.alignment"
 
     /// Metadata value types.
     public enum ValueType: UInt32, Sendable {
-        case uint8 = 0, int8, uint16, int16, uint32, int32, float32, bool, string, array, uint64, int64, float64
+        /// `GGUF_TYPE_UINT8`.
+        case uint8 = 0
+        /// `GGUF_TYPE_INT8`.
+        case int8
+        /// `GGUF_TYPE_UINT16`.
+        case uint16
+        /// `GGUF_TYPE_INT16`.
+        case int16
+        /// `GGUF_TYPE_UINT32`.
+        case uint32
+        /// `GGUF_TYPE_INT32`.
+        case int32
+        /// `GGUF_TYPE_FLOAT32`.
+        case float32
+        /// `GGUF_TYPE_BOOL` (one byte, 0 or 1).
+        case bool
+        /// `GGUF_TYPE_STRING`: a uint64 byte length, then UTF-8 bytes.
+        case string
+        /// `GGUF_TYPE_ARRAY`: an element type, a uint64 count, then the elements.
+        case array
+        /// `GGUF_TYPE_UINT64`.
+        case uint64
+        /// `GGUF_TYPE_INT64`.
+        case int64
+        /// `GGUF_TYPE_FLOAT64`.
+        case float64
 
         var fixedSize: Int? {
             switch self {
@@ -31,8 +59,30 @@ public enum GGUF {
 
     /// A metadata value.
     public indirect enum Value: Sendable, Equatable {
-        case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float)
-        case bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
+        /// A `uint8` value.
+        case uint8(UInt8)
+        /// An `int8` value.
+        case int8(Int8)
+        /// A `uint16` value.
+        case uint16(UInt16)
+        /// An `int16` value.
+        case int16(Int16)
+        /// A `uint32` value.
+        case uint32(UInt32)
+        /// An `int32` value.
+        case int32(Int32)
+        /// A `float32` value.
+        case float32(Float)
+        /// A `bool` value.
+        case bool(Bool)
+        /// A UTF-8 string.
+        case string(String)
+        /// A `uint64` value.
+        case uint64(UInt64)
+        /// An `int64` value.
+        case int64(Int64)
+        /// A `float64` value.
+        case float64(Double)
         /// An array of one element type (nested arrays are allowed by the format).
         case array(ValueType, [Value])
 
@@ -60,6 +110,7 @@ public enum GGUF {
             }
         }
 
+        /// The value as a String, when it is a string.
         public var string: String? { if case let .string(s) = self { return s } else { return nil } }
 
         var type: ValueType {
@@ -83,7 +134,14 @@ public enum GGUF {
 
     /// The ggml tensor types GPT2Kit reads and writes.
     public enum TensorType: UInt32, Sendable, CaseIterable {
-        case f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30
+        /// `GGML_TYPE_F32`: 4 bytes per element.
+        case f32 = 0
+        /// `GGML_TYPE_F16`: IEEE half, 2 bytes per element.
+        case f16 = 1
+        /// `GGML_TYPE_Q8_0`: blocks of 32 int8 with one f16 scale, 34 bytes per block.
+        case q8_0 = 8
+        /// `GGML_TYPE_BF16`: bfloat16, 2 bytes per element.
+        case bf16 = 30
 
         /// Elements per block and bytes per block.
         public var block: (elements: Int, bytes: Int) {
@@ -94,6 +152,7 @@ public enum GGUF {
             }
         }
 
+        /// ggml's name of the type: `F32`, `F16`, `Q8_0`, `BF16`.
         public var name: String {
             switch self {
             case .f32: return "F32"
@@ -106,13 +165,17 @@ public enum GGUF {
 
     /// One tensor's entry in the file.
     public struct TensorInfo: Sendable, Equatable {
+        /// The tensor's name as stored (`blk.0.attn_qkv.weight`, …).
         public var name: String
         /// Dimensions innermost first (ggml's `ne`).
         public var dimensions: [Int]
+        /// The ggml element type.
         public var type: TensorType
         /// Offset from the start of the data section.
         public var offset: Int
+        /// Elements in the tensor (the product of the dimensions).
         public var elementCount: Int
+        /// Bytes of the tensor in the data section (whole blocks for Q8_0).
         public var byteCount: Int
         /// The shape outermost first, as the rest of GPT2Kit writes shapes.
         public var shape: Shape { Shape(dimensions.reversed()) }
@@ -120,11 +183,15 @@ public enum GGUF {
 
     /// A parsed GGUF file.
     public struct File {
+        /// The file read.
         public let path: String
+        /// The file's GGUF version (2 or 3).
         public let version: UInt32
         /// Metadata in file order.
         public let metadata: [(key: String, value: Value)]
+        /// Tensor infos in file order.
         public let tensors: [TensorInfo]
+        /// The data section's alignment (`general.alignment`, else 32).
         public let alignment: Int
         /// Absolute offset of the data section.
         public let dataOffset: Int
@@ -409,15 +476,24 @@ private extension Array where Element == UInt8 {
 
 /// Why a GGUF file cannot be read or written.
 public enum GGUFError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file could not be opened or mapped (the system's reason).
     case cannotOpen(path: String, reason: String)
+    /// The file does not start with the magic `GGUF`.
     case notGGUF(path: String)
+    /// A GGUF version other than 2 or 3.
     case unsupportedVersion(path: String, version: UInt32)
+    /// `what`, at byte `offset`, runs past the end of the file.
     case truncated(path: String, what: String, offset: Int)
+    /// A malformed header: a duplicate key, a bad alignment, overlapping tensors, a string that is not UTF-8, ….
     case invalid(path: String, what: String)
+    /// A tensor info that cannot be used: rank, dimensions, alignment, byte range, or rows not whole blocks.
     case invalidTensor(path: String, tensor: String, reason: String)
+    /// A ggml tensor type other than F32, F16, BF16 and Q8_0 (`type` is its number).
     case unsupportedTensorType(path: String, tensor: String, type: UInt32)
+    /// The file could not be written.
     case writeFailed(path: String, reason: String)
 
+    /// The message `gpt2kit` prints, starting with the path.
     public var description: String {
         switch self {
         case let .cannotOpen(p, r): return "\(p): cannot open: \(r)"

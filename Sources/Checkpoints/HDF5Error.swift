@@ -58,9 +58,13 @@ public enum HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// What libhdf5 was doing with the file when it failed.
     public enum Operation: String, Sendable, Equatable {
-        case reading, writing
+        /// Reading the weights.
+        case reading
+        /// Writing the weights.
+        case writing
     }
 
+    /// The message `gpt2kit` prints, starting with the path and naming the HDF5 object.
     public var description: String {
         switch self {
         case let .cannotOpen(path, reason):

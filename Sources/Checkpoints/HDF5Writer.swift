@@ -83,6 +83,8 @@ extension KerasHDF5 {
     ///   - layers: layer names with their weights, in `layer_names` order; weight names are dataset paths
     ///     relative to the layer group.
     ///   - attributes: scalar string attributes for the root group (`backend`, `keras_version`).
+    ///   - path: the file to write (replaced atomically).
+    ///   - options: where the libhdf5 helper process is and how it is limited.
     public static func write(_ layers: [(layerName: String, weights: [(name: String, tensor: Tensor)])],
                              attributes: [String: String] = defaultAttributes, to path: String,
                              options: IsolationOptions = IsolationOptions()) throws {

@@ -23,6 +23,7 @@ extension KerasHDF5 {
         /// as on a full disk; tests use it.
         package var fileSizeLimit: Int?
 
+        /// Options with the given limits; nil ones are found or scaled as described above.
         public init(helperPath: String? = nil, timeout: Duration? = nil, memoryLimit: Int? = nil) {
             self.helperPath = helperPath
             self.timeout = timeout

@@ -21,8 +21,10 @@ public enum KerasHDF5 {
     public struct Weight: Sendable {
         /// The name as stored in `weight_names`, a dataset path relative to the layer group.
         public var name: String
+        /// The weight's values (F16, F32 or F64; shape as stored, e.g. (1, n) for TF's Conv1D biases).
         public var tensor: Tensor
 
+        /// A weight named `name` (a dataset path relative to its layer group).
         public init(name: String, tensor: Tensor) {
             self.name = name
             self.tensor = tensor
@@ -33,8 +35,10 @@ public enum KerasHDF5 {
     public struct Layer: Sendable {
         /// The layer (and group) name as listed in `layer_names`.
         public var name: String
+        /// The layer's weights in `weight_names` order.
         public var weights: [Weight]
 
+        /// A layer named `name` with `weights` in order.
         public init(name: String, weights: [Weight]) {
             self.name = name
             self.weights = weights
@@ -51,6 +55,7 @@ public enum KerasHDF5 {
         /// Scalar string attributes on the root group other than `layer_names` (`backend`, `keras_version`).
         public var attributes: [String: String]
 
+        /// A file of `layers`, with tf-keras's root attributes unless given.
         public init(layers: [Layer], topLevelWeights: [Weight] = [], attributes: [String: String] = KerasHDF5.defaultAttributes) {
             self.layers = layers
             self.topLevelWeights = topLevelWeights

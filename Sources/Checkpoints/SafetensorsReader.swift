@@ -9,8 +9,11 @@ public enum SafetensorsReader {
 
     /// One header entry after validation.
     public struct Entry: Sendable, Equatable {
+        /// The tensor's name as stored.
         public var name: String
+        /// Element type.
         public var dtype: DType
+        /// Shape, outermost first.
         public var shape: Shape
         /// Byte range inside the data section.
         public var dataRange: Range<Int>
@@ -18,9 +21,13 @@ public enum SafetensorsReader {
 
     /// The validated header of a file: entries in data order, metadata, and the data section's start.
     public struct Header: Sendable {
+        /// The tensors, in data-section order.
         public var entries: [Entry]
+        /// The `__metadata__` strings (e.g. `format: pt`).
         public var metadata: [String: String]
+        /// Where the data section starts in the file: 8 + `headerSize`.
         public var dataOffset: Int
+        /// Bytes of the JSON header.
         public var headerSize: Int
     }
 

@@ -35,6 +35,7 @@ package indirect enum PickleValue: @unchecked Sendable {
 
 /// A pickled list.
 package final class PickleList {
+    /// The elements, in order.
     public var items: [PickleValue]
     /// Nesting depth, kept on the object so that a memoised reference sees later mutations.
     var depth = 0
@@ -45,6 +46,7 @@ package final class PickleList {
 
 /// A pickled dict (or `collections.OrderedDict`), in insertion order. Keys are kept as values.
 package final class PickleDict {
+    /// Key/value pairs in insertion order.
     public var entries: [(key: PickleValue, value: PickleValue)] = []
     /// State set by `BUILD` (for example an `OrderedDict`'s `_metadata`), kept but not interpreted.
     public var state: PickleValue?
@@ -55,9 +57,13 @@ package final class PickleDict {
 
 /// A call recorded by `REDUCE`/`NEWOBJ`: `module.name(*arguments)`, plus any `BUILD` state.
 package final class PickleObject {
+    /// The callable's module, e.g. `torch._utils`.
     public let module: String
+    /// The callable's name, e.g. `_rebuild_tensor_v2`.
     public let name: String
+    /// The positional arguments of the call.
     public let arguments: [PickleValue]
+    /// State set by `BUILD`, if any (kept but not interpreted).
     public var state: PickleValue?
     var depth = 0
     var contained = false
@@ -95,8 +101,11 @@ package struct Unpickler {
         return s
     }()
 
+    /// The most memo entries a pickle may create.
     public static let maximumMemoCount = 1 << 20
+    /// The most values (and marks) the stack may hold.
     public static let maximumStackDepth = 1 << 20
+    /// The deepest containers may nest.
     public static let maximumNesting = 256
 
     /// Unpickles one pickle starting at `offset` of `bytes` and returns it with the offset just past `STOP`.

@@ -11,12 +11,17 @@ import Tensors
 package struct ZipArchive: Sendable {
     /// One central-directory record after validation.
     public struct Entry: Sendable, Equatable {
+        /// The entry's name, e.g. `archive/data.pkl`.
         public var name: String
         /// 0 stored, 8 deflate.
         public var method: Int
+        /// The CRC-32 of the uncompressed bytes, as recorded.
         public var crc32: UInt32
+        /// Bytes stored in the file.
         public var compressedSize: Int
+        /// Bytes after inflating (equal to `compressedSize` for stored entries).
         public var uncompressedSize: Int
+        /// Offset of the entry's local header in the file.
         public var localHeaderOffset: Int
         /// Offset of the entry's (possibly compressed) bytes in the file.
         public var dataOffset: Int
@@ -24,8 +29,11 @@ package struct ZipArchive: Sendable {
 
     /// An entry's bytes: `byteCount` bytes of `storage` from `byteOffset`.
     public struct Contents: Sendable {
+        /// The storage the bytes are in: the mapped archive for stored entries, owned memory for inflated ones.
         public var storage: ByteStorage
+        /// Offset of the first byte in `storage`.
         public var byteOffset: Int
+        /// Number of bytes.
         public var byteCount: Int
         /// Calls `body` with the bytes, keeping the storage alive meanwhile.
         public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
@@ -40,7 +48,9 @@ package struct ZipArchive: Sendable {
     /// Largest accepted ratio of declared uncompressed to compressed size (deflate cannot exceed ~1032).
     public static let maximumCompressionRatio = 1100
 
+    /// The archive's path (named in errors).
     public let path: String
+    /// The mapped archive.
     public let storage: ByteStorage
     /// Entries in central-directory order.
     public let entries: [Entry]

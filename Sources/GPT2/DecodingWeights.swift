@@ -3,7 +3,12 @@ import Kernels
 /// The precision decoding reads weights in: float32 as trained, or re-encoded once into f16 or Q8_0 (fewer
 /// bytes per token; decoding is bound by memory bandwidth).
 public enum WeightPrecision: String, Sendable, CaseIterable {
-    case f32, f16, q8_0
+    /// The float32 weights as trained, read in place.
+    case f32
+    /// Re-encoded once to IEEE half floats: half the bytes per token.
+    case f16
+    /// Re-encoded once to Q8_0 (blocks of 32 int8 with an f16 scale, as GGUF): about a quarter of the bytes.
+    case q8_0
 
     /// The encoding of the re-encoded weights (nil for float32).
     public var matrixFormat: QuantizedMatrix.Format? {
@@ -18,6 +23,7 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
 /// A model's projections re-encoded for decoding: the four of every block and the tied lm head (wte). Embeddings,
 /// biases and LayerNorms stay float32. Built once from the parameters (`GPT2Model.decodingWeights(_:)`).
 package final class DecodingWeights: @unchecked Sendable {
+    /// The encoding of every re-encoded matrix (f16 or Q8_0).
     public let format: QuantizedMatrix.Format
     /// Per block: c_attn, attn.c_proj, c_fc, mlp.c_proj.
     let blocks: [[QuantizedMatrix]]

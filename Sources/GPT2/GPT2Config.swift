@@ -47,7 +47,14 @@ public struct GPT2Config: Sendable, Equatable {
 
     /// The shapes of the released GPT-2 checkpoints.
     public enum Preset: String, Sendable, CaseIterable {
-        case gpt2, gpt2Medium = "gpt2-medium", gpt2Large = "gpt2-large", gpt2XL = "gpt2-xl"
+        /// GPT-2 small, 124M parameters: 12 layers, 12 heads, width 768 (`gpt2`).
+        case gpt2
+        /// GPT-2 medium, 355M parameters: 24 layers, 16 heads, width 1024.
+        case gpt2Medium = "gpt2-medium"
+        /// GPT-2 large, 774M parameters: 36 layers, 20 heads, width 1280.
+        case gpt2Large = "gpt2-large"
+        /// GPT-2 XL, 1.5B parameters: 48 layers, 25 heads, width 1600.
+        case gpt2XL = "gpt2-xl"
     }
 
     /// The config of a released GPT-2 shape (50257 tokens, 1024 positions; 124M, 355M, 774M, 1.5B parameters),

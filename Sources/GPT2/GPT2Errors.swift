@@ -11,6 +11,7 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The sizes describe more parameters than `GPT2Config.maximumParameterCount` (nil: the count overflows Int).
     case tooManyParameters(count: Int?, limit: Int, path: String?)
 
+    /// The message `gpt2kit` prints, naming the key and the file.
     public var description: String {
         func at(_ p: String?) -> String { p.map { " in '\($0)'" } ?? "" }
         switch self {
@@ -28,9 +29,13 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum StateDictError: Error, Equatable, Sendable, CustomStringConvertible {
     /// One tensor whose shape differs from the table's.
     public struct ShapeMismatch: Equatable, Sendable {
+        /// The tensor's canonical Hugging Face name.
         public var name: String
+        /// The shape the config gives it.
         public var expected: Shape
+        /// The shape stored.
         public var found: Shape
+        /// A mismatch of tensor `name`: `expected` by the table, `found` in the file.
         public init(name: String, expected: Shape, found: Shape) {
             self.name = name; self.expected = expected; self.found = found
         }
@@ -42,6 +47,7 @@ public enum StateDictError: Error, Equatable, Sendable, CustomStringConvertible 
     /// `lm_head.weight` is present but differs from the embedding it is tied to.
     case untiedOutputWeight(name: String, tiedTo: String)
 
+    /// The message `gpt2kit` prints: the first few names of each kind of mismatch, then counts.
     public var description: String {
         switch self {
         case let .mismatch(missing, unexpected, wrongShapes, nonFloat):
@@ -79,6 +85,7 @@ public enum ModelInputError: Error, Equatable, Sendable, CustomStringConvertible
     /// A label that is neither -100 nor a token id.
     case labelOutOfRange(index: Int, label: TokenID, vocabularySize: Int)
 
+    /// The message `gpt2kit` prints.
     public var description: String {
         switch self {
         case let .countMismatch(what, expected, found): return "\(what): expected \(expected) values, found \(found)"

@@ -159,10 +159,14 @@ public final class GPT2Model {
     /// Runs the model on `inputIDs` (B, T) and returns the mean cross-entropy when `labels` are given.
     ///
     /// - Parameters:
+    ///   - inputIDs: token ids, (B, T) row-major; each must be in the vocabulary.
+    ///   - B: the batch size (rows), at least 1.
+    ///   - T: the sequence length (columns), 1 to `n_positions`.
     ///   - attentionMask: (B, T), 0 hides a (padding) key from every query, as transformers' `attention_mask`.
     ///   - labels: (B, T) in `GPT2LMHeadModel` convention: the input ids with -100 where ignored. Position t
     ///     is scored against `labels[t + 1]`; the loss is the mean over scored positions (NaN if none).
     ///   - training: applies dropout with `dropoutSeed` (the same seed gives the same masks).
+    ///   - dropoutSeed: seeds the dropout masks when `training` (ignored otherwise).
     ///   - computeAllLogits: when false and `labels` are given, logits (and the loss terms) are computed only
     ///     for positions whose shifted label counts, a chunk of rows at a time, so the (N, V) logits are never
     ///     whole; the loss, `lastLoss` and `backward()` are unchanged, but `withLogits`/`logits(batch:position:)`

@@ -6,7 +6,14 @@ import Tensors
 public struct GPT2ParameterLayout: Sendable, Equatable {
     /// Tensors outside the blocks.
     public enum GlobalTensor: Int, Sendable, CaseIterable {
-        case wte, wpe, lnfWeight, lnfBias
+        /// Token embedding `wte.weight`, (V, C); also the output layer (tied).
+        case wte
+        /// Position embedding `wpe.weight`, (n_positions, C).
+        case wpe
+        /// Final LayerNorm's scale γ `ln_f.weight`, (C).
+        case lnfWeight
+        /// Final LayerNorm's shift β `ln_f.bias`, (C).
+        case lnfBias
 
         /// The Hugging Face key without the `transformer.` prefix.
         public var key: String {
@@ -39,8 +46,30 @@ public struct GPT2ParameterLayout: Sendable, Equatable {
 
     /// Tensors of each block `h.N`, in canonical order.
     public enum LayerTensor: Int, Sendable, CaseIterable {
-        case ln1Weight, ln1Bias, attnWeight, attnBias, attnProjWeight, attnProjBias
-        case ln2Weight, ln2Bias, fcWeight, fcBias, fcProjWeight, fcProjBias
+        /// `ln_1.weight`: the attention LayerNorm's γ, (C).
+        case ln1Weight
+        /// `ln_1.bias`: the attention LayerNorm's β, (C).
+        case ln1Bias
+        /// `attn.c_attn.weight`: the query/key/value projection (Conv1D, (in, out) = (C, 3C)).
+        case attnWeight
+        /// `attn.c_attn.bias`, (3C).
+        case attnBias
+        /// `attn.c_proj.weight`: the attention output projection, (C, C).
+        case attnProjWeight
+        /// `attn.c_proj.bias`, (C).
+        case attnProjBias
+        /// `ln_2.weight`: the MLP LayerNorm's γ, (C).
+        case ln2Weight
+        /// `ln_2.bias`: the MLP LayerNorm's β, (C).
+        case ln2Bias
+        /// `mlp.c_fc.weight`: the MLP's up projection, (C, F) with F = `n_inner` (default 4C).
+        case fcWeight
+        /// `mlp.c_fc.bias`, (F).
+        case fcBias
+        /// `mlp.c_proj.weight`: the MLP's down projection, (F, C).
+        case fcProjWeight
+        /// `mlp.c_proj.bias`, (C).
+        case fcProjBias
 
         /// The Hugging Face key below `h.N.`.
         public var key: String {
@@ -90,15 +119,21 @@ public struct GPT2ParameterLayout: Sendable, Equatable {
 
     /// Which tensor an entry is.
     public enum Role: Sendable, Equatable {
+        /// A tensor outside the blocks.
         case global(GlobalTensor)
+        /// A tensor of block `h.N` (the block index, 0-based, then which tensor).
         case layer(Int, LayerTensor)
     }
 
     /// One parameter tensor: its Hugging Face name, shape and place in the flat buffer.
     public struct Entry: Sendable, Equatable {
+        /// The canonical Hugging Face name, e.g. `transformer.h.0.attn.c_attn.weight`.
         public var name: String
+        /// The shape in Hugging Face's layout (Conv1D weights are (in, out)).
         public var shape: Shape
+        /// Which tensor it is.
         public var role: Role
+        /// Its floats in the flat parameter buffer (and in the gradients and AdamW moments).
         public var range: Range<Int>
     }
 

@@ -170,9 +170,12 @@ public final class GPT2Parameters: @unchecked Sendable {
 
 /// A parameter read or written by name that is not there, or values of the wrong count.
 public enum ParameterAccessError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No parameter has this Hugging Face name (`transformer.h.0.attn.c_attn.weight`, …).
     case unknownName(String)
+    /// The values given for `name` are not as many as its elements.
     case countMismatch(name: String, expected: Int, found: Int)
 
+    /// The message `gpt2kit` prints.
     public var description: String {
         switch self {
         case let .unknownName(name): return "no parameter named \(name)"

@@ -3,7 +3,14 @@ import Tensors
 
 /// The four Conv1D projections of a GPT-2 block that LoRA can adapt, by their module path inside the block.
 public enum LoRAModuleKind: Int, Sendable, CaseIterable, Codable {
-    case attention, attentionProjection, feedForward, feedForwardProjection
+    /// `attn.c_attn`: the query/key/value projection, C → 3C.
+    case attention
+    /// `attn.c_proj`: the attention output projection, C → C.
+    case attentionProjection
+    /// `mlp.c_fc`: the MLP's up projection, C → F.
+    case feedForward
+    /// `mlp.c_proj`: the MLP's down projection, F → C.
+    case feedForwardProjection
 
     /// Module path inside block `h.N` (PEFT matches targets against the full module name by suffix).
     public var path: String {
@@ -50,6 +57,7 @@ public struct LoRAConfiguration: Sendable, Equatable, Codable {
     /// rsLoRA scaling (alpha / √r).
     public var useRSLoRA: Bool
 
+    /// A configuration with PEFT's meanings; `alpha` defaults to `rank` (scale 1), targets to `c_attn`.
     public init(rank: Int, alpha: Double? = nil, dropout: Double = 0, targetModules: [String] = ["c_attn"], useRSLoRA: Bool = false) {
         self.rank = rank
         self.alpha = alpha ?? Double(rank)
@@ -90,13 +98,20 @@ public struct LoRAConfiguration: Sendable, Equatable, Codable {
 
 /// Why an adapter cannot be built, read or applied.
 public enum LoRAError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A configuration value out of range (`field` in `adapter_config.json` naming).
     case invalidValue(field: String, value: String, expected: String)
+    /// A target module that matches no Conv1D of the model.
     case unknownTarget(String)
+    /// An adapter feature GPT2Kit does not implement (another PEFT type, biases, …) or a file it cannot read.
     case unsupported(field: String, reason: String)
+    /// An adapted module's A or B is not in the weights (or there is no weights file).
     case missingTensor(String)
+    /// A tensor that belongs to no adapted module, or appears twice.
     case unexpectedTensor(String)
+    /// A tensor of the wrong shape or not floating point (an adapter of another base model?).
     case wrongShape(tensor: String, expected: Shape, found: Shape)
 
+    /// The message `gpt2kit` prints, naming the field or tensor.
     public var description: String {
         switch self {
         case let .invalidValue(f, v, e): return "'\(f)': \(v) is not \(e)"
@@ -116,20 +131,31 @@ public final class LoRAAdapter {
     public struct Module: Sendable, Equatable {
         /// Position in `modules` (and of its activations in the model's adapter buffers).
         public var index: Int
+        /// The block index (`h.N`).
         public var layer: Int
+        /// Which projection of the block it adapts.
         public var kind: LoRAModuleKind
-        public var inputFeatures: Int, outputFeatures: Int
-        public var a: Range<Int>, b: Range<Int>
+        /// The projection's input width `in`.
+        public var inputFeatures: Int
+        /// The projection's output width `out`.
+        public var outputFeatures: Int
+        /// A, (r, in) row-major, in `storage` (PEFT's `lora_A.weight`).
+        public var a: Range<Int>
+        /// B, (out, r) row-major, in `storage` (PEFT's `lora_B.weight`).
+        public var b: Range<Int>
         /// PEFT's module name, e.g. `transformer.h.0.attn.c_attn`.
         public var name: String { "transformer.h.\(layer).\(kind.path)" }
     }
 
+    /// Rank, alpha, dropout and targets.
     public let configuration: LoRAConfiguration
+    /// Every adapted module, in layer then kind order.
     public let modules: [Module]
     /// index of the module at (layer, kind), or -1.
     private let moduleIndex: [[Int]]
     /// A and B of every module, in module order.
     package let storage: FloatBuffer
+    /// Floats in every A and B together (the trained parameters of a LoRA run).
     public var parameterCount: Int { storage.count }
 
     /// Zero-filled matrices for `config`'s blocks selected by `configuration` (use `initialize(seed:)` for

@@ -3,8 +3,12 @@ import Foundation
 /// PEFT adapter folders: `adapter_config.json` + `adapter_model.safetensors` (or `adapter_model.bin`), as
 /// `PeftModel.save_pretrained` writes and `PeftModel.from_pretrained` reads them.
 public enum AdapterFiles {
+    /// The adapter's configuration file (PEFT's `CONFIG_NAME`): rank, alpha, target modules, base model.
     public static let configFileName = "adapter_config.json"
+    /// The adapter's weights as safetensors (PEFT's `SAFETENSORS_WEIGHTS_NAME`): what GPT2Kit writes, and reads
+    /// first.
     public static let weightsFileName = "adapter_model.safetensors"
+    /// The adapter's weights as a PyTorch pickle (PEFT's `WEIGHTS_NAME`), read when there is no safetensors file.
     public static let legacyWeightsFileName = "adapter_model.bin"
 
     /// Whether `folder` holds an adapter (its config file).
@@ -139,7 +143,10 @@ public enum AdapterFiles {
 
 /// An adapter file GPT2Kit cannot use, with the file it came from.
 public struct AdapterError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file or folder the problem is in.
     public var path: String
+    /// What is wrong with it.
     public var problem: LoRAError
+    /// "path: problem", as `gpt2kit` prints it.
     public var description: String { "\(path): \(problem)" }
 }

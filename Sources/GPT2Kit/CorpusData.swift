@@ -7,18 +7,27 @@ import Foundation
 
 /// Why corpus data (text files, folders, token shards) was refused.
 public enum CorpusError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A file or folder could not be opened or read (the system's reason).
     case cannotRead(path: String, reason: String)
+    /// A shard or the shard folder could not be created or written (the system's reason).
     case cannotWrite(path: String, reason: String)
+    /// A `.bin` file is not an llm.c token shard (magic, version 1, token count and file size must agree).
     case invalidShard(path: String, problem: String)
+    /// A text file is not UTF-8; `offset` is the byte offset in the file of the first invalid byte.
     case invalidUTF8(path: String, offset: Int)
     /// A path whose kind `--data` cannot tell.
     case unsupportedKind(path: String)
     /// A folder holding both `.txt` files and `.bin` shards.
     case mixedKinds(path: String)
+    /// A folder with no `.txt` files or `.bin` shards in it.
     case noFiles(path: String)
+    /// The tokenizer has more ids than a shard's uint16 tokens hold (65536); `size` is its vocabulary size.
     case vocabularyTooLarge(size: Int)
+    /// A setting that cannot be honoured (no paths, paths of different kinds, a bad shard size, a folder that already
+    /// holds shards); the message says which.
     case invalidSetting(String)
 
+    /// The message `gpt2kit` prints, starting with the path.
     public var description: String {
         switch self {
         case let .cannotRead(p, r): return "\(p): cannot read: \(r)"
@@ -145,6 +154,7 @@ public struct CorpusStatistics: Sendable, Equatable {
     public var bytes = 0
     /// Tokens produced, end-of-text tokens included.
     public var tokens = 0
+    /// Zero documents, bytes and tokens.
     public init() {}
 }
 
@@ -159,9 +169,13 @@ public struct CorpusStatistics: Sendable, Equatable {
 /// ≈ 80 MB by default), whatever the corpus size; tokens leave through `sink` in order. (A file with no such
 /// newline, one very long line, is read whole before it is encoded.)
 public struct CorpusEncoder: Sendable {
+    /// The tokenizer (its vocabulary must fit in uint16 ids).
     public let tokenizer: GPT2Tokenizer
+    /// Threads that encode one batch (at least 1).
     public var threadCount: Int
+    /// About how many bytes of a file are read and encoded as one piece (at least 1; 4 MiB by default).
     public var pieceBytes: Int
+    /// Bytes of text per thread gathered before a batch is encoded (at least 1; 8 MiB by default).
     public var batchBytesPerThread: Int
 
     /// An encoder on `threadCount` threads (default: every core).
@@ -283,6 +297,7 @@ public struct CorpusEncoder: Sendable {
 public struct TrainingDataSet {
     /// The examples or blocks, read by index.
     public let source: any TrainingDataSource
+    /// What the paths hold: JSONL records, plain text or llm.c token shards.
     public let kind: CorpusFiles.Kind
     /// The files read (text files or shards; the JSONL file).
     public let files: [String]

@@ -33,6 +33,8 @@ public struct FineTuningSettings: Sendable {
     /// Train an existing adapter further (made by PEFT or GPT2Kit).
     public var adapter: String?
 
+    /// A new run writing into `output`, with every other setting at its default (no model yet: set `model` or
+    /// `resume`).
     public init(output: String) { self.output = output }
 }
 
@@ -66,8 +68,12 @@ public enum FineTuningEvent {
 /// A resumed run may use another number of processes when its global batch (batch size × processes of the
 /// saved run) divides evenly among them.
 public final class FineTuningRun {
+    /// The settings the run was created with.
     public let settings: FineTuningSettings
+    /// The trainer that runs the steps (its `progress` and `options` are the run's; a resumed run's options are the
+    /// saved ones).
     public let trainer: Trainer
+    /// The tokenizer the data was encoded with (written into the run folder with a full model).
     public let tokenizer: GPT2Tokenizer
     /// The folder the run resumed from (nil: a new run).
     public let resumedFrom: String?

@@ -7,7 +7,13 @@ import Foundation
 public enum GGUFModel {
     /// The element type of the 2-D weights (1-D tensors and `position_embd` stay F32, as the converter keeps them).
     public enum WeightType: String, Sendable, CaseIterable {
-        case f32, f16, q8_0
+        /// 32-bit floats (`GGML_TYPE_F32`, llama.cpp's `--outtype f32`).
+        case f32
+        /// IEEE half floats (`GGML_TYPE_F16`, `--outtype f16`).
+        case f16
+        /// 8-bit blocks of 32 weights with one f16 scale (`GGML_TYPE_Q8_0`, `--outtype q8_0`); rows not a multiple of
+        /// 32 fall back to F16.
+        case q8_0
 
         var tensorType: GGUF.TensorType {
             switch self {
@@ -113,6 +119,8 @@ public enum GGUFModel {
 
     /// What a GPT-2 GGUF file holds, in GPT2Kit's terms.
     public struct Contents {
+        /// The hyper-parameters from `gpt2.*` (context length, width, layers, heads, LayerNorm epsilon); the
+        /// vocabulary size is the number of `tokenizer.ggml.tokens`.
         public var config: GPT2Config
         /// Tensors under Hugging Face names (Conv1D weights transposed back to (in, out)).
         public var stateDict: StateDict
@@ -244,7 +252,10 @@ public enum GGUFModel {
 
 /// A GGUF file that is valid GGUF but not a GPT-2 GPT2Kit can use (or cannot be made into one).
 public struct GGUFModelError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The GGUF file.
     public var path: String
+    /// What is missing or does not fit GPT-2.
     public var problem: String
+    /// "path: problem", as `gpt2kit` prints it.
     public var description: String { "\(path): \(problem)" }
 }

@@ -4,19 +4,30 @@ import Foundation
 /// The fields of a `generation_config.json` that `generate` takes as defaults (transformers reads the
 /// same file into `GenerationConfig`). Absent fields stay nil; unknown fields are ignored.
 public struct GenerationConfigFile: Sendable, Equatable {
+    /// `eos_token_id`: one id or a list; a sequence ends after generating any of them.
     public var eosTokenIDs: [TokenID]?
+    /// `pad_token_id`: the id finished sequences are filled with.
     public var padTokenID: TokenID?
+    /// `max_length`: total length, prompt included.
     public var maxLength: Int?
+    /// `max_new_tokens`: new tokens after the prompt (takes precedence over `max_length`).
     public var maxNewTokens: Int?
+    /// `do_sample`: sample (true) or decode greedily (false).
     public var doSample: Bool?
+    /// `temperature`: divides the logits before sampling.
     public var temperature: Double?
+    /// `top_k`: sample among the k most likely tokens (0: no limit).
     public var topK: Int?
+    /// `top_p`: sample among the most likely tokens whose probability adds up to p.
     public var topP: Double?
+    /// `repetition_penalty` (1: off).
     public var repetitionPenalty: Double?
+    /// `no_repeat_ngram_size` (0: off).
     public var noRepeatNGramSize: Int?
     /// `stop_strings`: one string or a list.
     public var stopStrings: [String]?
 
+    /// A file with no fields (every default is transformers').
     public init() {}
 
     /// Parses the file's JSON; `path` only labels errors. `eos_token_id` and `stop_strings` may be one
@@ -84,9 +95,12 @@ public struct GenerationConfigFile: Sendable, Equatable {
 
 /// Why a `generation_config.json` could not be read.
 public enum GenerationConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file is not a JSON object.
     case invalidJSON(path: String)
+    /// Field `key` holds a value of the wrong type; `expected` says what it should be ("an integer", …).
     case wrongType(path: String, key: String, expected: String)
 
+    /// The message `gpt2kit` prints, starting with the path.
     public var description: String {
         switch self {
         case let .invalidJSON(p): return "\(p): not a JSON object"

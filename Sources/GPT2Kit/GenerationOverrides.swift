@@ -33,6 +33,7 @@ public struct GenerationOverrides: Sendable, Equatable {
     /// The precision the projections are read in while decoding.
     public var weights: WeightPrecision
 
+    /// Overrides of the fields given; nil fields take the generation config's value or transformers' default.
     public init(maxLength: Int? = nil, maxNewTokens: Int? = nil, sample: Bool? = nil, temperature: Float? = nil,
                 topK: Int? = nil, topP: Double? = nil, repetitionPenalty: Float? = nil, noRepeatNGramSize: Int? = nil,
                 stopStrings: [String]? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,

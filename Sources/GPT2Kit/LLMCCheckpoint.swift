@@ -9,12 +9,17 @@ import Foundation
 /// kind stacked over layers: ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb,
 /// then lnfw, lnfb. Linear weights are (out, in): Hugging Face's Conv1D (in, out) transposed.
 public enum LLMCCheckpoint {
+    /// The header's first int32, which marks an llm.c model checkpoint.
     public static let magic: Int32 = 20240326
+    /// The header's length in int32 (1024 bytes).
     public static let headerInts = 256
 
     /// The element type of the weights.
     public enum Precision: String, Sendable, CaseIterable {
-        case f32, bf16
+        /// 32-bit floats (header version 3).
+        case f32
+        /// bfloat16 (header version 5): half the bytes of f32.
+        case bf16
         var version: Int32 { self == .f32 ? 3 : 5 }
         var dtype: DType { self == .f32 ? .f32 : .bf16 }
     }
@@ -145,7 +150,10 @@ public enum LLMCCheckpoint {
 
 /// An llm.c checkpoint that cannot be read or written.
 public struct LLMCError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The checkpoint file.
     public var path: String
+    /// What is wrong with it, or what llm.c's GPT-2 cannot represent.
     public var problem: String
+    /// "path: problem", as `gpt2kit` prints it.
     public var description: String { "\(path): \(problem)" }
 }

@@ -240,6 +240,7 @@ public enum LanguageModelError: Error, Sendable, Equatable, CustomStringConverti
     /// `saveAdapter` on a model without an adapter.
     case noAdapter
 
+    /// The message `gpt2kit` prints.
     public var description: String {
         switch self {
         case .noAdapter: return "the model has no LoRA adapter to save (load one with adapter: or add one with addAdapter)"

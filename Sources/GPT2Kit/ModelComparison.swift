@@ -54,18 +54,25 @@ public struct TensorComparison: Codable, Sendable, Equatable {
     public struct Element: Codable, Sendable, Equatable {
         /// Row-major index into the tensor.
         public var index: Int
+        /// A's value there, decoded to float32 and widened.
         public var a: Double
+        /// B's value there.
         public var b: Double
         /// The difference allowed there.
         public var allowed: Double
     }
 
+    /// The canonical Hugging Face name (`transformer.h.1.attn.c_attn.weight`), or an extra tensor's name as stored.
     public var name: String
+    /// What the comparison found.
     public var status: Status
-    /// Element types as stored (`F32`, `F16`, `BF16`, `Q8_0`, …); nil on the side without the tensor.
+    /// A's element type as stored (`F32`, `F16`, `BF16`, `Q8_0`, …); nil when A lacks the tensor.
     public var storedTypeA: String?
+    /// B's element type as stored; nil when B lacks the tensor.
     public var storedTypeB: String?
+    /// A's shape (TensorFlow's (1, n) biases as (n)); nil when A lacks the tensor.
     public var shapeA: [Int]?
+    /// B's shape; nil when B lacks the tensor.
     public var shapeB: [Int]?
     /// max |a − b| over the elements (infinite when only one side is NaN or infinite there).
     public var maxAbsDiff: Double?
@@ -75,6 +82,8 @@ public struct TensorComparison: Codable, Sendable, Equatable {
     public var bitIdentical: Bool?
     /// The tolerance of the two stored types (`VerificationTolerance.weights`).
     public var tolerance: WeightTolerance?
+    /// The element that exceeds its tolerance by the most, or comes closest (nil when the values are bit-identical or
+    /// were not compared).
     public var worst: Element?
 
     /// Every key is always written (null when absent), so the JSON's keys are stable.
@@ -92,31 +101,44 @@ public struct TensorComparison: Codable, Sendable, Equatable {
 public struct ForwardComparison: Codable, Sendable, Equatable {
     /// The logit that exceeds its tolerance by the most (or comes closest).
     public struct Logit: Codable, Sendable, Equatable {
+        /// The position in the prompt (0-based row of the (T, V) logits).
         public var position: Int
+        /// The token id (column of the logits).
         public var token: Int
+        /// The logit of A (of GPT2Kit, against a reference).
         public var a: Double
+        /// The logit of B (of PyTorch, against a reference).
         public var b: Double
+        /// The difference allowed there (`ForwardTolerance.allowedLogitDifference`).
         public var allowed: Double
     }
 
+    /// The prompt run through both models.
     public var prompt: String
     /// The prompt's token ids (both sides).
     public var ids: [Int]
-    /// The language-model loss of the prompt (mean cross-entropy of each next token) on each side.
+    /// A's language-model loss of the prompt (mean cross-entropy of each next token, `GPT2LMHeadModel`'s loss with
+    /// labels = ids).
     public var lossA: Double
+    /// B's language-model loss of the prompt.
     public var lossB: Double
-    /// |lossA − lossB| and what the tolerance allows.
+    /// |lossA − lossB|.
     public var lossDiff: Double
+    /// The loss difference the tolerance allows (`ForwardTolerance.allowedLossDifference`).
     public var lossAllowed: Double
-    /// max |a − b| over every logit of every position, and that relative to max(|a|, |b|).
+    /// max |a − b| over every logit of every position.
     public var maxAbsLogitDiff: Double
+    /// max |a − b| / max(|a|, |b|) over every logit (0 where both are 0).
     public var maxRelLogitDiff: Double
+    /// The logit that exceeds its tolerance by the most (or comes closest).
     public var worstLogit: Logit
-    /// The greedy next token (argmax) at every position on each side.
+    /// A's greedy next token (first argmax, `torch.argmax`) at every position.
     public var greedyA: [Int]
+    /// B's greedy next token at every position.
     public var greedyB: [Int]
     /// Whether the greedy tokens agree at every position.
     public var greedyEqual: Bool
+    /// The tolerance applied (`VerificationTolerance.forward` of the coarsest stored type).
     public var tolerance: ForwardTolerance
     /// What exceeds the tolerance (empty: the passes agree).
     public var failures: [String]
@@ -124,26 +146,34 @@ public struct ForwardComparison: Codable, Sendable, Equatable {
 
 /// A config field that differs between two checkpoints (in `config.json` naming).
 public struct ConfigDifference: Codable, Sendable, Equatable {
+    /// The field's `config.json` name (`n_embd`, `layer_norm_epsilon`, …).
     public var key: String
+    /// A's value, as text (ε in float32).
     public var a: String
+    /// B's value, as text.
     public var b: String
 }
 
 /// What `verify A B` found: tensor by tensor, config, then one forward pass; `passed` when everything is within
 /// the tolerances of the stored types (`VerificationTolerance`).
 public struct ModelComparison: Codable, Sendable, Equatable {
+    /// What was read as A.
     public var a: CheckpointSummary
+    /// What was read as B.
     public var b: CheckpointSummary
     /// The coarsest stored type of either checkpoint: it picks the forward tolerance.
     public var precision: StoredPrecision
+    /// The config fields that change the forward pass and differ.
     public var configDifferences: [ConfigDifference]
     /// Every parameter of either side in canonical order (A's, then B's own), then extra tensors.
     public var tensors: [TensorComparison]
     /// The forward pass on the prompt, nil when a side did not load (see `forwardSkipped`).
     public var forward: ForwardComparison?
+    /// Why there was no forward pass (a side did not load, or the vocabularies differ); nil when it ran.
     public var forwardSkipped: String?
     /// One line per problem, most basic first; empty when the checkpoints agree.
     public var failures: [String]
+    /// Whether `failures` is empty.
     public var passed: Bool
     /// `verified: A and B agree within f32 tolerances`, or `FAILED: ` and the first failure.
     public var verdict: String

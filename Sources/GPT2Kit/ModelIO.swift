@@ -2,7 +2,12 @@ import Foundation
 
 /// The file formats a model can be exported to.
 public enum ExportFormat: String, Sendable, CaseIterable, Codable {
-    case safetensors, pytorch, h5
+    /// `model.safetensors` (`save_pretrained`'s default).
+    case safetensors
+    /// `pytorch_model.bin`: a `torch.save` zip archive (`save_pretrained(safe_serialization=False)`).
+    case pytorch
+    /// `tf_model.h5`: Keras HDF5 as transformers' `TFGPT2LMHeadModel.save_pretrained` writes it.
+    case h5
 
     /// The weights file name inside an exported folder.
     public var weightsFileName: String {
@@ -295,9 +300,13 @@ public enum ModelIO {
 
 /// Why a model could not be loaded or saved.
 public enum ModelLoadError: Error, CustomStringConvertible {
+    /// The weights file does not hold the parameters `config` describes (a missing or extra tensor, a wrong shape,
+    /// …): `problem`.
     case weightsDoNotMatch(weights: String, config: String, problem: Error)
+    /// A file or folder could not be created, written or removed (the system's reason).
     case cannotWrite(path: String, reason: String)
 
+    /// The message `gpt2kit` prints, starting with the path.
     public var description: String {
         switch self {
         case let .weightsDoNotMatch(w, c, p): return "\(w): weights do not match \(c): \(p)"

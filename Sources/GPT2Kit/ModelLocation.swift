@@ -5,9 +5,21 @@ import Foundation
 public struct ModelLocation: Sendable, Equatable {
     /// Kinds of weight files, in the order transformers prefers them.
     public enum WeightsKind: String, Sendable, CaseIterable, Codable {
-        case safetensors, safetensorsIndex = "safetensors-index", pytorch, pytorchIndex = "pytorch-index", kerasHDF5 = "h5"
-        /// Single files only: llama.cpp's GGUF and llm.c's checkpoint (each carries its own config).
-        case gguf, llmc
+        /// `model.safetensors`.
+        case safetensors
+        /// `model.safetensors.index.json` and the shards it lists.
+        case safetensorsIndex = "safetensors-index"
+        /// `pytorch_model.bin` (a `torch.save` zip or legacy pickle), or any other single file not recognised
+        /// otherwise.
+        case pytorch
+        /// `pytorch_model.bin.index.json` and the shards it lists.
+        case pytorchIndex = "pytorch-index"
+        /// `tf_model.h5` (Keras HDF5, transformers' TensorFlow weights).
+        case kerasHDF5 = "h5"
+        /// llama.cpp's GGUF file (single files only; it carries its config and tokenizer).
+        case gguf
+        /// llm.c's checkpoint, recognised by its magic (single files only; it carries its config).
+        case llmc
 
         /// The kinds a Hugging Face folder holds, in the order transformers prefers them.
         public static let folderKinds: [WeightsKind] = [.safetensors, .safetensorsIndex, .pytorch, .pytorchIndex, .kerasHDF5]
@@ -35,6 +47,7 @@ public struct ModelLocation: Sendable, Equatable {
     public var folder: String
     /// The weights file that will be read.
     public var weightsPath: String
+    /// The format of `weightsPath`.
     public var weightsKind: WeightsKind
     /// Every weights file found in the folder, preferred first (only the given file for a single file).
     public var availableWeights: [String]
@@ -99,13 +112,18 @@ public struct ModelLocation: Sendable, Equatable {
 
 /// Why a model path could not be resolved.
 public enum ModelLocationError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The path (or the `--config` path) does not exist.
     case notFound(path: String)
+    /// A folder without any of the weights files transformers looks for.
     case noWeights(folder: String)
+    /// A weights file without `config.json` beside it (and none named).
     case noConfig(weights: String)
+    /// A folder without `vocab.json` + `merges.txt` or `tokenizer.json` (and no tokenizer folder named).
     case noTokenizer(folder: String)
     /// The tokenizer of `folder` has more tokens than the model's embedding has rows.
     case tokenizerDoesNotFit(folder: String, tokens: Int, vocabularySize: Int)
 
+    /// The message `gpt2kit` prints, naming the path and the option that fixes it.
     public var description: String {
         switch self {
         case let .notFound(p): return "\(p): no such file or folder"

@@ -7,10 +7,14 @@ public enum ModelVerification {
     /// A checkpoint to verify: a model folder or weights file, its config (default: `config.json` beside it) and
     /// optionally a PEFT adapter applied unmerged in the forward pass.
     public struct Checkpoint: Sendable, Equatable {
+        /// The model folder or weights file.
         public var path: String
+        /// The `config.json` to use (nil: the one beside the weights; a GGUF or llm.c file carries its own).
         public var configPath: String?
+        /// A PEFT adapter folder applied unmerged in the forward pass (nil: none).
         public var adapter: String?
 
+        /// A checkpoint at `path`, with an optional config and adapter.
         public init(path: String, configPath: String? = nil, adapter: String? = nil) {
             self.path = path; self.configPath = configPath; self.adapter = adapter
         }
@@ -123,6 +127,7 @@ public enum VerificationError: Error, Sendable, Equatable, CustomStringConvertib
     /// A reference file that is not what `scripts/reference.py` writes.
     case invalidReference(path: String, problem: String)
 
+    /// The message `gpt2kit` prints, naming the file or option to fix.
     public var description: String {
         switch self {
         case let .noConfig(weights, side):

@@ -3,11 +3,15 @@ import Foundation
 /// PyTorch's forward pass of a model on a prompt, as `scripts/reference.py` writes it (`format`
 /// `gpt2kit-reference`, `version` 1): transformers' `GPT2LMHeadModel` in float32 on the CPU.
 public struct PyTorchReference: Codable, Sendable, Equatable {
+    /// The file's format tag, `gpt2kit-reference`.
     public var format: String
+    /// The format's version, 1.
     public var version: Int
-    /// The model folder and tokenizer the script was given.
+    /// The model folder the script was given.
     public var model: String
+    /// The tokenizer folder the script was given.
     public var tokenizer: String
+    /// The prompt the ids were made from.
     public var prompt: String
     /// The tokenizer's ids of `prompt`.
     public var inputIds: [Int]
@@ -15,8 +19,9 @@ public struct PyTorchReference: Codable, Sendable, Equatable {
     public var loss: Double
     /// The logits of every position, (T, V).
     public var logits: [[Float]]
-    /// Versions of torch and transformers that computed it.
+    /// The version of torch that computed it.
     public var torch: String
+    /// The version of transformers that computed it.
     public var transformers: String
 
     /// The largest reference file read (a 1024-token prompt on the 50257-token vocabulary is about 600 MB of JSON).
@@ -66,21 +71,29 @@ public struct PyTorchReference: Codable, Sendable, Equatable {
 
 /// What `verify A --reference ref.json` found: token ids, loss and logits of the model against PyTorch's.
 public struct ReferenceComparison: Codable, Sendable, Equatable {
+    /// The model checked.
     public var model: CheckpointSummary
-    /// The reference file and the versions that made it.
+    /// The reference file.
     public var reference: String
+    /// The version of torch that made the reference.
     public var torch: String
+    /// The version of transformers that made the reference.
     public var transformers: String
     /// The model's coarsest stored type: it picks the tolerance (`VerificationTolerance.forward`).
     public var precision: StoredPrecision
-    /// The prompt's ids from the model's tokenizer, and the reference's.
+    /// The prompt's ids from the model's tokenizer.
     public var ids: [Int]
+    /// The prompt's ids in the reference (PyTorch's tokenizer); the forward pass runs on these.
     public var referenceIds: [Int]
+    /// Whether the two tokenizers gave the same ids.
     public var idsEqual: Bool
     /// The model (`a`) against PyTorch (`b`) on the reference's ids; nil when the vocabularies differ.
     public var forward: ForwardComparison?
+    /// One line per problem (ids, logits, loss, greedy tokens); empty when the model agrees with PyTorch.
     public var failures: [String]
+    /// Whether `failures` is empty.
     public var passed: Bool
+    /// `verified: A agrees with PyTorch … within f32 tolerances`, or `FAILED: ` and the first failure.
     public var verdict: String
 
     /// Every key is always written (`forward` null when absent), so the JSON's keys are stable.

@@ -11,9 +11,13 @@ import Foundation
 /// 1024 + 2·count bytes. llm.c's fineweb shards start every document with the end-of-text token (50256),
 /// and documents run on across shard boundaries; GPT2Kit writes its shards the same way.
 public enum TokenShard {
+    /// The header's first int32, which marks an llm.c token shard.
     public static let magic: Int32 = 20240520
+    /// The header's second int32: 1 means uint16 token ids.
     public static let version: Int32 = 1
+    /// The header's length in int32.
     public static let headerInts = 256
+    /// The header's length in bytes (256 × 4); the tokens start here.
     public static let headerBytes = 1024
     /// Token ids must fit uint16.
     public static let maximumVocabularySize = 1 << 16
@@ -66,7 +70,9 @@ public enum TokenShard {
 /// Writes a token stream as consecutive llm.c shards `folder/shard_NNNNNN.bin` of `shardTokens` tokens (the last
 /// one shorter), each written atomically; memory stays bounded by what one `append` passes.
 public final class TokenShardWriter {
+    /// The folder the shards are written into.
     public let folder: String
+    /// Tokens per shard (the last shard may hold fewer).
     public let shardTokens: Int
     /// Paths of the shards written so far.
     public private(set) var shards: [String] = []

@@ -12,20 +12,29 @@ import Foundation
 public enum TrainingRun {
     /// What `trainer_state.json` holds.
     public struct SavedState: Codable, Sendable, Equatable {
+        /// The version of this layout (1); another value is refused.
         public var formatVersion = 1
+        /// The run's options (`batchSize` per process); a resume keeps them, except `steps` given again.
         public var options: TrainingOptions
+        /// Step, data position, losses and data fingerprint at the save.
         public var progress: TrainerProgress
+        /// Optimizer steps of the whole run as planned at the save.
         public var totalSteps: Int
         /// The dropout override of the run, if any.
         public var dropout: Double?
+        /// The `ExportFormat` raw value of the saved weights (`safetensors`, `pytorch`, `h5`; `safetensors` for a
+        /// LoRA run).
         public var exportFormat: String
-        /// CRC-32 of the weights file and of `optimizer.safetensors` as this save wrote them: a resume refuses a
+        /// CRC-32 of the weights file (`weightsFileName`) as this save wrote it: a resume refuses a
         /// folder whose files do not match (a save interrupted between files).
         public var weightsCRC32: UInt32?
+        /// CRC-32 of `optimizer.safetensors` as this save wrote it (checked on resume like `weightsCRC32`).
         public var optimizerCRC32: UInt32?
-        /// For a LoRA run: the adapter's configuration and the base model it trains (absolute path as given).
+        /// For a LoRA run: the adapter's configuration (nil: a full run).
         public var lora: LoRAConfiguration?
+        /// For a LoRA run: the base model it trains (absolute path), used on resume when `--model` is not given.
         public var baseModel: String?
+        /// For a LoRA run: the base model's `--config` file (absolute path), if one was given.
         public var baseConfig: String?
         /// Processes of a data-parallel run (nil: one); `options.batchSize` is per process.
         public var processes: Int?
@@ -58,6 +67,7 @@ public enum TrainingRun {
             }
         }
 
+        /// The state of a full run; checksums, LoRA fields and `processes` are set by the caller.
         public init(options: TrainingOptions, progress: TrainerProgress, totalSteps: Int, dropout: Double?, exportFormat: ExportFormat) {
             self.options = options
             self.progress = progress
@@ -67,6 +77,7 @@ public enum TrainingRun {
         }
     }
 
+    /// The name of the folder that holds the optimizer state and `trainer_state.json`.
     public static let stateFolderName = "trainer_state"
 
     /// What a save writes besides `trainer_state/`.
@@ -288,16 +299,23 @@ public enum TrainingRun {
 
 /// Why a run could not be set up or resumed, or why it stopped before its end.
 public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// `--resume` names a folder with no `trainer_state/` and no complete `checkpoint-N/`.
     case nothingToResume(path: String)
+    /// `trainer_state.json` (or the saved adapter config) cannot be read or describes no possible run.
     case invalidState(path: String, reason: String)
+    /// A saved file's CRC-32 differs from the one in `trainer_state.json`: a save was interrupted between files.
     case tornSave(path: String)
+    /// Another process holds the run folder's lock (`RunFolderLock`).
     case folderInUse(path: String)
+    /// A new run's output folder already holds files and `overwrite` is not set.
     case folderNotEmpty(path: String)
+    /// Settings that cannot be honoured together (no model, `--format` with LoRA, …); the message says which.
     case invalidSetting(String)
     /// The run's `shouldStop` asked it to stop after `step` steps. `resumeFrom` is the newest complete save to
     /// continue from (a `checkpoint-N/` of this run, or the folder it resumed from); nil when there is none.
     case cancelled(step: Int, resumeFrom: String?)
 
+    /// The message `gpt2kit` prints, with what to do about it.
     public var description: String {
         switch self {
         case let .nothingToResume(p): return "\(p): no trainer_state/ and no checkpoint-N/ folder to resume from"
@@ -318,6 +336,7 @@ public enum TrainingRunError: Error, Sendable, CustomStringConvertible, Equatabl
 /// into it. A second process that asks for it is refused at once; the kernel releases it when the holder
 /// exits, however it exits, so a crash never leaves the folder locked.
 public final class RunFolderLock {
+    /// The locked folder.
     public let folder: String
     private let descriptor: Int32
 

@@ -1,7 +1,14 @@
 /// The element types a checkpoint stores its weights in, as far as verification tells them apart, finest first.
 /// F64 counts as F32 (the models compute in float32); Q8_0 is GGUF's 8-bit block format.
 public enum StoredPrecision: String, Codable, Sendable, CaseIterable, Comparable {
-    case f32, f16, bf16, q8_0
+    /// 32-bit floats (F64 counts as F32).
+    case f32
+    /// IEEE half floats (11 significant bits).
+    case f16
+    /// bfloat16 (8 significant bits).
+    case bf16
+    /// GGUF's Q8_0: 8-bit integers in blocks of 32 with one f16 scale.
+    case q8_0
 
     /// The precision of a stored element type name (`F32`, `F64`, `F16`, `BF16`, `Q8_0`); nil for integer types.
     public init?(storedType: String) {
@@ -14,6 +21,7 @@ public enum StoredPrecision: String, Codable, Sendable, CaseIterable, Comparable
         }
     }
 
+    /// Finer before coarser, in case order (`f32` < `f16` < `bf16` < `q8_0`): `max()` is the coarsest.
     public static func < (a: StoredPrecision, b: StoredPrecision) -> Bool {
         allCases.firstIndex(of: a) ?? 0 < allCases.firstIndex(of: b) ?? 0
     }
@@ -22,8 +30,11 @@ public enum StoredPrecision: String, Codable, Sendable, CaseIterable, Comparable
 /// How far two weights may differ: |a − b| ≤ `atol` + `rtol`·max(|a|, |b|) + `scaleRelative`·M, where M is the
 /// largest magnitude in either tensor (Q8_0 rounds each value to a step of its block's largest magnitude / 127).
 public struct WeightTolerance: Codable, Sendable, Equatable {
+    /// The absolute part of the allowed difference.
     public var atol: Double
+    /// The part relative to max(|a|, |b|).
     public var rtol: Double
+    /// The part relative to the largest magnitude M in either tensor (Q8_0's step).
     public var scaleRelative: Double
 
     /// The largest difference allowed between `a` and `b` in a pair of tensors whose largest magnitude is `scale`.
@@ -43,9 +54,13 @@ public struct WeightTolerance: Codable, Sendable, Equatable {
 /// by `lossRtol`·max(|x|, |y|). A greedy token may differ only where the first model's two candidates are closer
 /// than their two logit tolerances together (a near-tie).
 public struct ForwardTolerance: Codable, Sendable, Equatable {
+    /// The absolute part of the allowed logit difference.
     public var logitsAtol: Double
+    /// The logit difference allowed relative to max(|x|, |y|).
     public var logitsRtol: Double
+    /// The logit difference allowed relative to the largest |logit| M at the position, on either side.
     public var logitsScaleRelative: Double
+    /// The loss difference allowed relative to max(|x|, |y|).
     public var lossRtol: Double
 
     /// The largest difference allowed between two logits `x` and `y` at a position whose largest |logit| is `scale`.

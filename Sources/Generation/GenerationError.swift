@@ -25,6 +25,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
     /// The request needs more memory than the machine can give.
     case insufficientMemory(InsufficientMemory)
 
+    /// The message `gpt2kit` prints, naming the option to change.
     public var description: String {
         switch self {
         case let .invalidOption(name, value, expected): return "--\(name): \(value) is not \(expected)"

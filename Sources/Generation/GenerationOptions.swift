@@ -30,6 +30,8 @@ public struct GenerationOptions: Sendable, Equatable {
     /// The precision decoding reads the projections in (f16 and Q8_0 are re-encoded once, see `DecodingWeights`).
     public var weights: WeightPrecision = .f32
 
+    /// Options with transformers' `GenerationConfig` defaults unless given (max length 20, greedy, no EOS id, one
+    /// sequence, no penalties or stop strings); `weights` is set on its own (f32 by default).
     public init(maxLength: Int = 20, maxNewTokens: Int? = nil, strategy: DecodingStrategy = .greedy,
                 eosTokenIDs: [TokenID] = [], padTokenID: TokenID? = nil, numReturnSequences: Int = 1, seed: UInt64 = 0,
                 repetitionPenalty: Float = 1, noRepeatNGramSize: Int = 0, stopStrings: [String] = [],

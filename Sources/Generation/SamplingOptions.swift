@@ -32,6 +32,8 @@ public struct SamplingOptions: Sendable, Equatable {
 
 /// Greedy decoding (`do_sample=False`, argmax, ties to the lowest id like `torch.argmax`) or sampling.
 public enum DecodingStrategy: Sendable, Equatable {
+    /// The most likely token at every step (`do_sample=False`).
     case greedy
+    /// Draw from the softmax of the processed logits (`do_sample=True`) with these warpers.
     case sampling(SamplingOptions)
 }

@@ -69,6 +69,7 @@ public struct StopStringMatch: Sendable, Equatable {
     /// Where it starts, in bytes from the start of the row's new text; the returned text ends there.
     public var byteOffset: Int
 
+    /// A match of stop string `index` (`string`) at `byteOffset` of the row's new text.
     public init(index: Int, string: String, byteOffset: Int) {
         self.index = index
         self.string = string

@@ -56,10 +56,14 @@ public struct WeightDecayMask: Sendable, Equatable {
 
 /// A saved optimizer state that does not fit the optimizer.
 public enum OptimizerStateError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The state lacks `step`, `exp_avg` or `exp_avg_sq`.
     case missingTensor(name: String)
+    /// A tensor of another shape than the optimizer's (`step` [1], the moments [n] floating point).
     case wrongShape(name: String, expected: Shape, found: Shape)
+    /// A `step` that is negative, NaN or too large (-1 when not finite).
     case invalidStep(Int)
 
+    /// The message `gpt2kit` prints.
     public var description: String {
         switch self {
         case let .missingTensor(name): return "optimizer state: missing tensor '\(name)'"
@@ -77,16 +81,23 @@ public final class AdamW {
     /// `gpt2kit finetune`): transformers' `TrainingArguments` (lr 5e-5, betas 0.9/0.999, eps 1e-8, no weight
     /// decay). `torch.optim.AdamW` itself defaults to lr 1e-3 and weight decay 1e-2: pass them to match it.
     public struct Options: Sendable, Equatable {
+        /// Learning rate (`lr`) used when `step` is not given one.
         public var learningRate: Double
+        /// β₁: decay of the first moment m.
         public var beta1: Double
+        /// β₂: decay of the second moment v.
         public var beta2: Double
+        /// ε added to √v̂ in the denominator.
         public var eps: Double
+        /// Decoupled weight decay wd: p ← p·(1 − lr·wd) on the ranges `decayMask` leaves decaying.
         public var weightDecay: Double
+        /// transformers' defaults unless given.
         public init(learningRate: Double = 5e-5, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0) {
             self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
         }
     }
 
+    /// The hyper-parameters; changing them affects the next step.
     public var options: Options
     /// Number of floats optimised.
     public let parameterCount: Int
@@ -203,8 +214,12 @@ public final class AdamW {
         }
     }
 
-    /// Tensor names of the exported state.
-    public static let stepName = "step", firstMomentName = "exp_avg", secondMomentName = "exp_avg_sq"
+    /// Name of the step count in the exported state (torch's `state["step"]`).
+    public static let stepName = "step"
+    /// Name of the first moment m in the exported state (torch's `exp_avg`).
+    public static let firstMomentName = "exp_avg"
+    /// Name of the second moment v in the exported state (torch's `exp_avg_sq`).
+    public static let secondMomentName = "exp_avg_sq"
 
     /// The state (step, m, v) as a state dict: `step` (I64, [1]), `exp_avg` and `exp_avg_sq` (F32, [n]).
     public func exportState() -> StateDict {

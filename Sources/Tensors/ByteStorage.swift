@@ -9,10 +9,17 @@ import Darwin
 /// Storage is immutable once shared; `Tensor` copies on write.
 public final class ByteStorage: @unchecked Sendable {
     /// Where the bytes live.
-    public enum Backing: Sendable { case heap, mapped }
+    public enum Backing: Sendable {
+        /// Memory this storage allocated and frees.
+        case heap
+        /// A memory-mapped file (or shared memory), unmapped when the storage is freed.
+        case mapped
+    }
 
     package let baseAddress: UnsafeRawPointer?
+    /// Number of bytes.
     public let byteCount: Int
+    /// Whether the bytes are owned heap memory or a mapping.
     public let backing: Backing
     private let mappedLength: Int
     /// A shared read-write mapping (`mapWritable(descriptor:length:)`), which `mutableBytes` may write.

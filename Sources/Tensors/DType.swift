@@ -1,7 +1,25 @@
 /// The element type of a tensor's bytes, named as safetensors names them.
 public enum DType: String, Sendable, CaseIterable, Codable {
-    case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
-    case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+    /// 64-bit IEEE float (`torch.float64`).
+    case f64 = "F64"
+    /// 32-bit IEEE float (`torch.float32`).
+    case f32 = "F32"
+    /// 16-bit IEEE half float (`torch.float16`).
+    case f16 = "F16"
+    /// bfloat16: float32's exponent with 8 significant bits (`torch.bfloat16`).
+    case bf16 = "BF16"
+    /// 64-bit signed integer (`torch.int64`).
+    case i64 = "I64"
+    /// 32-bit signed integer (`torch.int32`).
+    case i32 = "I32"
+    /// 16-bit signed integer (`torch.int16`).
+    case i16 = "I16"
+    /// 8-bit signed integer (`torch.int8`).
+    case i8 = "I8"
+    /// 8-bit unsigned integer (`torch.uint8`).
+    case u8 = "U8"
+    /// Boolean, one byte per element (`torch.bool`).
+    case bool = "BOOL"
 
     /// Bytes per element.
     public var byteSize: Int {

@@ -6,14 +6,19 @@ import Darwin
 
 /// Why an input file could not be opened or read.
 public struct InputFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file named.
     public var path: String
+    /// Why it could not be used: the system's message, "not a regular file (…)", or "… bytes, more than the … allowed
+    /// for this file".
     public var reason: String
 
+    /// An error about `path`.
     public init(path: String, reason: String) {
         self.path = path
         self.reason = reason
     }
 
+    /// "path: reason", as `gpt2kit` prints it.
     public var description: String { "\(path): \(reason)" }
 }
 

@@ -13,6 +13,7 @@ public struct InsufficientMemory: Error, Sendable, Equatable, CustomStringConver
     /// Bytes the machine or the address-space limit leaves.
     public var availableBytes: Int
 
+    /// The message `gpt2kit` prints: what needs how much, and how much the machine gives.
     public var description: String {
         let need = neededBytes.map(MemoryBudget.formatted) ?? "more bytes than a 64-bit integer holds"
         return "\(purpose) needs \(need), more than the \(MemoryBudget.formatted(availableBytes)) this machine can give "

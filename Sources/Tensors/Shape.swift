@@ -3,7 +3,9 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
     /// Sizes from outermost to innermost.
     public var dims: [Int]
 
+    /// A shape of `dims`, outermost first.
     public init(_ dims: [Int]) { self.dims = dims }
+    /// A shape written as a literal, `[768, 2304]`.
     public init(arrayLiteral elements: Int...) { self.dims = elements }
 
     /// Number of dimensions.
@@ -42,5 +44,6 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
         return strides
     }
 
+    /// The dimensions in brackets, `[768, 2304]`.
     public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
 }

@@ -2,8 +2,10 @@
 /// seeding other generators (sampling uses `Xoshiro256StarStar`, seeded from this). Deterministic across
 /// platforms.
 public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable {
+    /// The generator's 64-bit state; it advances by the golden-ratio constant on every `next()`.
     public var state: UInt64
 
+    /// A generator started at `state` (the seed).
     public init(state: UInt64) { self.state = state }
 
     /// The next 64 random bits.

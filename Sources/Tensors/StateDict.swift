@@ -1,14 +1,17 @@
 /// An ordered map from parameter name to tensor, the common currency between file formats and models.
 public struct StateDict: Sendable, Sequence {
+    /// Tensor names in insertion order (the order files are written in).
     public private(set) var names: [String] = []
     private var tensors: [String: Tensor] = [:]
     /// Free-form string metadata carried by the file (safetensors `__metadata__`, …).
     public var metadata: [String: String] = [:]
 
+    /// An empty state dict.
     public init() {}
 
     /// Number of tensors.
     public var count: Int { names.count }
+    /// Whether it holds no tensor.
     public var isEmpty: Bool { names.isEmpty }
 
     /// The tensor named `name`; setting appends new names at the end and keeps existing order.
@@ -23,6 +26,7 @@ public struct StateDict: Sendable, Sequence {
         }
     }
 
+    /// Whether a tensor is named `name`.
     public func contains(_ name: String) -> Bool { tensors[name] != nil }
 
     /// Removes and returns the tensor named `name`.
@@ -38,6 +42,7 @@ public struct StateDict: Sendable, Sequence {
     /// Total number of elements.
     public var totalElementCount: Int { names.reduce(0) { $0 + (tensors[$1]?.elementCount ?? 0) } }
 
+    /// (name, tensor) pairs in `names` order.
     public func makeIterator() -> AnyIterator<(name: String, tensor: Tensor)> {
         var i = 0
         return AnyIterator {

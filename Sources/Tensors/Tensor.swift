@@ -3,8 +3,11 @@
 /// Value semantics: the bytes are shared between copies (and with a memory-mapped file) until one copy
 /// writes through `withUnsafeMutableBytes`, which copies first.
 public struct Tensor: @unchecked Sendable {
+    /// The element type of the bytes.
     public let dtype: DType
+    /// The dimensions, outermost first (row-major, contiguous).
     public let shape: Shape
+    /// The bytes viewed (shared between copies until one writes).
     public private(set) var storage: ByteStorage
     /// Offset of the first element inside `storage`.
     public private(set) var byteOffset: Int

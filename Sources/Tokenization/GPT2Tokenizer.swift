@@ -200,9 +200,11 @@ public struct GPT2Tokenizer: Sendable {
 
     /// The ids of `text`.
     ///
-    /// - Parameter allowSpecial: when true (the default, as transformers does), `<|endoftext|>`
-    ///   and added tokens written in the text become their ids; when false every byte is plain
-    ///   text, as tiktoken's `encode_ordinary`.
+    /// - Parameters:
+    ///   - text: the text to encode.
+    ///   - allowSpecial: when true (the default, as transformers does), `<|endoftext|>`
+    ///     and added tokens written in the text become their ids; when false every byte is plain
+    ///     text, as tiktoken's `encode_ordinary`.
     public func encode(_ text: String, allowSpecial: Bool = true) -> [TokenID] {
         var cache = caches.take()
         defer { caches.give(cache) }

@@ -37,6 +37,7 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
     /// An id to decode is outside the vocabulary.
     case unknownTokenID(Int)
 
+    /// The message `gpt2kit` prints, naming the file or token.
     public var description: String {
         switch self {
         case let .addedTokenTooLong(bytes, limit):

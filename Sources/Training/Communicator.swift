@@ -35,10 +35,16 @@ extension Communicator {
 
 /// One process alone: rank 0 of 1; reductions leave the values as they are.
 public final class SingleProcessCommunicator: Communicator {
+    /// The only process of a run.
     public init() {}
+    /// Always 0.
     public var rank: Int { 0 }
+    /// Always 1.
     public var size: Int { 1 }
+    /// Leaves `values` as they are (the sum over one process).
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>) {}
+    /// Leaves `values` as they are (the sum over one process).
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Double>) {}
+    /// Returns at once.
     public func barrier() {}
 }

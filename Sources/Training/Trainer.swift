@@ -6,16 +6,31 @@ import Tensors
 /// Hyper-parameters of a fine-tuning run.
 public struct TrainingOptions: Sendable, Equatable, Codable {
     /// Learning-rate schedule shapes.
-    public enum Schedule: String, Sendable, Codable, CaseIterable { case constant, linear, cosine }
+    public enum Schedule: String, Sendable, Codable, CaseIterable {
+        /// The base learning rate throughout, after a linear warm-up when `warmupSteps` > 0
+        /// (`get_constant_schedule_with_warmup`).
+        case constant
+        /// Linear warm-up, then linear decay to 0 at the last step (`get_linear_schedule_with_warmup`).
+        case linear
+        /// Linear warm-up, then half a cosine down to 0 at the last step (`get_cosine_schedule_with_warmup`).
+        case cosine
+    }
 
+    /// Peak learning rate (transformers' `learning_rate`, default 5e-5), scaled by the schedule.
     public var learningRate: Double = AdamW.Options().learningRate
+    /// AdamW's β₁ (`adam_beta1`, default 0.9).
     public var beta1: Double = AdamW.Options().beta1
+    /// AdamW's β₂ (`adam_beta2`, default 0.999).
     public var beta2: Double = AdamW.Options().beta2
+    /// AdamW's ε (`adam_epsilon`, default 1e-8).
     public var eps: Double = AdamW.Options().eps
+    /// Decoupled weight decay (`weight_decay`, default 0).
     public var weightDecay: Double = AdamW.Options().weightDecay
     /// Exempt biases and LayerNorm weights from weight decay (transformers' Trainer does; torch's AdamW does not).
     public var exemptBiasesAndNorms: Bool = false
+    /// How the learning rate changes over the run (`lr_scheduler_type`).
     public var schedule: Schedule = .constant
+    /// Optimizer steps of linear warm-up from 0 (`warmup_steps`).
     public var warmupSteps: Int = 0
     /// Sequences per micro-batch, per process (as in PyTorch DDP: a data-parallel step over N processes
     /// takes N × batchSize × gradientAccumulation sequences).
@@ -24,6 +39,7 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     public var gradientAccumulation: Int = 1
     /// Optimizer steps; when nil, `epochs` passes over the data.
     public var steps: Int? = nil
+    /// Passes over the data when `steps` is nil (`num_train_epochs`).
     public var epochs: Int = 1
     /// Global gradient-norm clipping (nil: none).
     public var clipNorm: Double? = nil
@@ -75,15 +91,19 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
 public struct StepReport: Sendable, Equatable {
     /// 1-based step number.
     public var step: Int
+    /// Optimizer steps in the whole run.
     public var totalSteps: Int
+    /// The epoch (0-based) the step's first micro-batch came from.
     public var epoch: Int
     /// Mean loss over the step's label tokens, computed before the update.
     public var loss: Double
+    /// The learning rate this update used (after the schedule).
     public var learningRate: Double
     /// Global gradient L2 norm before clipping.
     public var gradientNorm: Double
     /// Real (non-padding) tokens processed per second in this step.
     public var tokensPerSecond: Double
+    /// Wall-clock seconds the step took (evaluation not included).
     public var seconds: Double
     /// Mean eval loss when this step evaluated.
     public var evalLoss: Double?
@@ -107,26 +127,40 @@ public struct Evaluation: Sendable, Equatable {
 public struct TrainerProgress: Sendable, Equatable, Codable {
     /// Optimizer steps done.
     public var step: Int = 0
-    /// Epoch of the next micro-batch (0-based) and position inside it.
+    /// Epoch of the next micro-batch (0-based).
     public var epoch: Int = 0
+    /// Index of the next example in the epoch's order.
     public var positionInEpoch: Int = 0
     /// Losses of every step so far.
     public var losses: [Double] = []
+    /// Every evaluation so far: the step and its mean eval loss.
     public var evalLosses: [EvalPoint] = []
     /// Fingerprint of the training examples (resuming with other data is refused).
     public var dataFingerprint: UInt64 = 0
 
-    public struct EvalPoint: Sendable, Equatable, Codable { public var step: Int; public var loss: Double }
+    /// One evaluation: the mean eval loss after optimizer step `step`.
+    public struct EvalPoint: Sendable, Equatable, Codable {
+        /// The optimizer step (1-based) after which the model was evaluated.
+        public var step: Int
+        /// Mean cross-entropy over the eval data's label tokens.
+        public var loss: Double
+    }
+    /// A run that has not started: step 0, no losses.
     public init() {}
 }
 
 /// Why training stopped early.
 public enum TrainingError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// There is no training example, or a step's batches hold no label token.
     case noExamples
+    /// Step `step` (1-based) gave a NaN or infinite loss, or gradient norm (`loss` holds the value).
     case nonFiniteLoss(step: Int, loss: Double)
+    /// A resumed run's data fingerprint differs from the saved one.
     case dataMismatch
+    /// An option out of range, or saved progress that describes no possible run; the message names the option.
     case invalidOption(String)
 
+    /// The message `gpt2kit` prints.
     public var description: String {
         switch self {
         case .noExamples: return "no training examples"
@@ -140,15 +174,21 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible, Equatable {
 
 /// The fine-tuning loop: batches, forward, backward, clipping, AdamW, schedule, deterministic order and dropout.
 public final class Trainer {
+    /// The model being trained (its weights change in place; its gradient buffer holds the last step's gradients).
     public let model: GPT2Model
+    /// The AdamW optimizer over the model's trainable floats.
     public let optimizer: AdamW
+    /// The options the run was created with.
     public let options: TrainingOptions
     /// The training data: JSONL examples or packed blocks, read by index.
     public let examples: any TrainingDataSource
+    /// The evaluation data (empty: no evaluation).
     public let evalExamples: any TrainingDataSource
+    /// The id right-padding fills batch rows with (masked out of attention and loss; GPT-2 uses its EOS id).
     public let padTokenID: TokenID
     /// The processes this trainer shares each step with (one by default).
     public let communicator: any Communicator
+    /// Where the run is: steps done, data position, losses; saved with the optimizer state to resume.
     public private(set) var progress: TrainerProgress
     /// The example order of `progress.epoch`, computed once per epoch.
     private var epochOrder: (epoch: Int, order: [Int])?
@@ -156,6 +196,9 @@ public final class Trainer {
     /// Optimizer steps in the whole run.
     public let totalSteps: Int
 
+    /// A trainer for `model` on `examples` (`padTokenID` pads batch rows). The run lasts `options.steps`, else
+    /// `epochs` × the steps of one pass (micro-batches of `batchSize` × processes sequences, `gradientAccumulation`
+    /// per step). Throws `TrainingError` for no examples or an invalid option.
     public init(model: GPT2Model, examples: any TrainingDataSource, evalExamples: any TrainingDataSource = [TrainingExample](),
                 options: TrainingOptions, padTokenID: TokenID, communicator: any Communicator = SingleProcessCommunicator()) throws {
         guard examples.count > 0 else { throw TrainingError.noExamples }

@@ -42,15 +42,24 @@ public enum TrainingRecord: Sendable, Equatable {
 
 /// Which end of an over-long sequence to cut.
 public enum TruncationSide: String, Sendable, Codable, CaseIterable {
-    case left, right
+    /// Cut the start, keep the last tokens (the label stays whole).
+    case left
+    /// Cut the end, keep the first tokens.
+    case right
 }
 
 /// Why training data was refused.
 public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The JSONL file could not be opened or read (the system's reason).
     case cannotRead(path: String, reason: String)
+    /// Line `line` (1-based) is not a JSON object with `context`+`label`, `prompt`+`completion` or `text` strings.
     case invalidLine(path: String, line: Int, reason: String)
+    /// The file holds no records.
     case empty(path: String)
+    /// Record `line` has `tokens` tokens, more than the model's `n_positions` (`limit`), and no truncation was asked
+    /// for.
     case tooLong(path: String, line: Int, tokens: Int, limit: Int)
+    /// Record `line` has no label token left to learn from (an empty label, or one cut away by truncation).
     case noLabelTokens(path: String, line: Int)
     /// `--block-size` outside 2...`maximum` (the model's `n_positions`).
     case invalidBlockSize(Int, maximum: Int?)
@@ -59,6 +68,7 @@ public enum TrainingDataError: Error, Sendable, CustomStringConvertible, Equatab
     /// A token id in a shard that the model's vocabulary does not have (`position` counts tokens in the file).
     case tokenOutOfRange(path: String, position: Int, id: Int, vocabularySize: Int)
 
+    /// The message `gpt2kit` prints, as `path:line: problem` where there is a line.
     public var description: String {
         switch self {
         case let .cannotRead(p, r): return "\(p): cannot read: \(r)"
@@ -152,11 +162,16 @@ extension TrainingRecord {
 
 /// A right-padded batch in row-major (B, T) layout.
 public struct TrainingBatch: Sendable, Equatable {
+    /// Rows B: the examples in the batch.
     public var batchSize: Int
+    /// Columns T: the longest example's token count.
     public var sequenceLength: Int
-    public var inputIDs: [TokenID]    // (B, T)
-    public var attentionMask: [Int32] // (B, T): 1 on tokens, 0 on padding
-    public var labels: [TokenID]      // (B, T): -100 on context and padding
+    /// Token ids, (B, T); padding holds the pad id.
+    public var inputIDs: [TokenID]
+    /// (B, T): 1 on tokens, 0 on padding (transformers' `attention_mask`).
+    public var attentionMask: [Int32]
+    /// (B, T): the ids to predict, -100 on context and padding (transformers' `labels`, unshifted).
+    public var labels: [TokenID]
 
     /// Right-pads `examples` to the longest one with `padTokenID` (labels -100, mask 0 on padding).
     public init(examples: [TrainingExample], padTokenID: TokenID) {

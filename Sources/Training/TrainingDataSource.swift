@@ -23,8 +23,10 @@ public protocol TrainingDataSource {
 }
 
 extension Array: TrainingDataSource where Element == TrainingExample {
+    /// Example `index`; never throws.
     public func example(at index: Int) throws -> TrainingExample { self[index] }
 
+    /// The most tokens one example has (0 for no examples).
     public var longestExample: Int { map(\.inputIDs.count).max() ?? 0 }
 
     /// FNV-1a over every example's length, ids and labels.
@@ -106,10 +108,13 @@ public struct TokenSegment: @unchecked Sendable {
 /// `TrainingDataError.tokenOutOfRange` naming the segment's file and position. Memory-mapped pages around a
 /// block are handed back to the kernel after it is copied, so reading a corpus keeps memory flat.
 public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
+    /// The token runs read as one stream, in order (shards, or a text corpus tokenized in memory).
     public let segments: [TokenSegment]
+    /// Tokens per block (at least 2).
     public let blockSize: Int
     /// Every block has `blockSize` tokens.
     public var longestExample: Int { blockSize }
+    /// The model's vocabulary size: every id read must be below it.
     public let vocabularySize: Int
     /// Tokens in the stream.
     public let tokenCount: Int
@@ -117,6 +122,8 @@ public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
     public let count: Int
     /// First stream position of each segment, and `tokenCount` at the end.
     private let starts: [Int]
+    /// FNV-1a of the block size, the segments' token counts and their tokens (or, for mapped segments, their first
+    /// and last `fingerprintSampleBytes`).
     public let fingerprint: UInt64
 
     /// Bytes of the start and end of every mapped segment that enter the fingerprint.
@@ -199,6 +206,8 @@ public struct PackedTokenBlocks: TrainingDataSource, @unchecked Sendable {
         return out
     }
 
+    /// Block `index` as an example whose every token is a label; throws `TrainingDataError.tokenOutOfRange` for an id
+    /// outside the vocabulary.
     public func example(at index: Int) throws -> TrainingExample {
         let ids = try tokens(ofBlock: index)
         return TrainingExample(inputIDs: ids, labels: ids)
