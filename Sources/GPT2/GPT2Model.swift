@@ -379,7 +379,7 @@ public final class GPT2Model {
             guard M > 0 else { lastLoss = .nan; return }
             let gathered = a(.lnfScored), scoredTargets = UnsafeMutableBufferPointer(start: ids + 3 * N, count: M)
             for (m, n) in scoredRows.enumerated() {
-                gathered[m * C ..< (m + 1) * C].update(fromContentsOf: lnf[n * C ..< (n + 1) * C])
+                _ = gathered[m * C ..< (m + 1) * C].update(fromContentsOf: lnf[n * C ..< (n + 1) * C])
                 scoredTargets[m] = targets[n]
             }
             var gradient: (Float, UnsafeMutableBufferPointer<Float>)?
@@ -454,7 +454,7 @@ public final class GPT2Model {
     private func scatterScoredRows(_ dgathered: UnsafeBufferPointer<Float>, into dlnf: UnsafeMutableBufferPointer<Float>, C: Int) {
         dlnf.update(repeating: 0)
         for (m, n) in scoredRows.enumerated() {
-            dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
+            _ = dlnf[n * C ..< (n + 1) * C].update(fromContentsOf: dgathered[m * C ..< (m + 1) * C])
         }
     }
 

@@ -113,7 +113,7 @@ public final class KVCacheDecoder {
             for kind in 0..<2 {
                 let view = cacheView(layer: layer, kind: kind)
                 for (to, from) in rows.enumerated() where to != from {
-                    view[to * rowFloats ..< (to + 1) * rowFloats].update(fromContentsOf: view[from * rowFloats ..< (from + 1) * rowFloats])
+                    _ = view[to * rowFloats ..< (to + 1) * rowFloats].update(fromContentsOf: view[from * rowFloats ..< (from + 1) * rowFloats])
                 }
             }
         }
