@@ -223,7 +223,7 @@ public final class FineTuningRun {
             output = .model(format: format, config: originalConfig, tokenizerFiles: tokenizerFiles,
                             generationConfigPath: location.generationConfigPath,
                             tokenizerData: location.weightsKind == .gguf && settings.tokenizerFolder == nil
-                                ? try GGUFModel.read(path: location.weightsPath).tokenizerFiles : [])
+                                ? try GGUFModel.tokenizerFiles(path: location.weightsPath) : [])
         }
         stateTemplate = state
     }

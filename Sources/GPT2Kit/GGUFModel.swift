@@ -232,9 +232,20 @@ public enum GGUFModel {
         return files
     }
 
+    /// The embedded vocabulary as tokenizer files (see `Contents.tokenizerFiles`), from the metadata alone: no
+    /// tensor is read or dequantized.
+    public static func tokenizerFiles(path: String) throws -> [(name: String, data: Data)] {
+        let file = try GGUF.read(path: path)
+        func fail(_ problem: String) -> GGUFModelError { GGUFModelError(path: path, problem: problem) }
+        guard case let .array(.string, tokenValues)? = file["tokenizer.ggml.tokens"] else {
+            throw fail("tokenizer.ggml.tokens is missing (llama.cpp needs the vocabulary)")
+        }
+        return try tokenizerFiles(file, tokens: tokenValues, fail: fail)
+    }
+
     /// The tokenizer embedded in a GGUF file.
     public static func tokenizer(path: String) throws -> GPT2Tokenizer {
-        let files = Dictionary(try read(path: path).tokenizerFiles, uniquingKeysWith: { a, _ in a })
+        let files = Dictionary(try tokenizerFiles(path: path), uniquingKeysWith: { a, _ in a })
         var tokenizer = try GPT2Tokenizer(vocabJSON: files["vocab.json"] ?? Data(), mergesText: files["merges.txt"] ?? Data(),
                                           vocabName: path + " (tokenizer.ggml.tokens)", mergesName: path + " (tokenizer.ggml.merges)")
         if let added = files["added_tokens.json"],

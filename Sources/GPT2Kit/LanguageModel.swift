@@ -64,7 +64,7 @@ public final class LanguageModel {
         if let tokenizerFolder {
             tokenizerFiles = try Self.readFiles(ModelLocation.tokenizerFileNames.map { tokenizerFolder + "/" + $0 }.filter(InputFile.isRegularFile))
         } else if location.weightsKind == .gguf {
-            tokenizerFiles = try GGUFModel.read(path: location.weightsPath).tokenizerFiles
+            tokenizerFiles = try GGUFModel.tokenizerFiles(path: location.weightsPath)
         } else {
             tokenizerFiles = try Self.readFiles(location.tokenizerPaths)
         }

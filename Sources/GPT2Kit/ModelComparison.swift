@@ -116,7 +116,7 @@ public struct ForwardComparison: Codable, Sendable, Equatable {
     /// The prompt run through both models.
     public var prompt: String
     /// The prompt's token ids (both sides).
-    public var ids: [Int]
+    public var ids: [TokenID]
     /// A's language-model loss of the prompt (mean cross-entropy of each next token, `GPT2LMHeadModel`'s loss with
     /// labels = ids).
     public var lossA: Double
@@ -133,9 +133,9 @@ public struct ForwardComparison: Codable, Sendable, Equatable {
     /// The logit that exceeds its tolerance by the most (or comes closest).
     public var worstLogit: Logit
     /// A's greedy next token (first argmax, `torch.argmax`) at every position.
-    public var greedyA: [Int]
+    public var greedyA: [TokenID]
     /// B's greedy next token at every position.
-    public var greedyB: [Int]
+    public var greedyB: [TokenID]
     /// Whether the greedy tokens agree at every position.
     public var greedyEqual: Bool
     /// The tolerance applied (`VerificationTolerance.forward` of the coarsest stored type).

@@ -10,10 +10,9 @@ struct ForwardRun {
 
     /// Runs `model` on `ids` (one sequence, labels = ids: `GPT2LMHeadModel`'s loss).
     init(model: GPT2Model, ids: [TokenID], path: String) throws {
-        let input = ids
         let loss: Float?
         do {
-            loss = try model.forward(inputIDs: input, batchSize: 1, sequenceLength: input.count, labels: input)
+            loss = try model.forward(inputIDs: ids, batchSize: 1, sequenceLength: ids.count, labels: ids)
         } catch {
             throw VerificationError.promptDoesNotFit(path: path, problem: error)
         }

@@ -71,7 +71,7 @@ public enum ModelVerification {
     }
 
     /// The prompt's ids; the loss needs at least two.
-    static func promptIDs(_ prompt: String, tokenizer: GPT2Tokenizer) throws -> [Int] {
+    static func promptIDs(_ prompt: String, tokenizer: GPT2Tokenizer) throws -> [TokenID] {
         let ids = tokenizer.encode(prompt)
         guard ids.count >= 2 else { throw VerificationError.promptTooShort(prompt: prompt, tokens: ids.count) }
         return ids

@@ -97,7 +97,7 @@ public struct ForwardTolerance: Codable, Sendable, Equatable {
 /// | BF16 | 1e-5 + 1e-5·\|x\| + 4e-2·M | 2e-3 |
 /// | Q8_0 | 1e-5 + 1e-5·\|x\| + 5e-2·M | 3e-3 |
 ///
-/// The F32 row is the shared reference's (`../shared/reference/README.md`: about 1e-5 relative on losses and
+/// The F32 row is the shared reference's (`fixtures/REFERENCE.md`, the copy of the acceptance data's README: about 1e-5 relative on losses and
 /// logits, with an atol of 1e-5 for logits near zero); `verify --reference` checks against PyTorch with the row of
 /// the model's coarsest stored type. The other rows are measured with PyTorch on the bundled models (tiny-gpt2,
 /// micro-gpt2, long-context; 4 random prompts of 6 to 60 tokens each) against their weights rounded to the type,

@@ -70,7 +70,7 @@ struct ConvertCommand: ParsableCommand {
                 let lock = try RunFolderLock(folder: output)
                 defer { withExtendedLifetime(lock) {} }
                 // A GGUF input carries its tokenizer: write it as vocab.json + merges.txt.
-                let embedded = location.weightsKind == .gguf && tokenizer == nil ? try GGUFModel.read(path: location.weightsPath).tokenizerFiles : []
+                let embedded = location.weightsKind == .gguf && tokenizer == nil ? try GGUFModel.tokenizerFiles(path: location.weightsPath) : []
                 written = try ModelIO.writeFolder(parameters, to: output, format: exportFormat, dtype: dtype,
                                                   tokenizerFiles: try tokenizerFiles(default: location.weightsKind == .gguf ? [] : location.tokenizerPaths),
                                                   generationConfigPath: location.generationConfigPath, tokenizerData: embedded)

@@ -71,29 +71,24 @@ struct GenerateCommand: ParsableCommand {
         if (prompt == nil) == (promptsFile == nil) { throw CommandError("give --prompt TEXT or --prompts-file FILE (one of them)") }
         if stream && promptsFile != nil { throw CommandError("--stream prints one sequence; it cannot be combined with --prompts-file") }
 
-        let (gptModel, location) = try ModelIO.loadModel(path: model, configPath: config, adapter: adapter, trainsBase: false)
-        let modelConfig = gptModel.config
-        let fileDefaults = try location.generationConfigPath.map { try GenerationConfigFile(path: $0) } ?? GenerationConfigFile()
-
-        if tokenizer == nil && location.weightsKind != .gguf && !location.hasTokenizer { throw ModelLocationError.noTokenizer(folder: location.folder) }
-        let textTokenizer = try ModelIO.loadTokenizer(for: location, override: tokenizer)
+        let loaded = try LanguageModel(folder: model, tokenizer: tokenizer, adapter: adapter, configPath: config)
+        let textTokenizer = loaded.tokenizer
         let prompts = try promptsFile.map { try PromptsFile.read(path: $0) } ?? [prompt ?? ""]
         let promptIDs = prompts.map { textTokenizer.encode($0) }
 
-        let doSample = sample || (fileDefaults.doSample ?? false)
-        if !doSample {
-            // transformers warns the same way: these only shape sampling
-            for (flag, given) in [("--temperature", temperature != nil), ("--top-k", topK != nil), ("--top-p", topP != nil)] where given {
-                FileHandle.standardError.write(Data("warning: \(flag) has no effect without --sample (greedy decoding)\n".utf8))
-            }
-        }
         let overrides = GenerationOverrides(
             maxLength: maxLength, maxNewTokens: maxNewTokens, sample: sample ? true : nil, temperature: temperature,
             topK: topK, topP: topP, repetitionPenalty: repetitionPenalty, noRepeatNGramSize: noRepeatNGramSize,
             stopStrings: stop.isEmpty ? nil : stop, numReturnSequences: numReturnSequences, seed: seed,
             truncation: truncate == .left ? .left : .none, weights: weights)
-        let options = fileDefaults.options(overrides, modelConfig: modelConfig)
-        let generator = try Generator(model: gptModel, prompts: promptIDs, options: options, tokenizer: textTokenizer)
+        let options = loaded.generationOptions(overrides)
+        if options.strategy == .greedy {
+            // transformers warns the same way: these only shape sampling
+            for (flag, given) in [("--temperature", temperature != nil), ("--top-k", topK != nil), ("--top-p", topP != nil)] where given {
+                FileHandle.standardError.write(Data("warning: \(flag) has no effect without --sample (greedy decoding)\n".utf8))
+            }
+        }
+        let generator = try Generator(model: loaded.model, prompts: promptIDs, options: options, tokenizer: textTokenizer)
         for (i, ids) in promptIDs.enumerated() where generator.prompts[i].count < ids.count {
             let which = promptIDs.count > 1 ? "prompt \(i + 1)" : "prompt"
             FileHandle.standardError.write(Data("note: \(which) truncated to its last \(generator.prompts[i].count) of \(ids.count) tokens (--truncate left)\n".utf8))

@@ -7,16 +7,8 @@ import TestSupport
     @Test func notebookExampleRuns() throws {
         let gpt2kit = try #require(CommandTests.executable, "build first: swift build --build-tests")
         let example = (gpt2kit as NSString).deletingLastPathComponent + "/notebook-example"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: example)
-        process.arguments = [Fixtures.path("tiny-gpt2"), Fixtures.path("gpt2-tokenizer")]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try runChildProcess(example, [Fixtures.path("tiny-gpt2"), Fixtures.path("gpt2-tokenizer")])
+        #expect(status == 0, "\(output)")
         #expect(output.contains("ids: [18308, 14179, 318, 257, 2168, 286] [26548, 8842, 16122]"))
         #expect(output.contains("greedy: Harry Potter is a series ofseven fantasy novels"))
         #expect(output.components(separatedBy: "sampled: ").count == 4, "three sampled continuations")

@@ -112,16 +112,8 @@ import TestSupport
     /// screen: the output split at line ends, carriage returns and erase-line sequences. Expects exit status 0.
     static func runInTerminal(script: String, columns: Int, _ words: [String],
                               sourceLocation: SourceLocation = #_sourceLocation) throws -> [Substring] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = ["-qec", (["stty cols \(columns);"] + words).joined(separator: " "), "/dev/null"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)", sourceLocation: sourceLocation)
+        let (status, output) = try runChildProcess(script, ["-qec", (["stty cols \(columns);"] + words).joined(separator: " "), "/dev/null"])
+        #expect(status == 0, "\(output)", sourceLocation: sourceLocation)
         return output.replacingOccurrences(of: "\u{1B}[2K", with: "\r").split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" })
     }
 

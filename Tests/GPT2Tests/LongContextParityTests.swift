@@ -9,7 +9,7 @@ import TestSupport
 /// (attention, lm head + cross-entropy, both logits modes, padding, AdamW) at sizes where a tiled or chunked
 /// kernel has many tiles, and at T = 512 and T = 257 (odd: no tile size divides it).
 ///
-/// Tolerances are the ones the tiny-model goldens use (STYLE.md table and shared/reference/README.md), not
+/// Tolerances are the ones the tiny-model goldens use (STYLE.md table and fixtures/REFERENCE.md), not
 /// looser: loss rtol 1e-5; logits atol 1e-5 + rtol 1e-4, logsumexp rtol 1e-4; gradient stats rtol 1e-4 with
 /// atol 2e-5 on sums that cancel and 1e-6 on single values; AdamW losses and norms rtol 1e-4, parameters after
 /// AdamW rtol 1e-4 with atol 1e-5 on values and 5e-4 on sums. Sums over 2048 rows are longer than the tiny
