@@ -32,7 +32,9 @@ let package = Package(
         .target(name: "Tensors"),
         // SIMD kernels for decoding with f16 and Q8_0 weights (run-time CPU dispatch; see its header).
         .target(name: "CDecode", dependencies: ["CBLAS"]),
-        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS", "CDecode"]),
+        // SIMD element-wise training kernels (GELU, LayerNorm, dropout, softmax pieces), run-time CPU dispatch.
+        .target(name: "CKernels"),
+        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS", "CDecode", "CKernels"]),
         // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).
         .target(name: "CPosix"),
         .target(name: "Checkpoints", dependencies: ["Tensors", "CHDF5", "CZlib", "CPosix"]),

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// Causal multi-head self-attention on a packed q|k|v buffer, with an optional key padding mask and
 /// attention-probability dropout, in memory linear in T.
@@ -167,8 +168,8 @@ public enum Attention {
     static func normalize(_ row: UnsafeMutablePointer<Float>, visible: Int, width: Int,
                           mask: UnsafePointer<Int32>?) -> (maxScore: Float, inverseSum: Float) {
         if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = maskedScore } }
-        let maxScore = VectorMath.maximum(row, visible)
-        VectorMath.exponentiate(row, visible, shift: maxScore)
+        let maxScore = gpt2kit_maximum(row, visible)
+        gpt2kit_exp_shift_scale(row, visible, maxScore, 1)
         if let mask, maxScore > maskedScore { for j in 0..<visible where mask[j] == 0 { row[j] = 0 } }
         let inverseSum = 1 / VectorMath.sum(row, visible)
         for j in 0..<visible { row[j] *= inverseSum }
@@ -181,9 +182,9 @@ public enum Attention {
     static func recompute(_ row: UnsafeMutablePointer<Float>, visible: Int, width: Int, mask: UnsafePointer<Int32>?,
                           maxScore: Float, inverseSum: Float) {
         if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = maskedScore } }
-        VectorMath.exponentiate(row, visible, shift: maxScore)
+        // e^(s − max)·(1/Σ) rounded as `normalize` rounds it: the exponential, then the product.
+        gpt2kit_exp_shift_scale(row, visible, maxScore, inverseSum)
         if let mask, maxScore > maskedScore { for j in 0..<visible where mask[j] == 0 { row[j] = 0 } }
-        for j in 0..<visible { row[j] *= inverseSum }
         (row + visible).update(repeating: 0, count: width - visible)
     }
 
@@ -192,9 +193,10 @@ public enum Attention {
     @inline(__always)
     static func applyDropout(to out: UnsafeMutablePointer<Float>, from inp: UnsafePointer<Float>, t0: Int, rows: Int, keys: Int,
                              T: Int, seed: UInt64, p: Float, scale: Float) {
+        let threshold = Dropout.threshold(p)
         for i in 0..<rows {
             let t = t0 + i, o = out + i * keys, x = inp + i * keys
-            for j in 0...t { o[j] = Dropout.keeps(seed: seed, index: t * T + j, p: p) ? x[j] * scale : 0 }
+            gpt2kit_dropout_forward(o, x, t + 1, seed, t * T, threshold, scale)
             (o + t + 1).update(repeating: 0, count: keys - t - 1)
         }
     }

@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 #if canImport(Glibc)
 import Glibc
@@ -43,30 +44,12 @@ public enum CrossEntropy {
         return (total, count)
     }
 
-    /// log Σ exp(row): max (`VectorMath.maximum`), then Σ exp(row − max): exps of 1024-float runs written
-    /// to a scratch run by a vectorised loop, summed over 16 lanes, runs accumulated in Double.
+    /// log Σ exp(row): the row's maximum, then Σ exp(row − max) over float lanes in runs of 1024, the runs added
+    /// in double (`CKernels`).
     @inline(__always)
     static func rowLogSumExp(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
-        let maxv = VectorMath.maximum(row, V)
-        let run = 1024, W = VectorMath.width
-        var s = 0.0 // Double across runs: V can be 50257 terms
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: run) { scratch in
-            guard let e = scratch.baseAddress else { return }
-            var start = 0
-            while start < V {
-                let n = Swift.min(run, V - start), src = row + start
-                for j in 0..<n { e[j] = VectorMath.exp(src[j] - maxv) }
-                var acc = VectorMath.Vector(repeating: 0)
-                var j = 0
-                while j + W <= n { acc += VectorMath.load(e + j); j += W }
-                var runSum = 0.0
-                for lane in 0..<W { runSum += Double(acc[lane]) }
-                while j < n { runSum += Double(e[j]); j += 1 }
-                s += runSum
-                start += n
-            }
-        }
-        return maxv + Float(log(s))
+        let maxv = gpt2kit_maximum(row, V)
+        return maxv + Float(log(gpt2kit_sum_exp(row, V, maxv)))
     }
 
     /// The backward: turns each row of `logits` into its loss gradient in place, dlossScale · (softmax(row) −
@@ -86,7 +69,7 @@ public enum CrossEntropy {
                 let row = x + n * V, target = tg[n]
                 if target == ignoreIndex { row.update(repeating: 0, count: V); continue }
                 let r = lse[n]
-                for i in 0..<V { row[i] = VectorMath.exp(row[i] - r) * dlossScale }
+                gpt2kit_exp_shift_scale(row, V, r, dlossScale)
                 row[Int(target)] -= dlossScale
             }
         }

@@ -1,12 +1,18 @@
+import CKernels
+
 /// Inverted dropout with a counter-based mask: element `i` of a site seeded `seed` is kept when
-/// `hash(seed, i) ≥ p·2²⁴`, so forward and backward regenerate the same mask without storing it.
+/// `hash(seed, i) ≥ p·2²⁴`, so forward and backward regenerate the same mask without storing it. The loops are C
+/// (`CKernels`, the same hash), split over the cores.
 public enum Dropout {
     /// Whether element `index` survives at drop probability `p` under `seed`.
     @inline(__always)
     public static func keeps(seed: UInt64, index: Int, p: Float) -> Bool {
-        let threshold = UInt32(min(max(p, 0), 1) * 16_777_216)
-        return bits(seed: seed, index: index) >= threshold
+        bits(seed: seed, index: index) >= threshold(p)
     }
+
+    /// The 24-bit hash value at and above which an element survives drop probability `p`.
+    @inline(__always)
+    static func threshold(_ p: Float) -> UInt32 { UInt32(min(max(p, 0), 1) * 16_777_216) }
 
     @inline(__always)
     static func bits(seed: UInt64, index: Int) -> UInt32 {
@@ -34,8 +40,11 @@ public enum Dropout {
             if UnsafePointer(o) != x { o.update(from: x, count: N) }
             return
         }
-        let scale = 1 / (1 - p)
-        for i in 0..<N { o[i] = keeps(seed: seed, index: i, p: p) ? x[i] * scale : 0 }
+        let scale = 1 / (1 - p), t = threshold(p)
+        Parallel.forEachChunk(count: N) { _, range in
+            let lo = range.lowerBound
+            gpt2kit_dropout_forward(o + lo, x + lo, range.count, seed, lo, t, scale)
+        }
     }
 
     /// dinp += dout · keep / (1 − p).
@@ -47,7 +56,10 @@ public enum Dropout {
             for i in 0..<N { di[i] += d[i] }
             return
         }
-        let scale = 1 / (1 - p)
-        for i in 0..<N where keeps(seed: seed, index: i, p: p) { di[i] += d[i] * scale }
+        let scale = 1 / (1 - p), t = threshold(p)
+        Parallel.forEachChunk(count: N) { _, range in
+            let lo = range.lowerBound
+            gpt2kit_dropout_backward(di + lo, d + lo, range.count, seed, lo, t, scale)
+        }
     }
 }

@@ -1,8 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CKernels
 
-/// Layer normalisation over the last dimension (biased variance, as `torch.nn.LayerNorm`).
+/// Layer normalisation over the last dimension (biased variance, as `torch.nn.LayerNorm`). Rows are split over the
+/// cores; each row runs in C (`CKernels`: AVX2 + FMA where the CPU has them).
 public enum LayerNorm {
     /// out = (inp - mean) * rstd * weight + bias, saving mean and rstd = 1/sqrt(var + eps) for backward.
     public static func forward(
@@ -18,18 +17,9 @@ public enum LayerNorm {
         requireCount(mean, N, "LayerNorm.forward mean"); requireCount(rstd, N, "LayerNorm.forward rstd")
         requireCount(weight, C, "LayerNorm.forward weight"); requireCount(bias, C, "LayerNorm.forward bias")
         let o = out.ptr, x = inp.ptr, w = weight.ptr, bi = bias.ptr, mp = mean.ptr, rp = rstd.ptr
-        for n in 0..<N {
-            let xn = x + n * C
-            var m: Float = 0
-            for i in 0..<C { m += xn[i] }
-            m /= Float(C)
-            var v: Float = 0
-            for i in 0..<C { let d = xn[i] - m; v += d * d }
-            v /= Float(C)
-            let s = 1 / (v + eps).squareRoot()
-            normalizeRow(o + n * C, xn, m, s, w, bi, C)
-            mp[n] = m
-            rp[n] = s
+        forEachRowChunk(N: N, C: C) { _, rows in
+            let lo = rows.lowerBound
+            gpt2kit_layernorm_forward(o + lo * C, mp + lo, rp + lo, x + lo * C, w, bi, rows.count, C, eps)
         }
     }
 
@@ -48,13 +38,15 @@ public enum LayerNorm {
         requireCount(mean, N, "LayerNorm.recompute mean"); requireCount(rstd, N, "LayerNorm.recompute rstd")
         requireCount(weight, C, "LayerNorm.recompute weight"); requireCount(bias, C, "LayerNorm.recompute bias")
         let o = out.ptr, x = inp.ptr, w = weight.ptr, bi = bias.ptr, mp = mean.ptr, rp = rstd.ptr
-        for n in 0..<N { normalizeRow(o + n * C, x + n * C, mp[n], rp[n], w, bi, C) }
+        forEachRowChunk(N: N, C: C) { _, rows in
+            let lo = rows.lowerBound
+            gpt2kit_layernorm_normalize(o + lo * C, x + lo * C, mp + lo, rp + lo, w, bi, rows.count, C)
+        }
     }
 
-    @inline(__always)
-    private static func normalizeRow(_ on: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>, _ m: Float, _ s: Float,
-                                     _ w: UnsafePointer<Float>, _ bi: UnsafePointer<Float>, _ C: Int) {
-        for i in 0..<C { on[i] = (xn[i] - m) * s * w[i] + bi[i] }
+    /// Splits N rows of C floats into fixed chunks over the cores (one chunk for a few rows, as in decoding).
+    private static func forEachRowChunk(N: Int, C: Int, _ body: (Int, Range<Int>) -> Void) {
+        Parallel.forEachChunk(count: N, minimumCount: max(2, (1 << 14) / max(C, 1)), alignment: 1, body)
     }
 
     /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`). A nil dweight/dbias is a frozen
@@ -74,27 +66,30 @@ public enum LayerNorm {
         requireCount(inp, N * C, "LayerNorm.backward inp"); requireCount(mean, N, "LayerNorm.backward mean")
         if let dweight { requireCount(dweight, C, "LayerNorm.backward dweight") }
         if let dbias { requireCount(dbias, C, "LayerNorm.backward dbias") }
-        // A frozen weight or bias (nil) is skipped; the arithmetic of what is computed is the same either way.
+        // A frozen weight or bias (nil) is skipped. Each chunk of rows sums its share of dweight/dbias apart; the
+        // shares are then added in chunk order, so the result does not depend on scheduling.
         let di = dinp.ptr, dw = dweight?.baseAddress, db = dbias?.baseAddress, d = dout.ptr, x = inp.ptr, w = weight.ptr
         let mp = mean.ptr, rp = rstd.ptr
-        for n in 0..<N {
-            let dn = d + n * C, xn = x + n * C, din = di + n * C
-            let m = mp[n], s = rp[n]
-            var dnormMean: Float = 0, dnormNormMean: Float = 0
-            for i in 0..<C {
-                let norm = (xn[i] - m) * s
-                let dnorm = w[i] * dn[i]
-                dnormMean += dnorm
-                dnormNormMean += dnorm * norm
+        let chunks = N >= max(2, (1 << 14) / max(C, 1)) ? min(Parallel.workers, N) : 1
+        if chunks == 1 || (dw == nil && db == nil) {
+            forEachRowChunk(N: N, C: C) { _, rows in
+                let lo = rows.lowerBound
+                gpt2kit_layernorm_backward(di + lo * C, dw, db, d + lo * C, x + lo * C, w, mp + lo, rp + lo, rows.count, C)
             }
-            dnormMean /= Float(C)
-            dnormNormMean /= Float(C)
-            for i in 0..<C {
-                let norm = (xn[i] - m) * s
-                let dnorm = w[i] * dn[i]
-                if let db { db[i] += dn[i] }
-                if let dw { dw[i] += norm * dn[i] }
-                din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunks * 2 * C) { shares in
+            guard let s = shares.baseAddress else { return }
+            s.initialize(repeating: 0, count: chunks * 2 * C)
+            Parallel.forEachChunk(count: N, minimumCount: 2, chunks: chunks, alignment: 1) { c, rows in
+                let lo = rows.lowerBound, share = s + c * 2 * C
+                gpt2kit_layernorm_backward(di + lo * C, dw == nil ? nil : share, db == nil ? nil : share + C,
+                                           d + lo * C, x + lo * C, w, mp + lo, rp + lo, rows.count, C)
+            }
+            for c in 0..<chunks {
+                let share = s + c * 2 * C
+                if let dw { for i in 0..<C { dw[i] += share[i] } }
+                if let db { for i in 0..<C { db[i] += share[C + i] } }
             }
         }
     }

@@ -1,0 +1,517 @@
+#include "CKernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// ---------------------------------------------------------------- shared scalar pieces
+
+// e^x, the Cephes expf polynomial with branch-free range reduction: the formula of Swift's `VectorMath.exp`.
+static inline float exp1(float x) {
+    float c = fminf(fmaxf(x, -87.3f), 88.7f);
+    const float magic = 12582912.0f; // 1.5·2²³: the low mantissa bits of `shifted` hold round(x / ln 2)
+    float shifted = c * 1.44269504f + magic;
+    float k = shifted - magic;
+    float r = c - k * 0.693359375f + k * 2.1219444e-4f;
+    float p = 1.98756915e-4f;
+    p = p * r + 1.39819995e-3f;
+    p = p * r + 8.3334519e-3f;
+    p = p * r + 4.16665796e-2f;
+    p = p * r + 1.66666655e-1f;
+    p = p * r + 5.00000012e-1f;
+    float y = p * (r * r) + r + 1;
+    uint32_t bits;
+    memcpy(&bits, &shifted, 4);
+    uint32_t scaleBits = ((bits - 0x4B400000u) + 127u) << 23;
+    float scale;
+    memcpy(&scale, &scaleBits, 4);
+    return y * scale;
+}
+
+static const float geluScale = 0.7978845608028654f; // √(2/π)
+
+uint32_t gpt2kit_dropout_bits(uint64_t seed, long index) {
+    uint64_t z = seed + (uint64_t)index * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint32_t)(z >> 40);
+}
+
+// ---------------------------------------------------------------- portable
+
+static void gelu_forward_portable(float *out, const float *inp, long count) {
+    for (long i = 0; i < count; i++) {
+        float x = inp[i];
+        float u = geluScale * (x + 0.044715f * (x * x * x));
+        out[i] = x * (1 / (1 + exp1(-2 * u)));
+    }
+}
+
+static void gelu_backward_portable(float *dinp, const float *inp, const float *dout, long count) {
+    for (long i = 0; i < count; i++) {
+        float x = inp[i];
+        float u = geluScale * (x + 0.044715f * (x * x * x));
+        float s = 1 / (1 + exp1(-2 * u));
+        float du = geluScale * (1 + 0.134145f * (x * x));
+        dinp[i] += (s + 2 * x * s * (1 - s) * du) * dout[i];
+    }
+}
+
+static void ln_stats_portable(const float *x, long C, float eps, float *mean, float *rstd) {
+    float m = 0;
+    for (long i = 0; i < C; i++) m += x[i];
+    m /= (float)C;
+    float v = 0;
+    for (long i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+    v /= (float)C;
+    *mean = m;
+    *rstd = 1 / sqrtf(v + eps);
+}
+
+static void ln_normalize_portable(float *o, const float *x, float m, float s, const float *w, const float *b, long C) {
+    for (long i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+}
+
+static void ln_backward_portable(float *din, float *dw, float *db, const float *d, const float *x, const float *w,
+                                 float m, float s, long C) {
+    float dnormMean = 0, dnormNormMean = 0;
+    for (long i = 0; i < C; i++) {
+        float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+        dnormMean += dnorm;
+        dnormNormMean += dnorm * norm;
+    }
+    dnormMean /= (float)C;
+    dnormNormMean /= (float)C;
+    for (long i = 0; i < C; i++) {
+        float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+        if (db) db[i] += d[i];
+        if (dw) dw[i] += norm * d[i];
+        din[i] += (dnorm - dnormMean - norm * dnormNormMean) * s;
+    }
+}
+
+static float maximum_portable(const float *p, long n) {
+    float m = p[0];
+    for (long i = 1; i < n; i++) m = p[i] > m ? p[i] : m;
+    return m;
+}
+
+static void exp_shift_scale_portable(float *p, long n, float shift, float scale) {
+    for (long i = 0; i < n; i++) p[i] = exp1(p[i] - shift) * scale;
+}
+
+static double sum_exp_portable(const float *p, long n, float shift) {
+    double total = 0;
+    for (long start = 0; start < n; start += 1024) {
+        long end = start + 1024 < n ? start + 1024 : n;
+        float run = 0;
+        for (long i = start; i < end; i++) run += exp1(p[i] - shift);
+        total += run;
+    }
+    return total;
+}
+
+static float sum_portable(const float *p, long n) {
+    float s = 0;
+    for (long i = 0; i < n; i++) s += p[i];
+    return s;
+}
+
+static void dropout_forward_portable(float *out, const float *inp, long count, uint64_t seed, long first,
+                                     uint32_t threshold, float scale) {
+    for (long i = 0; i < count; i++)
+        out[i] = gpt2kit_dropout_bits(seed, first + i) >= threshold ? inp[i] * scale : 0;
+}
+
+static void dropout_backward_portable(float *dinp, const float *dout, long count, uint64_t seed, long first,
+                                      uint32_t threshold, float scale) {
+    for (long i = 0; i < count; i++)
+        if (gpt2kit_dropout_bits(seed, first + i) >= threshold) dinp[i] += dout[i] * scale;
+}
+
+// ---------------------------------------------------------------- AVX2 + FMA
+
+#if defined(__x86_64__)
+#define VECTOR __attribute__((target("avx2,fma")))
+#define INLINE __attribute__((always_inline)) static inline
+
+VECTOR INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+VECTOR INLINE __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic);
+    __m256 k = _mm256_sub_ps(shifted, magic);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.1219444e-4f), r);
+    __m256 p = _mm256_set1_ps(1.98756915e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.39819995e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16665796e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666655e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.00000012e-1f));
+    __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1));
+    __m256i kb = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(kb, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(y, scale);
+}
+
+// The vector bodies below handle whole groups of 8; the tails run the same formula on 8 lanes through a
+// zero-padded copy, so an element's value never depends on where a range starts or ends.
+#define TAIL_LOAD(dst, src, n) do { memset(dst, 0, sizeof(dst)); memcpy(dst, src, (size_t)(n) * 4); } while (0)
+
+VECTOR INLINE __m256 gelu_sigma8(__m256 x) { // σ(2u)
+    __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    __m256 u = _mm256_mul_ps(_mm256_set1_ps(geluScale), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+    __m256 e = exp8(_mm256_mul_ps(u, _mm256_set1_ps(-2)));
+    return _mm256_div_ps(_mm256_set1_ps(1), _mm256_add_ps(_mm256_set1_ps(1), e));
+}
+
+VECTOR INLINE __m256 gelu_forward8(__m256 x) { return _mm256_mul_ps(x, gelu_sigma8(x)); }
+
+VECTOR INLINE __m256 gelu_derivative8(__m256 x) {
+    __m256 s = gelu_sigma8(x);
+    __m256 du = _mm256_mul_ps(_mm256_set1_ps(geluScale), _mm256_fmadd_ps(_mm256_set1_ps(0.134145f), _mm256_mul_ps(x, x), _mm256_set1_ps(1)));
+    __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), _mm256_sub_ps(_mm256_set1_ps(1), s)), du);
+    return _mm256_add_ps(s, t);
+}
+
+VECTOR static void gelu_forward_avx2(float *out, const float *inp, long count) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, gelu_forward8(_mm256_loadu_ps(inp + i)));
+    if (i < count) {
+        float x[8], o[8];
+        TAIL_LOAD(x, inp + i, count - i);
+        _mm256_storeu_ps(o, gelu_forward8(_mm256_loadu_ps(x)));
+        memcpy(out + i, o, (size_t)(count - i) * 4);
+    }
+}
+
+VECTOR static void gelu_backward_avx2(float *dinp, const float *inp, const float *dout, long count) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 g = gelu_derivative8(_mm256_loadu_ps(inp + i));
+        _mm256_storeu_ps(dinp + i, _mm256_fmadd_ps(g, _mm256_loadu_ps(dout + i), _mm256_loadu_ps(dinp + i)));
+    }
+    if (i < count) {
+        float x[8], d[8], di[8];
+        TAIL_LOAD(x, inp + i, count - i);
+        TAIL_LOAD(d, dout + i, count - i);
+        TAIL_LOAD(di, dinp + i, count - i);
+        __m256 g = gelu_derivative8(_mm256_loadu_ps(x));
+        _mm256_storeu_ps(di, _mm256_fmadd_ps(g, _mm256_loadu_ps(d), _mm256_loadu_ps(di)));
+        memcpy(dinp + i, di, (size_t)(count - i) * 4);
+    }
+}
+
+// Σ of a row with four 8-lane accumulators, then the scalar tail: a fixed order for a given C.
+VECTOR INLINE float row_sum(const float *x, long C) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 32 <= C; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i + 8 <= C; i += 8) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < C; i++) s += x[i];
+    return s;
+}
+
+VECTOR INLINE void ln_stats_avx2(const float *x, long C, float eps, float *mean, float *rstd) {
+    float m = row_sum(x, C) / (float)C;
+    __m256 mv = _mm256_set1_ps(m);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 32 <= C; i += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv);
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 16), mv), d3 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 24), mv);
+        a0 = _mm256_fmadd_ps(d0, d0, a0); a1 = _mm256_fmadd_ps(d1, d1, a1);
+        a2 = _mm256_fmadd_ps(d2, d2, a2); a3 = _mm256_fmadd_ps(d3, d3, a3);
+    }
+    for (; i + 8 <= C; i += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv); a0 = _mm256_fmadd_ps(d, d, a0); }
+    float v = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < C; i++) { float d = x[i] - m; v += d * d; }
+    v /= (float)C;
+    *mean = m;
+    *rstd = 1 / sqrtf(v + eps);
+}
+
+VECTOR INLINE void ln_normalize_avx2(float *o, const float *x, float m, float s, const float *w, const float *b, long C) {
+    __m256 mv = _mm256_set1_ps(m), sv = _mm256_set1_ps(s);
+    long i = 0;
+    for (; i + 8 <= C; i += 8) {
+        __m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sv);
+        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(norm, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < C; i++) o[i] = fmaf((x[i] - m) * s, w[i], b[i]);
+}
+
+VECTOR static void layernorm_forward_avx2(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                          const float *b, long rows, long C, float eps) {
+    for (long n = 0; n < rows; n++) {
+        ln_stats_avx2(inp + n * C, C, eps, mean + n, rstd + n);
+        ln_normalize_avx2(out + n * C, inp + n * C, mean[n], rstd[n], w, b, C);
+    }
+}
+
+VECTOR static void layernorm_normalize_avx2(float *out, const float *inp, const float *mean, const float *rstd,
+                                            const float *w, const float *b, long rows, long C) {
+    for (long n = 0; n < rows; n++) ln_normalize_avx2(out + n * C, inp + n * C, mean[n], rstd[n], w, b, C);
+}
+
+VECTOR static void layernorm_backward_avx2(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                           const float *w, const float *mean, const float *rstd, long rows, long C) {
+    for (long n = 0; n < rows; n++) {
+        const float *d = dout + n * C, *x = inp + n * C;
+        float *din = dinp + n * C;
+        float m = mean[n], s = rstd[n];
+        __m256 mv = _mm256_set1_ps(m), sv = _mm256_set1_ps(s);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        long i = 0;
+        for (; i + 16 <= C; i += 16) {
+            __m256 n0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sv);
+            __m256 n1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv), sv);
+            __m256 g0 = _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(d + i));
+            __m256 g1 = _mm256_mul_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(d + i + 8));
+            a0 = _mm256_add_ps(a0, g0); a1 = _mm256_add_ps(a1, g1);
+            b0 = _mm256_fmadd_ps(g0, n0, b0); b1 = _mm256_fmadd_ps(g1, n1, b1);
+        }
+        for (; i + 8 <= C; i += 8) {
+            __m256 n0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sv);
+            __m256 g0 = _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(d + i));
+            a0 = _mm256_add_ps(a0, g0);
+            b0 = _mm256_fmadd_ps(g0, n0, b0);
+        }
+        float dnormMean = hsum8(_mm256_add_ps(a0, a1)), dnormNormMean = hsum8(_mm256_add_ps(b0, b1));
+        for (; i < C; i++) {
+            float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+            dnormMean += dnorm;
+            dnormNormMean = fmaf(dnorm, norm, dnormNormMean);
+        }
+        dnormMean /= (float)C;
+        dnormNormMean /= (float)C;
+        __m256 meanv = _mm256_set1_ps(dnormMean), nmeanv = _mm256_set1_ps(dnormNormMean);
+        for (i = 0; i + 8 <= C; i += 8) {
+            __m256 dv = _mm256_loadu_ps(d + i);
+            __m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sv);
+            __m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(w + i), dv);
+            __m256 t = _mm256_fnmadd_ps(norm, nmeanv, _mm256_sub_ps(dnorm, meanv));
+            _mm256_storeu_ps(din + i, _mm256_fmadd_ps(t, sv, _mm256_loadu_ps(din + i)));
+            if (dbias) _mm256_storeu_ps(dbias + i, _mm256_add_ps(_mm256_loadu_ps(dbias + i), dv));
+            if (dweight) _mm256_storeu_ps(dweight + i, _mm256_fmadd_ps(norm, dv, _mm256_loadu_ps(dweight + i)));
+        }
+        for (; i < C; i++) {
+            float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+            if (dbias) dbias[i] += d[i];
+            if (dweight) dweight[i] = fmaf(norm, d[i], dweight[i]);
+            din[i] = fmaf(fmaf(-norm, dnormNormMean, dnorm - dnormMean), s, din[i]);
+        }
+    }
+}
+
+VECTOR static float maximum_avx2(const float *p, long n) {
+    long i = 0;
+    float m = p[0];
+    if (n >= 32) {
+        __m256 a0 = _mm256_loadu_ps(p), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 32 <= n; i += 32) {
+            a0 = _mm256_max_ps(a0, _mm256_loadu_ps(p + i));
+            a1 = _mm256_max_ps(a1, _mm256_loadu_ps(p + i + 8));
+            a2 = _mm256_max_ps(a2, _mm256_loadu_ps(p + i + 16));
+            a3 = _mm256_max_ps(a3, _mm256_loadu_ps(p + i + 24));
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)));
+        for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    }
+    for (; i < n; i++) m = p[i] > m ? p[i] : m;
+    return m;
+}
+
+VECTOR static void exp_shift_scale_avx2(float *p, long n, float shift, float scale) {
+    __m256 sh = _mm256_set1_ps(shift), sc = _mm256_set1_ps(scale);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), sh)), sc));
+    if (i < n) {
+        float x[8];
+        TAIL_LOAD(x, p + i, n - i);
+        _mm256_storeu_ps(x, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(x), sh)), sc));
+        memcpy(p + i, x, (size_t)(n - i) * 4);
+    }
+}
+
+VECTOR static double sum_exp_avx2(const float *p, long n, float shift) {
+    __m256 sh = _mm256_set1_ps(shift);
+    double total = 0;
+    for (long start = 0; start < n; start += 1024) {
+        long end = start + 1024 < n ? start + 1024 : n, i = start;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (; i + 16 <= end; i += 16) {
+            a0 = _mm256_add_ps(a0, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), sh)));
+            a1 = _mm256_add_ps(a1, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8), sh)));
+        }
+        for (; i + 8 <= end; i += 8) a0 = _mm256_add_ps(a0, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), sh)));
+        if (i < end) {
+            // The tail as one more vector, its zero padding masked out.
+            float x[8];
+            TAIL_LOAD(x, p + i, end - i);
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x), sh));
+            __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(end - i)), lane));
+            a1 = _mm256_add_ps(a1, _mm256_and_ps(e, keep));
+        }
+        total += (double)hsum8(_mm256_add_ps(a0, a1));
+    }
+    return total;
+}
+
+VECTOR static float sum_avx2(const float *p, long n) { return row_sum(p, n); }
+
+// 64-bit lane products by a constant from 32-bit halves (AVX2 has no 64-bit multiply): a·c mod 2⁶⁴.
+VECTOR INLINE __m256i mul64(__m256i a, uint64_t c) {
+    __m256i lo = _mm256_set1_epi64x((long long)(c & 0xFFFFFFFFu)), hi = _mm256_set1_epi64x((long long)(c >> 32));
+    __m256i p0 = _mm256_mul_epu32(a, lo);
+    __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), lo), _mm256_mul_epu32(a, hi));
+    return _mm256_add_epi64(p0, _mm256_slli_epi64(cross, 32));
+}
+
+// The 24 hash bits of four consecutive counters z (seed + index·golden), in the low half of each 64-bit lane.
+VECTOR INLINE __m256i hash4(__m256i z) {
+    z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ull);
+    z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94D049BB133111EBull);
+    z = _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+    return _mm256_srli_epi64(z, 40);
+}
+
+// Keep masks of 8 consecutive elements: all-ones lanes where the hash is ≥ threshold. `z` holds the counters of
+// elements 0–3 and 4–7 and is advanced by 8.
+VECTOR INLINE __m256 keep8(__m256i *z0, __m256i *z1, __m256i step, __m256i thresholdMinusOne) {
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m256i lo = _mm256_permutevar8x32_epi32(hash4(*z0), pick), hi = _mm256_permutevar8x32_epi32(hash4(*z1), pick);
+    __m256i bits = _mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1);
+    *z0 = _mm256_add_epi64(*z0, step);
+    *z1 = _mm256_add_epi64(*z1, step);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(bits, thresholdMinusOne));
+}
+
+#define DROPOUT_SETUP                                                                                              \
+    const uint64_t golden = 0x9E3779B97F4A7C15ull;                                                                 \
+    __m256i z0 = _mm256_setr_epi64x((long long)(seed + (uint64_t)first * golden),                                  \
+                                    (long long)(seed + (uint64_t)(first + 1) * golden),                            \
+                                    (long long)(seed + (uint64_t)(first + 2) * golden),                            \
+                                    (long long)(seed + (uint64_t)(first + 3) * golden));                           \
+    __m256i step = _mm256_set1_epi64x((long long)(8 * golden));                                                    \
+    __m256i z1 = _mm256_add_epi64(z0, _mm256_set1_epi64x((long long)(4 * golden)));                               \
+    __m256i thr = _mm256_set1_epi32((int)threshold - 1);                                                           \
+    __m256 sc = _mm256_set1_ps(scale);                                                                             \
+    long i = 0;
+
+VECTOR static void dropout_forward_avx2(float *out, const float *inp, long count, uint64_t seed, long first,
+                                        uint32_t threshold, float scale) {
+    DROPOUT_SETUP
+    for (; i + 8 <= count; i += 8) {
+        __m256 keep = keep8(&z0, &z1, step, thr);
+        _mm256_storeu_ps(out + i, _mm256_and_ps(keep, _mm256_mul_ps(_mm256_loadu_ps(inp + i), sc)));
+    }
+    for (; i < count; i++) out[i] = gpt2kit_dropout_bits(seed, first + i) >= threshold ? inp[i] * scale : 0;
+}
+
+VECTOR static void dropout_backward_avx2(float *dinp, const float *dout, long count, uint64_t seed, long first,
+                                         uint32_t threshold, float scale) {
+    DROPOUT_SETUP
+    for (; i + 8 <= count; i += 8) {
+        __m256 keep = keep8(&z0, &z1, step, thr);
+        __m256 g = _mm256_and_ps(keep, _mm256_mul_ps(_mm256_loadu_ps(dout + i), sc));
+        _mm256_storeu_ps(dinp + i, _mm256_add_ps(_mm256_loadu_ps(dinp + i), g));
+    }
+    for (; i < count; i++)
+        if (gpt2kit_dropout_bits(seed, first + i) >= threshold) dinp[i] += dout[i] * scale;
+}
+
+int gpt2kit_training_kernels_vectorized(void) {
+    static int vectorized = -1;
+    int v = __atomic_load_n(&vectorized, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&vectorized, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#define DISPATCH(name, ...) (gpt2kit_training_kernels_vectorized() ? name##_avx2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
+#else
+int gpt2kit_training_kernels_vectorized(void) { return 0; }
+#define DISPATCH(name, ...) name##_portable(__VA_ARGS__)
+#endif
+
+// ---------------------------------------------------------------- entry points
+
+void gpt2kit_gelu_forward(float *out, const float *inp, long count) { DISPATCH(gelu_forward, out, inp, count); }
+
+void gpt2kit_gelu_backward(float *dinp, const float *inp, const float *dout, long count) {
+    DISPATCH(gelu_backward, dinp, inp, dout, count);
+}
+
+static void layernorm_forward_portable(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                       const float *b, long rows, long C, float eps) {
+    for (long n = 0; n < rows; n++) {
+        ln_stats_portable(inp + n * C, C, eps, mean + n, rstd + n);
+        ln_normalize_portable(out + n * C, inp + n * C, mean[n], rstd[n], w, b, C);
+    }
+}
+
+static void layernorm_normalize_portable(float *out, const float *inp, const float *mean, const float *rstd,
+                                         const float *w, const float *b, long rows, long C) {
+    for (long n = 0; n < rows; n++) ln_normalize_portable(out + n * C, inp + n * C, mean[n], rstd[n], w, b, C);
+}
+
+static void layernorm_backward_portable(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                        const float *w, const float *mean, const float *rstd, long rows, long C) {
+    for (long n = 0; n < rows; n++)
+        ln_backward_portable(dinp + n * C, dweight, dbias, dout + n * C, inp + n * C, w, mean[n], rstd[n], C);
+}
+
+void gpt2kit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                               long rows, long C, float eps) {
+    DISPATCH(layernorm_forward, out, mean, rstd, inp, w, b, rows, C, eps);
+}
+
+void gpt2kit_layernorm_normalize(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+                                 const float *b, long rows, long C) {
+    DISPATCH(layernorm_normalize, out, inp, mean, rstd, w, b, rows, C);
+}
+
+void gpt2kit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *w, const float *mean, const float *rstd, long rows, long C) {
+    DISPATCH(layernorm_backward, dinp, dweight, dbias, dout, inp, w, mean, rstd, rows, C);
+}
+
+float gpt2kit_maximum(const float *p, long n) { return DISPATCH(maximum, p, n); }
+
+void gpt2kit_exp_shift_scale(float *p, long n, float shift, float scale) { DISPATCH(exp_shift_scale, p, n, shift, scale); }
+
+double gpt2kit_sum_exp(const float *p, long n, float shift) { return DISPATCH(sum_exp, p, n, shift); }
+
+float gpt2kit_sum(const float *p, long n) { return DISPATCH(sum, p, n); }
+
+void gpt2kit_dropout_forward(float *out, const float *inp, long count, uint64_t seed, long first, uint32_t threshold,
+                             float scale) {
+    DISPATCH(dropout_forward, out, inp, count, seed, first, threshold, scale);
+}
+
+void gpt2kit_dropout_backward(float *dinp, const float *dout, long count, uint64_t seed, long first, uint32_t threshold,
+                              float scale) {
+    DISPATCH(dropout_backward, dinp, dout, count, seed, first, threshold, scale);
+}

@@ -1,0 +1,60 @@
+#ifndef GPT2KIT_CKERNELS_H
+#define GPT2KIT_CKERNELS_H
+
+// Element-wise and row-wise training kernels (GELU, LayerNorm, dropout, softmax pieces): AVX2 + FMA code chosen at
+// run time where the CPU has them, else portable C with the same formulas (equal up to rounding: no fused
+// multiply-adds, other summation lanes). Written in C because Swift has no per-function target attributes, and the
+// package is built for the baseline x86-64 (SSE2), which leaves these loops a quarter of the vector width.
+// Every function works on the range it is given and keeps a fixed order of operations inside it, so a caller that
+// splits work into fixed chunks gets the same floats on every run.
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// out[i] = gelu_new(inp[i]) = inp[i] · σ(2u), u = √(2/π)·(x + 0.044715·x³), for i < count (out may alias inp).
+void gpt2kit_gelu_forward(float *out, const float *inp, long count);
+
+/// dinp[i] += gelu_new′(inp[i]) · dout[i] for i < count.
+void gpt2kit_gelu_backward(float *dinp, const float *inp, const float *dout, long count);
+
+/// LayerNorm of `rows` rows of C floats: out = (x − mean)·rstd·w + b, biased variance; writes each row's mean and
+/// rstd = 1/√(var + eps).
+void gpt2kit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                               long rows, long C, float eps);
+
+/// The output `gpt2kit_layernorm_forward` wrote, from its saved mean and rstd: the same floats.
+void gpt2kit_layernorm_normalize(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+                                 const float *b, long rows, long C);
+
+/// LayerNorm backward over `rows` rows: dinp += …; dweight += Σ norm·dout and dbias += Σ dout when not NULL.
+void gpt2kit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *w, const float *mean, const float *rstd, long rows, long C);
+
+/// The largest of p[0..<n] (n ≥ 1).
+float gpt2kit_maximum(const float *p, long n);
+
+/// p[i] = e^(p[i] − shift) · scale for i < n (the exponential rounded, then the product rounded).
+void gpt2kit_exp_shift_scale(float *p, long n, float shift, float scale);
+
+/// Σ e^(p[i] − shift) for i < n: runs of 1024 summed over float lanes, the runs added in double.
+double gpt2kit_sum_exp(const float *p, long n, float shift);
+
+/// Σ p[i] for i < n over float lanes in a fixed order.
+float gpt2kit_sum(const float *p, long n);
+
+/// Dropout with the counter-based mask of `Dropout.keeps`: element i is kept when the 24-bit hash of (seed,
+/// first + i) is ≥ threshold; out[i] = kept ? inp[i]·scale : 0 (out may alias inp).
+void gpt2kit_dropout_forward(float *out, const float *inp, long count, uint64_t seed, long first, uint32_t threshold,
+                             float scale);
+
+/// dinp[i] += kept ? dout[i]·scale : 0, the same mask as `gpt2kit_dropout_forward`.
+void gpt2kit_dropout_backward(float *dinp, const float *dout, long count, uint64_t seed, long first, uint32_t threshold,
+                              float scale);
+
+/// The 24 random bits of element `index` under `seed` (splitmix64's finalizer, the top 24 bits).
+uint32_t gpt2kit_dropout_bits(uint64_t seed, long index);
+
+/// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
+int gpt2kit_training_kernels_vectorized(void);
+
+#endif

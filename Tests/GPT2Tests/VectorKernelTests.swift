@@ -1,0 +1,111 @@
+import Foundation
+import Kernels
+import Testing
+import TestSupport
+
+/// The C kernels behind GELU, LayerNorm, dropout and cross-entropy against double-precision formulas, at sizes
+/// that are not multiples of the vector width and large enough to be split over the cores: the vector bodies,
+/// their tails and the chunk boundaries all run.
+@Suite struct VectorKernelTests {
+    @Test func geluAtOddSizesAndOffsets() {
+        let n = 40_013 // split over the cores, with a tail
+        let xs = (0..<n).map { Float($0) / Float(n) * 16 - 8 }
+        let out = FloatBuffer(count: n), shifted = FloatBuffer(count: n - 3), xb = owned(xs)
+        let dout = owned((0..<n).map { Float($0 % 7) - 3 }), dx = owned([Float](repeating: 0.5, count: n))
+        withExtendedLifetime((xb, dout)) {
+            GELU.forward(out: out.buffer.baseAddress!, inp: xb.buffer.baseAddress!, N: n)
+            // The same inputs starting three elements later: every value is independent of its position.
+            GELU.forward(out: shifted.buffer.baseAddress!, inp: xb.buffer.baseAddress! + 3, N: n - 3)
+            GELU.backward(dinp: dx.buffer.baseAddress!, inp: xb.buffer.baseAddress!, dout: dout.buffer.baseAddress!, N: n)
+        }
+        let y = out.toArray(), ys = shifted.toArray(), g = dx.toArray(), d = dout.toArray()
+        #expect(Array(y[3...]) == ys)
+        for i in stride(from: 0, to: n, by: 97) + [n - 1, n - 2, n - 5] {
+            let x = Double(xs[i]), c = (2 / Double.pi).squareRoot()
+            let u = c * (x + 0.044715 * x * x * x), t = tanh(u)
+            expectClose(Double(y[i]), 0.5 * x * (1 + t), rtol: 1e-5, atol: 1e-6, "gelu(\(x))")
+            let derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+            expectClose(Double(g[i]) - 0.5, derivative * Double(d[i]), rtol: 1e-4, atol: 2e-6, "gelu′(\(x))")
+        }
+    }
+
+    @Test(arguments: [(3, 13), (700, 77), (2, 768)])
+    func layerNormAgainstDouble(N: Int, C: Int) {
+        var rng = TestRNG(11)
+        let x = rng.array(N * C, scale: 3).enumerated().map { $0.element + Float($0.offset % 5) }
+        let w = rng.array(C).map { $0 + 1 }, b = rng.array(C), dout = rng.array(N * C)
+        let out = FloatBuffer(count: N * C), again = FloatBuffer(count: N * C), mean = FloatBuffer(count: N), rstd = FloatBuffer(count: N)
+        let dx = owned([Float](repeating: 0, count: N * C)), dw = owned([Float](repeating: 0, count: C)), db = owned([Float](repeating: 0, count: C))
+        let xb = owned(x), wb = owned(w), bb = owned(b), db2 = owned(dout)
+        withExtendedLifetime((xb, wb, bb, db2)) {
+            LayerNorm.forward(out: out.buffer, mean: mean.buffer, rstd: rstd.buffer, inp: xb.buffer.readOnly,
+                              weight: wb.buffer.readOnly, bias: bb.buffer.readOnly, N: N, C: C, eps: 1e-5)
+            LayerNorm.recompute(out: again.buffer, inp: xb.buffer.readOnly, mean: mean.buffer.readOnly, rstd: rstd.buffer.readOnly,
+                                weight: wb.buffer.readOnly, bias: bb.buffer.readOnly, N: N, C: C)
+            LayerNorm.backward(dinp: dx.buffer, dweight: dw.buffer, dbias: db.buffer, dout: db2.buffer.readOnly, inp: xb.buffer.readOnly,
+                               weight: wb.buffer.readOnly, mean: mean.buffer.readOnly, rstd: rstd.buffer.readOnly, N: N, C: C)
+        }
+        #expect(out.toArray() == again.toArray(), "recompute gives the forward's floats")
+        let y = out.toArray(), gx = dx.toArray(), gw = dw.toArray(), gb = db.toArray()
+        var refW = [Double](repeating: 0, count: C), refB = [Double](repeating: 0, count: C)
+        for n in 0..<N {
+            let row = (0..<C).map { Double(x[n * C + $0]) }
+            let m = row.reduce(0, +) / Double(C)
+            let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(C)
+            let s = 1 / (v + 1e-5).squareRoot()
+            let norm = row.map { ($0 - m) * s }
+            let g = (0..<C).map { Double(w[$0]) * Double(dout[n * C + $0]) }
+            let gMean = g.reduce(0, +) / Double(C), gnMean = zip(g, norm).map(*).reduce(0, +) / Double(C)
+            for i in 0..<C {
+                expectClose(Double(y[n * C + i]), norm[i] * Double(w[i]) + Double(b[i]), rtol: 1e-5, atol: 1e-5, "ln out[\(n),\(i)]")
+                expectClose(Double(gx[n * C + i]), (g[i] - gMean - norm[i] * gnMean) * s, rtol: 1e-4, atol: 1e-5, "ln dinp[\(n),\(i)]")
+                refW[i] += norm[i] * Double(dout[n * C + i])
+                refB[i] += Double(dout[n * C + i])
+            }
+        }
+        for i in 0..<C {
+            expectClose(Double(gw[i]), refW[i], rtol: 1e-4, atol: 1e-4, "ln dweight[\(i)]")
+            expectClose(Double(gb[i]), refB[i], rtol: 1e-4, atol: 1e-4, "ln dbias[\(i)]")
+        }
+    }
+
+    @Test func dropoutEqualsTheCounterHashElementByElement() {
+        let n = 70_007, p: Float = 0.3, seed: UInt64 = 0xDEAD_BEEF
+        let x = owned((0..<n).map { Float($0 % 11) + 1 }), out = FloatBuffer(count: n), dx = owned([Float](repeating: 2, count: n))
+        withExtendedLifetime(x) {
+            Dropout.forward(out: out.buffer, inp: x.buffer.readOnly, N: n, p: p, seed: seed)
+            Dropout.backward(dinp: dx.buffer, dout: x.buffer.readOnly, N: n, p: p, seed: seed)
+        }
+        let xs = x.toArray(), y = out.toArray(), g = dx.toArray(), scale = 1 / (1 - p)
+        var mismatches = 0
+        for i in 0..<n {
+            let kept = Dropout.keeps(seed: seed, index: i, p: p)
+            if y[i] != (kept ? xs[i] * scale : 0) || g[i] != 2 + (kept ? xs[i] * scale : 0) { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test func crossEntropyRowsAgainstDouble() {
+        let N = 3, V = 50_257
+        var rng = TestRNG(3)
+        let logits = rng.array(N * V, scale: 12)
+        let targets = OwnedIDs([5, 50_256, 1000])
+        let losses = FloatBuffer(count: N), lse = FloatBuffer(count: N), lb = owned(logits)
+        withExtendedLifetime((lb, targets)) {
+            CrossEntropy.forward(losses: losses.buffer, logsumexp: lse.buffer, logits: lb.buffer.readOnly, targets: targets.buffer, N: N, V: V)
+            CrossEntropy.gradientInPlace(logits: lb.buffer, logsumexp: lse.buffer.readOnly, targets: targets.buffer, dlossScale: 0.5, N: N, V: V)
+        }
+        let grad = lb.toArray()
+        for n in 0..<N {
+            let row = logits[(n * V)..<((n + 1) * V)].map(Double.init)
+            let m = row.max() ?? 0
+            let ref = m + log(row.map { exp($0 - m) }.reduce(0, +))
+            expectClose(Double(lse.buffer[n]), ref, rtol: 1e-6, "logsumexp[\(n)]")
+            for i in stride(from: 0, to: V, by: 101) + [V - 1] {
+                let target = Int(targets.buffer[n])
+                let expected = 0.5 * (exp(row[i] - ref) - (i == target ? 1 : 0))
+                expectClose(Double(grad[n * V + i]), expected, rtol: 1e-5, atol: 1e-9, "dlogits[\(n),\(i)]")
+            }
+        }
+    }
+}
