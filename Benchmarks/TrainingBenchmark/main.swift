@@ -136,11 +136,11 @@ func profileKernels(_ a: Arguments) {
         body()
         var samples: [Double] = []
         for _ in 0..<a.steps { let t0 = now(); body(); samples.append(now() - t0) }
-        let ms = median(samples)
+        let ms = median(samples), fastest = samples.min() ?? ms
         let rate = flops > 0 ? String(format: "%7.1f GFLOP/s", flops / ms / 1e6) : ""
-        print("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  ", ms) + rate)
+        print("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f ms (min %6.2f)  ", ms, fastest) + rate)
     }
-    print("kernels at N = \(N) (B \(B), T \(T)), median of \(a.steps)")
+    print("kernels at N = \(N) (B \(B), T \(T)), median and fastest of \(a.steps)")
     withExtendedLifetime((x, y, w, dw, bias, qkv, att, scratch, lse, losses)) {
         let fN = Double(N)
         time("matmul fwd c_attn (C→3C)", flops: 2 * fN * Double(C * 3 * C)) {
@@ -163,6 +163,21 @@ func profileKernels(_ a: Arguments) {
         time("lm head bwd", flops: 4 * fN * Double(C * V)) {
             MatMul.backward(dinp: x.buffer, dweight: dw.buffer, dbias: nil, dout: y.buffer.readOnly, inp: x.buffer.readOnly,
                             weight: w.buffer.readOnly, N: N, C: C, OC: V, layout: .outputMajor)
+        }
+        // The LoRA update beside c_fc (C→4C) and the MLP's c_proj (4C→C), rank 8: passes over memory, not arithmetic.
+        let r = 8, h = buffer(N * r), dh = buffer(N * r), la = buffer(r * F), lb = buffer(F * r), dla = buffer(r * F), dlb = buffer(F * r)
+        withExtendedLifetime((h, dh, la, lb, dla, dlb)) {
+            for (name, CI, CO) in [("c_fc", C, F), ("mlp c_proj", F, C)] {
+                time("lora r8 fwd \(name)", flops: 0) {
+                    LowRankAdapter.forward(out: y.buffer, h: h.buffer, inp: x.buffer.readOnly, a: la.buffer.readOnly, b: lb.buffer.readOnly,
+                                           N: N, C: CI, OC: CO, r: r, scale: 2)
+                }
+                time("lora r8 bwd \(name)", flops: 0) {
+                    LowRankAdapter.backward(dinp: dw.buffer, da: dla.buffer, db: dlb.buffer, dh: dh.buffer, dout: y.buffer.readOnly,
+                                            inp: x.buffer.readOnly, h: h.buffer.readOnly, a: la.buffer.readOnly, b: lb.buffer.readOnly,
+                                            N: N, C: CI, OC: CO, r: r, scale: 2)
+                }
+            }
         }
         time("attention fwd (dropout 0.1)", flops: 0) {
             Attention.forward(out: x.buffer, statistics: att.buffer, qkv: qkv.buffer.readOnly, keyMask: nil, scratch: scratch.buffer,

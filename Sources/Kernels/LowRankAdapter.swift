@@ -3,11 +3,14 @@ import CBLAS
 /// A LoRA update beside a dense layer (PEFT's `lora.Linear`/`lora.Conv1D`): out += scale · (x·Aᵀ)·Bᵀ with
 /// A (r, C) and B (OC, r), both `nn.Linear` layout. Dropout on x is the caller's (it passes the dropped x).
 ///
-/// Every product here has the rank r as one dimension: each is a pass over memory, not arithmetic, and OpenBLAS
-/// splitting such a pass over threads costs more in waking and joining them than it saves (measured on the
-/// 124M benchmark: about 5 % of a LoRA step). They run on one thread.
+/// Every product here has the rank r as one dimension, too thin for OpenBLAS's own threading to pay (waking and
+/// joining its threads cost more than they saved); each is split over the cores here instead, one single-threaded
+/// sgemm per core on its own rows or columns.
 public enum LowRankAdapter {
-    /// h = x·Aᵀ (kept for backward); out += scale · h·Bᵀ.
+    /// Rows below which a product stays on the calling thread (decoding's few rows).
+    static let parallelRows = 64
+
+    /// h = x·Aᵀ (kept for backward); out += scale · h·Bᵀ. Rows are split over the cores.
     public static func forward(
         out: UnsafeMutableBufferPointer<Float>, // (N, OC)
         h: UnsafeMutableBufferPointer<Float>,   // (N, r)
@@ -19,15 +22,21 @@ public enum LowRankAdapter {
         requireCount(out, N * OC, "LowRankAdapter.forward out"); requireCount(h, N * r, "LowRankAdapter.forward h")
         requireCount(inp, N * C, "LowRankAdapter.forward inp"); requireCount(a, r * C, "LowRankAdapter.forward a")
         requireCount(b, OC * r, "LowRankAdapter.forward b")
+        let o = out.ptr, hp = h.ptr, x = inp.ptr, ap = a.ptr, bp = b.ptr
         BLASThreads.withOneThreadPerCall(when: true) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(N), Int32(r), Int32(C),
-                        1, inp.ptr, Int32(C), a.ptr, Int32(C), 0, h.ptr, Int32(r))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(N), Int32(OC), Int32(r),
-                        scale, h.ptr, Int32(r), b.ptr, Int32(r), 1, out.ptr, Int32(OC))
+            Parallel.forEachChunk(count: N, minimumCount: parallelRows, alignment: 1) { _, rows in
+                let n = Int32(rows.count), lo = rows.lowerBound
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Int32(r), Int32(C),
+                            1, x + lo * C, Int32(C), ap, Int32(C), 0, hp + lo * r, Int32(r))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Int32(OC), Int32(r),
+                            scale, hp + lo * r, Int32(r), bp, Int32(r), 1, o + lo * OC, Int32(OC))
+            }
         }
     }
 
     /// Accumulates db += scale·doutᵀ·h, da += (scale·dout·B)ᵀ·x and dinp += (scale·dout·B)·A; `dh` (N, r) is scratch.
+    /// The row-wise products are split over the cores by rows, then db and da by their columns (no partial sums, so
+    /// the split does not change a result).
     public static func backward(
         dinp: UnsafeMutableBufferPointer<Float>?, // (N, C)
         da: UnsafeMutableBufferPointer<Float>,    // (r, C)
@@ -43,17 +52,31 @@ public enum LowRankAdapter {
         requireCount(da, r * C, "LowRankAdapter.backward da"); requireCount(db, OC * r, "LowRankAdapter.backward db")
         requireCount(dh, N * r, "LowRankAdapter.backward dh"); requireCount(dout, N * OC, "LowRankAdapter.backward dout")
         requireCount(inp, N * C, "LowRankAdapter.backward inp"); requireCount(h, N * r, "LowRankAdapter.backward h")
+        if let dinp { requireCount(dinp, N * C, "LowRankAdapter.backward dinp") }
+        let d = dout.ptr, x = inp.ptr, hp = h.ptr, dhp = dh.ptr, ap = a.ptr, bp = b.ptr, dap = da.ptr, dbp = db.ptr
+        let di = dinp?.baseAddress
         BLASThreads.withOneThreadPerCall(when: true) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(r), Int32(N),
-                        scale, dout.ptr, Int32(OC), h.ptr, Int32(r), 1, db.ptr, Int32(r))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(r), Int32(OC),
-                        scale, dout.ptr, Int32(OC), b.ptr, Int32(r), 0, dh.ptr, Int32(r))
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r), Int32(C), Int32(N),
-                        1, dh.ptr, Int32(r), inp.ptr, Int32(C), 1, da.ptr, Int32(C))
-            if let dinp {
-                requireCount(dinp, N * C, "LowRankAdapter.backward dinp")
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(C), Int32(r),
-                            1, dh.ptr, Int32(r), a.ptr, Int32(C), 1, dinp.ptr, Int32(C))
+            Parallel.forEachChunk(count: N, minimumCount: parallelRows, alignment: 1) { _, rows in
+                let n = Int32(rows.count), lo = rows.lowerBound
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(r), Int32(OC),
+                            scale, d + lo * OC, Int32(OC), bp, Int32(r), 0, dhp + lo * r, Int32(r))
+                if let di {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(C), Int32(r),
+                                1, dhp + lo * r, Int32(r), ap, Int32(C), 1, di + lo * C, Int32(C))
+                }
+            }
+            let parts = N >= parallelRows ? Parallel.workers : 1
+            Parallel.forEachChunk(count: parts, minimumCount: 2, alignment: 1) { part, _ in
+                let o0 = OC * part / parts, o1 = OC * (part + 1) / parts
+                let c0 = C * part / parts, c1 = C * (part + 1) / parts
+                if o1 > o0 {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(o1 - o0), Int32(r), Int32(N),
+                                scale, d + o0, Int32(OC), hp, Int32(r), 1, dbp + o0 * r, Int32(r))
+                }
+                if c1 > c0 {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r), Int32(c1 - c0), Int32(N),
+                                1, dhp, Int32(r), x + c0, Int32(C), 1, dap + c0, Int32(C))
+                }
             }
         }
     }
