@@ -31,7 +31,7 @@ struct ActivationTable {
     private(set) var layerBase = 0, layerStride = 0, forwardCount = 0
     private(set) var gradOffsets: [Int] = [], gradCounts: [Int] = [], gradCount = 0
 
-    /// Rows of the logits held at once when not all are kept: about 64 MB of them.
+    /// Rows of the logits held at once when not all are kept: at most about 128 MB of them.
     let outputChunkRows: Int
 
     /// The table of (B, T); `allLogits` keeps the whole (N, V) logits (callers that read them).
@@ -39,8 +39,11 @@ struct ActivationTable {
         self.B = B; self.T = T; C = config.embeddingSize; NH = config.headCount; L = config.layerCount
         V = config.vocabularySize; F = config.feedForwardSize
         let N = B * T
-        let chunk = max(1, (1 << 24) / max(V, 1))
-        outputChunkRows = min(N, chunk >= 16 ? chunk / 16 * 16 : chunk)
+        // At most about 128 MB of logits (N = 512 rows of GPT-2's vocabulary in one chunk: each chunk's product packs the
+        // whole 154 MB lm head again), in near-equal chunks of a multiple of 16 rows.
+        let limit = max(1, (1 << 25) / max(V, 1))
+        let chunks = (N + limit - 1) / limit, even = (N + chunks - 1) / chunks
+        outputChunkRows = min(N, max(1, even >= 16 ? min(limit, (even + 15) / 16 * 16) : even))
         var offset = 0
         for g in Global.allCases {
             let n: Int

@@ -279,7 +279,7 @@ public final class GPT2Model {
 
     /// Backward of `adapterForward`: accumulates the adapter's gradients and its share of `dinp`.
     private func adapterBackward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
-                                 dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>, N: Int) {
+                                 dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>?, N: Int) {
         guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
         let index = m.index
@@ -292,10 +292,10 @@ public final class GPT2Model {
             let wide = max(config.embeddingSize, config.feedForwardSize)
             let dropped = W.slice((M + 1) * N * r, N * C), ddropped = W.slice((M + 1) * N * r + N * wide, N * C)
             Dropout.forward(out: dropped, inp: inp, N: N * C, p: p, seed: adapterSeed(layer, kind))
-            ddropped.update(repeating: 0)
-            LowRankAdapter.backward(dinp: ddropped, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: dropped.readOnly, h: h,
+            if dinp != nil { ddropped.update(repeating: 0) }
+            LowRankAdapter.backward(dinp: dinp == nil ? nil : ddropped, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: dropped.readOnly, h: h,
                                     a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
-            Dropout.backward(dinp: dinp, dout: ddropped.readOnly, N: N * C, p: p, seed: adapterSeed(layer, kind))
+            if let dinp { Dropout.backward(dinp: dinp, dout: ddropped.readOnly, N: N * C, p: p, seed: adapterSeed(layer, kind)) }
         } else {
             LowRankAdapter.backward(dinp: dinp, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: inp, h: h,
                                     a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
@@ -619,7 +619,7 @@ public final class GPT2Model {
             let ln2 = G[tb.range(.dtemp)]
             LayerNorm.recompute(out: ln2, inp: a(l, .residual2), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd),
                                 weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C)
-            var dln = zeroed(.dln) // (N, C)
+            let dln = zeroed(.dln) // (N, C)
             MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
                             inp: ln2.readOnly, weight: w(l, .fcWeight), N: N, C: C, OC: F)
             adapterBackward(l, .feedForward, inp: ln2.readOnly, dout: dfch.readOnly, dinp: dln, N: N)
@@ -643,12 +643,18 @@ public final class GPT2Model {
             let ln1 = G[tb.range(.dtemp)]
             LayerNorm.recompute(out: ln1, inp: residual, mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd),
                                 weight: w(l, .ln1Weight), bias: w(l, .ln1Bias), N: N, C: C)
-            dln = zeroed(.dln)
-            MatMul.backward(dinp: dln, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
+            // The gradient below ln_1 of the lowest trained block reaches only frozen tensors (unless the embeddings or
+            // ln_1 itself are trained): a LoRA run skips that block's input-gradient product and ln_1's backward.
+            let belowIsTrained = l > lowestTrainedLayer || (l == 0 && (dw(.wte) != nil || dw(.wpe) != nil))
+            let ln1Gradient = belowIsTrained || dw(l, .ln1Weight) != nil || dw(l, .ln1Bias) != nil
+            let dln1: UnsafeMutableBufferPointer<Float>? = ln1Gradient ? zeroed(.dln) : nil
+            MatMul.backward(dinp: dln1, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
                             inp: ln1.readOnly, weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
-            adapterBackward(l, .attention, inp: ln1.readOnly, dout: dqkv.readOnly, dinp: dln, N: N)
-            LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln.readOnly,
-                               inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)
+            adapterBackward(l, .attention, inp: ln1.readOnly, dout: dqkv.readOnly, dinp: dln1, N: N)
+            if let dln1 {
+                LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln1.readOnly,
+                                   inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)
+            }
         }
         guard lowestTrainedLayer == 0, dw(.wte) != nil || dw(.wpe) != nil else { return }
         var dencoded = dres.readOnly
