@@ -157,6 +157,19 @@ func profileKernels(_ a: Arguments) {
             MatMul.backward(dinp: y.buffer, dweight: dw.buffer, dbias: bias.buffer, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
                             weight: w.buffer.readOnly, N: N, C: C, OC: F)
         }
+        for (name, CI, CO) in [("c_attn", C, 3 * C), ("attn c_proj", C, C), ("c_fc", C, F), ("mlp c_proj", F, C)] {
+            time("matmul bwd dinp only \(name)", flops: 2 * fN * Double(CI * CO)) {
+                MatMul.backward(dinp: y.buffer, dweight: nil, dbias: nil, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
+                                weight: w.buffer.readOnly, N: N, C: CI, OC: CO)
+            }
+            time("matmul bwd dweight only \(name)", flops: 2 * fN * Double(CI * CO)) {
+                MatMul.backward(dinp: nil, dweight: dw.buffer, dbias: nil, dout: x.buffer.readOnly, inp: x.buffer.readOnly,
+                                weight: w.buffer.readOnly, N: N, C: CI, OC: CO)
+            }
+            time("matmul fwd \(name)", flops: 2 * fN * Double(CI * CO)) {
+                MatMul.forward(out: y.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: bias.buffer.readOnly, N: N, C: CI, OC: CO)
+            }
+        }
         time("lm head fwd (C→V)", flops: 2 * fN * Double(C * V)) {
             MatMul.forward(out: y.buffer, inp: x.buffer.readOnly, weight: w.buffer.readOnly, bias: nil, N: N, C: C, OC: V, layout: .outputMajor)
         }
