@@ -133,6 +133,13 @@ static void dropout_backward_portable(float *dinp, const float *dout, long count
         if (gpt2kit_dropout_bits(seed, first + i) >= threshold) dinp[i] += dout[i] * scale;
 }
 
+static void softmax_backward_row_portable(float *d, const float *p, const float *kept, long n, float scale) {
+    if (kept) for (long j = 0; j < n; j++) d[j] = kept[j] != 0 ? d[j] * scale : 0;
+    float dot = 0;
+    for (long j = 0; j < n; j++) dot += p[j] * d[j];
+    for (long j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
+}
+
 // ---------------------------------------------------------------- AVX2 + FMA
 
 #if defined(__x86_64__)
@@ -440,6 +447,31 @@ VECTOR static void dropout_backward_avx2(float *dinp, const float *dout, long co
         if (gpt2kit_dropout_bits(seed, first + i) >= threshold) dinp[i] += dout[i] * scale;
 }
 
+VECTOR static void softmax_backward_row_avx2(float *d, const float *p, const float *kept, long n, float scale) {
+    __m256 sc = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+    __m256 a0 = zero, a1 = zero;
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 g = _mm256_loadu_ps(d + j);
+        if (kept) {
+            __m256 k = _mm256_cmp_ps(_mm256_loadu_ps(kept + j), zero, _CMP_NEQ_OQ);
+            g = _mm256_and_ps(k, _mm256_mul_ps(g, sc));
+            _mm256_storeu_ps(d + j, g);
+        }
+        if ((j / 8) % 2 == 0) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + j), g, a0);
+        else a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + j), g, a1);
+    }
+    float dot = hsum8(_mm256_add_ps(a0, a1));
+    for (long t = j; t < n; t++) {
+        if (kept) d[t] = kept[t] != 0 ? d[t] * scale : 0;
+        dot = fmaf(p[t], d[t], dot);
+    }
+    __m256 dv = _mm256_set1_ps(dot);
+    for (j = 0; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_sub_ps(_mm256_loadu_ps(d + j), dv)));
+    for (; j < n; j++) d[j] = p[j] * (d[j] - dot);
+}
+
 int gpt2kit_training_kernels_vectorized(void) {
     static int vectorized = -1;
     int v = __atomic_load_n(&vectorized, __ATOMIC_RELAXED);
@@ -514,4 +546,8 @@ void gpt2kit_dropout_forward(float *out, const float *inp, long count, uint64_t 
 void gpt2kit_dropout_backward(float *dinp, const float *dout, long count, uint64_t seed, long first, uint32_t threshold,
                               float scale) {
     DISPATCH(dropout_backward, dinp, dout, count, seed, first, threshold, scale);
+}
+
+void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, long n, float scale) {
+    DISPATCH(softmax_backward_row, d, p, kept, n, scale);
 }

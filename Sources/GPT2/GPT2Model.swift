@@ -441,9 +441,8 @@ public final class GPT2Model {
             if let gradient {
                 CrossEntropy.gradientInPlace(logits: block, logsumexp: lse.readOnly, targets: tg, dlossScale: gradient.scale, N: n, V: V)
                 let dx = UnsafeMutableBufferPointer(rebasing: gradient.dinp[r0 * C ..< (r0 + n) * C])
-                dx.update(repeating: 0)
                 MatMul.backward(dinp: dx, dweight: dwte, dbias: nil, dout: block.readOnly, inp: x, weight: wte,
-                                N: n, C: C, OC: V, layout: .outputMajor)
+                                N: n, C: C, OC: V, layout: .outputMajor, accumulate: false)
             }
             r0 += n
         }
@@ -568,6 +567,8 @@ public final class GPT2Model {
         func zeroed(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> {
             let b = G[tb.range(x)]; b.update(repeating: 0); return b
         }
+        // A buffer the next kernel overwrites whole (never read before it is written).
+        func overwritten(_ x: ActivationTable.Grad) -> UnsafeMutableBufferPointer<Float> { G[tb.range(x)] }
         func w(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(x)) }
         func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
         func dw(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float>? { globalGradients[x.rawValue].map { D[$0] } }
@@ -602,16 +603,17 @@ public final class GPT2Model {
             // MLP: residual3 = residual2 + dropout(fchAct · Wproj + b)
             var dproj = dres.readOnly
             if pResid > 0 {
-                let t = zeroed(.dtemp)
-                Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l))
+                // Dropout's backward into an empty buffer is its forward: keep · scale · dout.
+                let t = overwritten(.dtemp)
+                Dropout.forward(out: t, inp: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(3 + 3 * l))
                 dproj = t.readOnly
             }
             // The activation's output, recomputed into dfch's buffer (free until dfch is formed below).
             let fchAct = G[tb.range(.dfch)]
             activation.forward(out: fchAct, inp: a(l, .fch), N: N * F)
-            let dfchAct = zeroed(.dfchAct) // (N, F)
+            let dfchAct = overwritten(.dfchAct) // (N, F)
             MatMul.backward(dinp: dfchAct, dweight: dw(l, .fcProjWeight), dbias: dw(l, .fcProjBias), dout: dproj,
-                            inp: fchAct.readOnly, weight: w(l, .fcProjWeight), N: N, C: F, OC: C)
+                            inp: fchAct.readOnly, weight: w(l, .fcProjWeight), N: N, C: F, OC: C, accumulate: false)
             adapterBackward(l, .feedForwardProjection, inp: fchAct.readOnly, dout: dproj, dinp: dfchAct, N: N)
             let dfch = zeroed(.dfch) // (N, F)
             activation.backward(dinp: dfch, inp: a(l, .fch), dout: dfchAct.readOnly, N: N * F)
@@ -619,22 +621,22 @@ public final class GPT2Model {
             let ln2 = G[tb.range(.dtemp)]
             LayerNorm.recompute(out: ln2, inp: a(l, .residual2), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd),
                                 weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C)
-            let dln = zeroed(.dln) // (N, C)
+            let dln = overwritten(.dln) // (N, C)
             MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
-                            inp: ln2.readOnly, weight: w(l, .fcWeight), N: N, C: C, OC: F)
+                            inp: ln2.readOnly, weight: w(l, .fcWeight), N: N, C: C, OC: F, accumulate: false)
             adapterBackward(l, .feedForward, inp: ln2.readOnly, dout: dfch.readOnly, dinp: dln, N: N)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln2Weight), dbias: dw(l, .ln2Bias), dout: dln.readOnly,
                                inp: a(l, .residual2), weight: w(l, .ln2Weight), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), N: N, C: C)
             // attention: residual2 = residual + dropout(atty · Wproj + b)
             dproj = dres.readOnly
             if pResid > 0 {
-                let t = zeroed(.dtemp)
-                Dropout.backward(dinp: t, dout: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l))
+                let t = overwritten(.dtemp)
+                Dropout.forward(out: t, inp: dres.readOnly, N: N * C, p: pResid, seed: siteSeed(2 + 3 * l))
                 dproj = t.readOnly
             }
-            let datty = zeroed(.datty) // (N, C)
+            let datty = overwritten(.datty) // (N, C)
             MatMul.backward(dinp: datty, dweight: dw(l, .attnProjWeight), dbias: dw(l, .attnProjBias), dout: dproj,
-                            inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C)
+                            inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C, accumulate: false)
             adapterBackward(l, .attentionProjection, inp: a(l, .atty), dout: dproj, dinp: datty, N: N)
             let dqkv = zeroed(.dqkv) // (N, 3C)
             Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), statistics: a(l, .attStatistics), keyMask: mask, scratch: scratch,
@@ -647,9 +649,9 @@ public final class GPT2Model {
             // ln_1 itself are trained): a LoRA run skips that block's input-gradient product and ln_1's backward.
             let belowIsTrained = l > lowestTrainedLayer || (l == 0 && (dw(.wte) != nil || dw(.wpe) != nil))
             let ln1Gradient = belowIsTrained || dw(l, .ln1Weight) != nil || dw(l, .ln1Bias) != nil
-            let dln1: UnsafeMutableBufferPointer<Float>? = ln1Gradient ? zeroed(.dln) : nil
+            let dln1: UnsafeMutableBufferPointer<Float>? = ln1Gradient ? overwritten(.dln) : nil
             MatMul.backward(dinp: dln1, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
-                            inp: ln1.readOnly, weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C)
+                            inp: ln1.readOnly, weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C, accumulate: false)
             adapterBackward(l, .attention, inp: ln1.readOnly, dout: dqkv.readOnly, dinp: dln1, N: N)
             if let dln1 {
                 LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln1.readOnly,

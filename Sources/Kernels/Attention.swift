@@ -124,19 +124,12 @@ public enum Attention {
                 // dP = dout[t0..<t0+rows]·V[0..<keys]ᵀ   (rows, keys)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(hs),
                             1, dOut, Int32(C), v, Int32(C3), 0, dscores, Int32(keys))
-                if dropout > 0 {
-                    // dP ⊙ keep·scale. Where P ≠ 0 the kept entries are exactly the non-zero dropped ones; where P = 0,
-                    // dP does not matter (dS = P ⊙ (…) and Σ P·dP ignore it). So no second pass of the mask's hash.
-                    for i in 0..<rows {
-                        let drow = dscores + i * keys, kept = dropped + i * keys
-                        for j in 0...(t0 + i) { drow[j] = kept[j] != 0 ? drow[j] * dropScale : 0 }
-                    }
-                }
-                // softmax backward in place: dS = P ⊙ (dP − Σ P·dP); zero above the diagonal and on masked keys
+                // With dropout, dP ⊙ keep·scale first. Where P ≠ 0 the kept entries are exactly the non-zero dropped ones;
+                // where P = 0, dP does not matter (dS = P ⊙ (…) and Σ P·dP ignore it). So no second pass of the mask's hash.
+                // Then the softmax backward in place: dS = P ⊙ (dP − Σ P·dP); zero above the diagonal and on masked keys.
                 for i in 0..<rows {
                     let prow = probs + i * keys, drow = dscores + i * keys, visible = t0 + i + 1
-                    let dot = VectorMath.dot(prow, drow, visible)
-                    for j in 0..<visible { drow[j] = prow[j] * (drow[j] - dot) }
+                    gpt2kit_softmax_backward_row(drow, prow, dropout > 0 ? UnsafePointer(dropped + i * keys) : nil, visible, dropScale)
                     if let mask { for j in 0..<visible where mask[j] == 0 { drow[j] = 0 } }
                     (drow + visible).update(repeating: 0, count: keys - visible)
                 }

@@ -39,7 +39,8 @@ public enum MatMul {
     }
 
     /// Accumulates dinp += dout·Wᵀ, dweight += inpᵀ·dout (in the weight's layout), dbias += Σ_rows dout.
-    /// A nil buffer is not computed (a frozen weight or bias costs no product).
+    /// A nil buffer is not computed (a frozen weight or bias costs no product). With `accumulate` false, dinp is
+    /// overwritten instead: its old contents are never read, so it needs no zeroing first.
     public static func backward(
         dinp: UnsafeMutableBufferPointer<Float>?,   // (N, C)
         dweight: UnsafeMutableBufferPointer<Float>?, // (C, OC) or (OC, C)
@@ -47,20 +48,21 @@ public enum MatMul {
         dout: UnsafeBufferPointer<Float>,           // (N, OC)
         inp: UnsafeBufferPointer<Float>,            // (N, C)
         weight: UnsafeBufferPointer<Float>,         // (C, OC) or (OC, C)
-        N: Int, C: Int, OC: Int, layout: WeightLayout = .inputMajor
+        N: Int, C: Int, OC: Int, layout: WeightLayout = .inputMajor, accumulate: Bool = true
     ) {
         requireCount(dout, N * OC, "MatMul.backward dout"); requireCount(inp, N * C, "MatMul.backward inp")
         requireCount(weight, C * OC, "MatMul.backward weight")
         let d = dout.ptr, x = inp.ptr, w = weight.ptr
         if let dinp {
             requireCount(dinp, N * C, "MatMul.backward dinp")
+            let beta: Float = accumulate ? 1 : 0
             switch layout {
             case .inputMajor: // (N,OC)·(C,OC)ᵀ
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(N), Int32(C), Int32(OC),
-                            1, d, Int32(OC), w, Int32(OC), 1, dinp.ptr, Int32(C))
+                            1, d, Int32(OC), w, Int32(OC), beta, dinp.ptr, Int32(C))
             case .outputMajor: // (N,OC)·(OC,C)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(C), Int32(OC),
-                            1, d, Int32(OC), w, Int32(C), 1, dinp.ptr, Int32(C))
+                            1, d, Int32(OC), w, Int32(C), beta, dinp.ptr, Int32(C))
             }
         }
         if let dweight {

@@ -54,6 +54,10 @@ void gpt2kit_dropout_backward(float *dinp, const float *dout, long count, uint64
 /// The 24 random bits of element `index` under `seed` (splitmix64's finalizer, the top 24 bits).
 uint32_t gpt2kit_dropout_bits(uint64_t seed, long index);
 
+/// Softmax backward of one attention row in place, for j < n: g[j] = d[j]·k[j] (k[j] = scale where kept[j] ≠ 0, else
+/// 0; all 1 when kept is NULL), then d[j] = p[j]·(g[j] − Σ_i p[i]·g[i]).
+void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, long n, float scale);
+
 /// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
 int gpt2kit_training_kernels_vectorized(void);
 
