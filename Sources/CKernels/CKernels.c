@@ -472,8 +472,11 @@ VECTOR static void softmax_backward_row_avx2(float *d, const float *p, const flo
     for (; j < n; j++) d[j] = p[j] * (d[j] - dot);
 }
 
+static int forcePortable = 0;
+
 int gpt2kit_training_kernels_vectorized(void) {
     static int vectorized = -1;
+    if (__atomic_load_n(&forcePortable, __ATOMIC_RELAXED)) return 0;
     int v = __atomic_load_n(&vectorized, __ATOMIC_RELAXED);
     if (v < 0) {
         __builtin_cpu_init();
@@ -484,6 +487,7 @@ int gpt2kit_training_kernels_vectorized(void) {
 }
 #define DISPATCH(name, ...) (gpt2kit_training_kernels_vectorized() ? name##_avx2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
 #else
+static int forcePortable = 0;
 int gpt2kit_training_kernels_vectorized(void) { return 0; }
 #define DISPATCH(name, ...) name##_portable(__VA_ARGS__)
 #endif
@@ -551,3 +555,5 @@ void gpt2kit_dropout_backward(float *dinp, const float *dout, long count, uint64
 void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, long n, float scale) {
     DISPATCH(softmax_backward_row, d, p, kept, n, scale);
 }
+
+void gpt2kit_training_kernels_force_portable(int on) { __atomic_store_n(&forcePortable, on ? 1 : 0, __ATOMIC_RELAXED); }

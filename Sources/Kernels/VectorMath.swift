@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -118,4 +119,15 @@ package enum Parallel {
 
 private struct UncheckedWork: @unchecked Sendable {
     let run: (Int, Range<Int>) -> Void
+}
+
+/// Which code the C training kernels (`CKernels`) run: AVX2 + FMA where the CPU has them, else portable C. Tests run
+/// the kernels both ways.
+package enum TrainingKernelPath {
+    /// Whether the AVX2/FMA code runs.
+    package static var isVectorized: Bool { gpt2kit_training_kernels_vectorized() != 0 }
+
+    /// Forces the portable code (true) or restores the CPU's choice (false). Process-wide; not while other threads
+    /// run the kernels.
+    package static func forcePortable(_ on: Bool) { gpt2kit_training_kernels_force_portable(on ? 1 : 0) }
 }

@@ -5,9 +5,17 @@ import TestSupport
 
 /// The C kernels behind GELU, LayerNorm, dropout and cross-entropy against double-precision formulas, at sizes
 /// that are not multiples of the vector width and large enough to be split over the cores: the vector bodies,
-/// their tails and the chunk boundaries all run.
-@Suite struct VectorKernelTests {
-    @Test func geluAtOddSizesAndOffsets() {
+/// their tails and the chunk boundaries all run. Each test runs the AVX2/FMA code (where the CPU has it) and the
+/// portable code (what a CPU without them, or an arm64 Mac, runs).
+@Suite(.serialized) struct VectorKernelTests {
+    /// Runs `body` on the portable kernels when `portable`, restoring the CPU's choice after.
+    func withPath(portable: Bool, _ body: () -> Void) {
+        TrainingKernelPath.forcePortable(portable)
+        defer { TrainingKernelPath.forcePortable(false) }
+        body()
+    }
+
+    @Test(arguments: [false, true]) func geluAtOddSizesAndOffsets(portable: Bool) { withPath(portable: portable) {
         let n = 40_013 // split over the cores, with a tail
         let xs = (0..<n).map { Float($0) / Float(n) * 16 - 8 }
         let out = FloatBuffer(count: n), shifted = FloatBuffer(count: n - 3), xb = owned(xs)
@@ -27,10 +35,10 @@ import TestSupport
             let derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
             expectClose(Double(g[i]) - 0.5, derivative * Double(d[i]), rtol: 1e-4, atol: 2e-6, "gelu′(\(x))")
         }
-    }
+    } }
 
-    @Test(arguments: [(3, 13), (700, 77), (2, 768)])
-    func layerNormAgainstDouble(N: Int, C: Int) {
+    @Test(arguments: [(3, 13, false), (700, 77, false), (2, 768, false), (3, 13, true), (700, 77, true)])
+    func layerNormAgainstDouble(N: Int, C: Int, portable: Bool) { withPath(portable: portable) {
         var rng = TestRNG(11)
         let x = rng.array(N * C, scale: 3).enumerated().map { $0.element + Float($0.offset % 5) }
         let w = rng.array(C).map { $0 + 1 }, b = rng.array(C), dout = rng.array(N * C)
@@ -67,9 +75,9 @@ import TestSupport
             expectClose(Double(gw[i]), refW[i], rtol: 1e-4, atol: 1e-4, "ln dweight[\(i)]")
             expectClose(Double(gb[i]), refB[i], rtol: 1e-4, atol: 1e-4, "ln dbias[\(i)]")
         }
-    }
+    } }
 
-    @Test func dropoutEqualsTheCounterHashElementByElement() {
+    @Test(arguments: [false, true]) func dropoutEqualsTheCounterHashElementByElement(portable: Bool) { withPath(portable: portable) {
         let n = 70_007, p: Float = 0.3, seed: UInt64 = 0xDEAD_BEEF
         let x = owned((0..<n).map { Float($0 % 11) + 1 }), out = FloatBuffer(count: n), dx = owned([Float](repeating: 2, count: n))
         withExtendedLifetime(x) {
@@ -83,9 +91,9 @@ import TestSupport
             if y[i] != (kept ? xs[i] * scale : 0) || g[i] != 2 + (kept ? xs[i] * scale : 0) { mismatches += 1 }
         }
         #expect(mismatches == 0)
-    }
+    } }
 
-    @Test func crossEntropyRowsAgainstDouble() {
+    @Test(arguments: [false, true]) func crossEntropyRowsAgainstDouble(portable: Bool) { withPath(portable: portable) {
         let N = 3, V = 50_257
         var rng = TestRNG(3)
         let logits = rng.array(N * V, scale: 12)
@@ -107,5 +115,11 @@ import TestSupport
                 expectClose(Double(grad[n * V + i]), expected, rtol: 1e-5, atol: 1e-9, "dlogits[\(n),\(i)]")
             }
         }
+    } }
+
+    @Test func forcingThePortablePathTakesEffectAndIsUndone() {
+        let cpuChoice = TrainingKernelPath.isVectorized
+        withPath(portable: true) { #expect(!TrainingKernelPath.isVectorized) }
+        #expect(TrainingKernelPath.isVectorized == cpuChoice)
     }
 }

@@ -61,4 +61,8 @@ void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, l
 /// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
 int gpt2kit_training_kernels_vectorized(void);
 
+/// Tests only: nonzero makes every call take the portable path (as on a CPU without AVX2/FMA, or not x86-64); zero
+/// restores the CPU's choice. Process-wide: not for use while other threads run these kernels.
+void gpt2kit_training_kernels_force_portable(int on);
+
 #endif
