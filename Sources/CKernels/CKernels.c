@@ -9,7 +9,8 @@
 
 // ---------------------------------------------------------------- shared scalar pieces
 
-// e^x, the Cephes expf polynomial with branch-free range reduction: the formula of Swift's `VectorMath.exp`.
+// e^x, the Cephes expf polynomial (≤ 2 ulp on [−87, 88]) with branch-free range reduction: k = round(x / ln 2)
+// from the 1.5·2²³ trick, no calls, no trapping conversions. Below −87.3 it gives ≈ 1e-38 instead of 0.
 static inline float exp1(float x) {
     float c = fminf(fmaxf(x, -87.3f), 88.7f);
     const float magic = 12582912.0f; // 1.5·2²³: the low mantissa bits of `shifted` hold round(x / ln 2)

@@ -164,7 +164,7 @@ public enum Attention {
         let maxScore = gpt2kit_maximum(row, visible)
         gpt2kit_exp_shift_scale(row, visible, maxScore, 1)
         if let mask, maxScore > maskedScore { for j in 0..<visible where mask[j] == 0 { row[j] = 0 } }
-        let inverseSum = 1 / VectorMath.sum(row, visible)
+        let inverseSum = 1 / gpt2kit_sum(row, visible)
         for j in 0..<visible { row[j] *= inverseSum }
         (row + visible).update(repeating: 0, count: width - visible)
         return (maxScore, inverseSum)

@@ -14,14 +14,9 @@ public enum Dropout {
     @inline(__always)
     static func threshold(_ p: Float) -> UInt32 { UInt32(min(max(p, 0), 1) * 16_777_216) }
 
+    /// The 24 random bits of element `index` (splitmix64's finalizer; the one implementation is `CKernels`').
     @inline(__always)
-    static func bits(seed: UInt64, index: Int) -> UInt32 {
-        var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return UInt32(truncatingIfNeeded: z >> 40) // 24 random bits
-    }
+    static func bits(seed: UInt64, index: Int) -> UInt32 { gpt2kit_dropout_bits(seed, index) }
 
     /// Mixes a base seed with a site number (layer, position in the layer) into a site seed.
     public static func siteSeed(_ seed: UInt64, site: Int) -> UInt64 {

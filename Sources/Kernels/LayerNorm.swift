@@ -44,9 +44,12 @@ public enum LayerNorm {
         }
     }
 
-    /// Splits N rows of C floats into fixed chunks over the cores (one chunk for a few rows, as in decoding).
+    /// Rows of C floats from which the work is split over the cores (fewer, as in decoding, stay on one thread).
+    private static func parallelRows(C: Int) -> Int { max(2, (1 << 14) / max(C, 1)) }
+
+    /// Splits N rows of C floats into fixed chunks over the cores.
     private static func forEachRowChunk(N: Int, C: Int, _ body: (Int, Range<Int>) -> Void) {
-        Parallel.forEachChunk(count: N, minimumCount: max(2, (1 << 14) / max(C, 1)), alignment: 1, body)
+        Parallel.forEachChunk(count: N, minimumCount: parallelRows(C: C), alignment: 1, body)
     }
 
     /// Accumulates dinp, dweight and dbias (llm.c `layernorm_backward`). A nil dweight/dbias is a frozen
@@ -70,7 +73,7 @@ public enum LayerNorm {
         // shares are then added in chunk order, so the result does not depend on scheduling.
         let di = dinp.ptr, dw = dweight?.baseAddress, db = dbias?.baseAddress, d = dout.ptr, x = inp.ptr, w = weight.ptr
         let mp = mean.ptr, rp = rstd.ptr
-        let chunks = N >= max(2, (1 << 14) / max(C, 1)) ? min(Parallel.workers, N) : 1
+        let chunks = N >= parallelRows(C: C) ? min(Parallel.workers, N) : 1
         if chunks == 1 || (dw == nil && db == nil) {
             forEachRowChunk(N: N, C: C) { _, rows in
                 let lo = rows.lowerBound

@@ -117,6 +117,13 @@ import TestSupport
         }
     } }
 
+    @Test func dropoutMaskIsTheSplitMix64Hash() {
+        // The mask of seed 7 at p 0.5, computed independently (Python, splitmix64's finalizer, top 24 bits ≥ 2²³):
+        // a changed hash would change every saved run's dropout and break resuming it bit for bit.
+        let mask = (0..<32).map { Dropout.keeps(seed: 7, index: $0, p: 0.5) ? "1" : "0" }.joined()
+        #expect(mask == "00011000000011111101110001100101")
+    }
+
     @Test func forcingThePortablePathTakesEffectAndIsUndone() {
         let cpuChoice = TrainingKernelPath.isVectorized
         withPath(portable: true) { #expect(!TrainingKernelPath.isVectorized) }
