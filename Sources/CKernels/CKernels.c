@@ -141,6 +141,66 @@ static void softmax_backward_row_portable(float *d, const float *p, const float 
     for (long j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
 }
 
+// ---------------------------------------------------------------- LoRA's thin products (portable)
+
+static void low_rank_expand_portable(float *out, const float *bias, const float *h, const float *bt, long rows, long OC,
+                                     long r, float scale, int accumulate) {
+    for (long n = 0; n < rows; n++) {
+        float *o = out + n * OC;
+        const float *hn = h + n * r;
+        if (!accumulate) {
+            if (bias) memcpy(o, bias, (size_t)OC * 4);
+            else memset(o, 0, (size_t)OC * 4);
+        }
+        for (long k = 0; k < r; k++) {
+            float hk = scale * hn[k];
+            const float *b = bt + k * OC;
+            for (long j = 0; j < OC; j++) o[j] += hk * b[j];
+        }
+    }
+}
+
+static void low_rank_backward_columns_portable(float *dh, float *db, const float *dout, long ldd, const float *b,
+                                               const float *h, long rows, long o0, long o1, long r, float scale) {
+    for (long n = 0; n < rows; n++) {
+        const float *d = dout + n * ldd, *hn = h + n * r;
+        float *dhn = dh + n * r;
+        for (long o = o0; o < o1; o++) {
+            float v = d[o], sv = scale * v;
+            const float *bo = b + o * r;
+            float *dbo = db + o * r;
+            for (long k = 0; k < r; k++) {
+                dhn[k] += v * bo[k];
+                dbo[k] += sv * hn[k];
+            }
+        }
+    }
+}
+
+static void low_rank_project_portable(float *h, const float *x, const float *a, long rows, long C, long r) {
+    for (long n = 0; n < rows; n++) {
+        const float *xn = x + n * C;
+        for (long k = 0; k < r; k++) {
+            const float *ak = a + k * C;
+            float acc = 0;
+            for (long c = 0; c < C; c++) acc += xn[c] * ak[c];
+            h[n * r + k] = acc;
+        }
+    }
+}
+
+static void low_rank_gradient_a_portable(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1,
+                                         long r) {
+    for (long n = 0; n < rows; n++) {
+        const float *xn = x + n * C;
+        for (long k = 0; k < r; k++) {
+            float g = dh[n * r + k];
+            float *dak = da + k * C;
+            for (long c = c0; c < c1; c++) dak[c] += g * xn[c];
+        }
+    }
+}
+
 // ---------------------------------------------------------------- AVX2 + FMA
 
 #if defined(__x86_64__)
@@ -473,6 +533,164 @@ VECTOR static void softmax_backward_row_avx2(float *d, const float *p, const flo
     for (; j < n; j++) d[j] = p[j] * (d[j] - dot);
 }
 
+VECTOR static void low_rank_expand_avx2(float *out, const float *bias, const float *h, const float *bt, long rows, long OC,
+                                        long r, float scale, int accumulate) {
+    for (long n = 0; n < rows; n++) {
+        float *o = out + n * OC;
+        const float *hn = h + n * r;
+        const float *init = accumulate ? o : bias;
+        long j = 0;
+        for (; j + 32 <= OC; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            if (init) {
+                a0 = _mm256_loadu_ps(init + j); a1 = _mm256_loadu_ps(init + j + 8);
+                a2 = _mm256_loadu_ps(init + j + 16); a3 = _mm256_loadu_ps(init + j + 24);
+            }
+            for (long k = 0; k < r; k++) {
+                __m256 hk = _mm256_set1_ps(scale * hn[k]);
+                const float *b = bt + k * OC + j;
+                a0 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b), a0);
+                a1 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 8), a1);
+                a2 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 16), a2);
+                a3 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(b + 24), a3);
+            }
+            _mm256_storeu_ps(o + j, a0); _mm256_storeu_ps(o + j + 8, a1);
+            _mm256_storeu_ps(o + j + 16, a2); _mm256_storeu_ps(o + j + 24, a3);
+        }
+        for (; j + 8 <= OC; j += 8) {
+            __m256 a0 = init ? _mm256_loadu_ps(init + j) : _mm256_setzero_ps();
+            for (long k = 0; k < r; k++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(scale * hn[k]), _mm256_loadu_ps(bt + k * OC + j), a0);
+            _mm256_storeu_ps(o + j, a0);
+        }
+        for (; j < OC; j++) {
+            float a0 = init ? init[j] : 0;
+            for (long k = 0; k < r; k++) a0 = fmaf(scale * hn[k], bt[k * OC + j], a0);
+            o[j] = a0;
+        }
+    }
+}
+
+// Rows of dout four at a time (each B and dB row loaded once for four), 8 of the rank's columns at a time. dB's
+// sums run over the rows in order and dh's over the columns in order, however the rows are grouped.
+VECTOR static void low_rank_backward_columns_avx2(float *dh, float *db, const float *dout, long ldd, const float *b,
+                                                  const float *h, long rows, long o0, long o1, long r, float scale) {
+    if (r % 8 != 0) {
+        low_rank_backward_columns_portable(dh, db, dout, ldd, b, h, rows, o0, o1, r, scale);
+        return;
+    }
+    long n = 0;
+    for (; n + 4 <= rows; n += 4) {
+        const float *d0 = dout + n * ldd, *d1 = d0 + ldd, *d2 = d1 + ldd, *d3 = d2 + ldd;
+        for (long kb = 0; kb < r; kb += 8) {
+            __m256 h0 = _mm256_loadu_ps(h + n * r + kb), h1 = _mm256_loadu_ps(h + (n + 1) * r + kb);
+            __m256 h2 = _mm256_loadu_ps(h + (n + 2) * r + kb), h3 = _mm256_loadu_ps(h + (n + 3) * r + kb);
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (long o = o0; o < o1; o++) {
+                __m256 bv = _mm256_loadu_ps(b + o * r + kb);
+                float *dbo = db + o * r + kb;
+                float v0 = d0[o], v1 = d1[o], v2 = d2[o], v3 = d3[o];
+                c0 = _mm256_fmadd_ps(_mm256_set1_ps(v0), bv, c0);
+                c1 = _mm256_fmadd_ps(_mm256_set1_ps(v1), bv, c1);
+                c2 = _mm256_fmadd_ps(_mm256_set1_ps(v2), bv, c2);
+                c3 = _mm256_fmadd_ps(_mm256_set1_ps(v3), bv, c3);
+                __m256 g = _mm256_loadu_ps(dbo);
+                g = _mm256_fmadd_ps(_mm256_set1_ps(scale * v0), h0, g);
+                g = _mm256_fmadd_ps(_mm256_set1_ps(scale * v1), h1, g);
+                g = _mm256_fmadd_ps(_mm256_set1_ps(scale * v2), h2, g);
+                g = _mm256_fmadd_ps(_mm256_set1_ps(scale * v3), h3, g);
+                _mm256_storeu_ps(dbo, g);
+            }
+            float *e = dh + n * r + kb;
+            _mm256_storeu_ps(e, _mm256_add_ps(_mm256_loadu_ps(e), c0));
+            _mm256_storeu_ps(e + r, _mm256_add_ps(_mm256_loadu_ps(e + r), c1));
+            _mm256_storeu_ps(e + 2 * r, _mm256_add_ps(_mm256_loadu_ps(e + 2 * r), c2));
+            _mm256_storeu_ps(e + 3 * r, _mm256_add_ps(_mm256_loadu_ps(e + 3 * r), c3));
+        }
+    }
+    for (; n < rows; n++) {
+        const float *d0 = dout + n * ldd;
+        for (long kb = 0; kb < r; kb += 8) {
+            __m256 h0 = _mm256_loadu_ps(h + n * r + kb), c0 = _mm256_setzero_ps();
+            for (long o = o0; o < o1; o++) {
+                float *dbo = db + o * r + kb;
+                c0 = _mm256_fmadd_ps(_mm256_set1_ps(d0[o]), _mm256_loadu_ps(b + o * r + kb), c0);
+                _mm256_storeu_ps(dbo, _mm256_fmadd_ps(_mm256_set1_ps(scale * d0[o]), h0, _mm256_loadu_ps(dbo)));
+            }
+            float *e = dh + n * r + kb;
+            _mm256_storeu_ps(e, _mm256_add_ps(_mm256_loadu_ps(e), c0));
+        }
+    }
+}
+
+// h's rows one at a time, 8 of the rank's rows of A at a time (8 running sums over C in float lanes).
+VECTOR static void low_rank_project_avx2(float *h, const float *x, const float *a, long rows, long C, long r) {
+    if (r % 8 != 0 || C % 8 != 0) {
+        low_rank_project_portable(h, x, a, rows, C, r);
+        return;
+    }
+    for (long n = 0; n < rows; n++) {
+        const float *xn = x + n * C;
+        for (long kb = 0; kb < r; kb += 8) {
+            const float *a0 = a + kb * C;
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+            for (long c = 0; c < C; c += 8) {
+                __m256 xv = _mm256_loadu_ps(xn + c);
+                s0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + c), s0);
+                s1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + C + c), s1);
+                s2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 2 * C + c), s2);
+                s3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 3 * C + c), s3);
+                s4 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 4 * C + c), s4);
+                s5 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 5 * C + c), s5);
+                s6 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 6 * C + c), s6);
+                s7 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a0 + 7 * C + c), s7);
+            }
+            float *hn = h + n * r + kb;
+            hn[0] = hsum8(s0); hn[1] = hsum8(s1); hn[2] = hsum8(s2); hn[3] = hsum8(s3);
+            hn[4] = hsum8(s4); hn[5] = hsum8(s5); hn[6] = hsum8(s6); hn[7] = hsum8(s7);
+        }
+    }
+}
+
+// A column band of 8 at a time, its 8 × 8 block of dA in registers over all rows (rows in order per element).
+VECTOR static void low_rank_gradient_a_avx2(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1,
+                                            long r) {
+    if (r % 8 != 0) {
+        low_rank_gradient_a_portable(da, dh, x, rows, C, c0, c1, r);
+        return;
+    }
+    long c = c0;
+    for (; c + 8 <= c1; c += 8) {
+        for (long kb = 0; kb < r; kb += 8) {
+            float *d0 = da + kb * C + c;
+            __m256 g0 = _mm256_loadu_ps(d0), g1 = _mm256_loadu_ps(d0 + C), g2 = _mm256_loadu_ps(d0 + 2 * C);
+            __m256 g3 = _mm256_loadu_ps(d0 + 3 * C), g4 = _mm256_loadu_ps(d0 + 4 * C), g5 = _mm256_loadu_ps(d0 + 5 * C);
+            __m256 g6 = _mm256_loadu_ps(d0 + 6 * C), g7 = _mm256_loadu_ps(d0 + 7 * C);
+            for (long n = 0; n < rows; n++) {
+                __m256 xv = _mm256_loadu_ps(x + n * C + c);
+                const float *e = dh + n * r + kb;
+                g0 = _mm256_fmadd_ps(_mm256_broadcast_ss(e), xv, g0);
+                g1 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 1), xv, g1);
+                g2 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 2), xv, g2);
+                g3 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 3), xv, g3);
+                g4 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 4), xv, g4);
+                g5 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 5), xv, g5);
+                g6 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 6), xv, g6);
+                g7 = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 7), xv, g7);
+            }
+            _mm256_storeu_ps(d0, g0); _mm256_storeu_ps(d0 + C, g1); _mm256_storeu_ps(d0 + 2 * C, g2);
+            _mm256_storeu_ps(d0 + 3 * C, g3); _mm256_storeu_ps(d0 + 4 * C, g4); _mm256_storeu_ps(d0 + 5 * C, g5);
+            _mm256_storeu_ps(d0 + 6 * C, g6); _mm256_storeu_ps(d0 + 7 * C, g7);
+        }
+    }
+    for (; c < c1; c++) {
+        for (long k = 0; k < r; k++) {
+            float g = da[k * C + c];
+            for (long n = 0; n < rows; n++) g = fmaf(dh[n * r + k], x[n * C + c], g);
+            da[k * C + c] = g;
+        }
+    }
+}
+
 static int forcePortable = 0;
 
 int gpt2kit_training_kernels_vectorized(void) {
@@ -558,3 +776,21 @@ void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, l
 }
 
 void gpt2kit_training_kernels_force_portable(int on) { __atomic_store_n(&forcePortable, on ? 1 : 0, __ATOMIC_RELAXED); }
+
+void gpt2kit_low_rank_expand(float *out, const float *bias, const float *h, const float *bt, long rows, long OC, long r,
+                             float scale, int accumulate) {
+    DISPATCH(low_rank_expand, out, bias, h, bt, rows, OC, r, scale, accumulate);
+}
+
+void gpt2kit_low_rank_backward_columns(float *dh, float *db, const float *dout, long ldd, const float *b, const float *h,
+                                       long rows, long o0, long o1, long r, float scale) {
+    DISPATCH(low_rank_backward_columns, dh, db, dout, ldd, b, h, rows, o0, o1, r, scale);
+}
+
+void gpt2kit_low_rank_project(float *h, const float *x, const float *a, long rows, long C, long r) {
+    DISPATCH(low_rank_project, h, x, a, rows, C, r);
+}
+
+void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1, long r) {
+    DISPATCH(low_rank_gradient_a, da, dh, x, rows, C, c0, c1, r);
+}

@@ -251,16 +251,18 @@ public final class GPT2Model {
         }
     }
 
-    /// Adds the adapter's update of module `kind` in block `layer` to `out` (the base projection's output of `inp`).
-    /// With `inferenceScratch` (N·r floats, decoding) nothing is kept for backward and there is no dropout.
+    /// Adds the adapter's update of module `kind` in block `layer` to `out` (the base projection's output of `inp`),
+    /// or with `.initialize(bias:)` writes bias + update for the base product to accumulate onto. With
+    /// `inferenceScratch` (N·r floats, decoding) nothing is kept for backward and there is no dropout.
     private func adapterForward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
-                                out: UnsafeMutableBufferPointer<Float>, N: Int, inferenceScratch: UnsafeMutableBufferPointer<Float>?) {
+                                out: UnsafeMutableBufferPointer<Float>, N: Int, inferenceScratch: UnsafeMutableBufferPointer<Float>?,
+                                output: LowRankAdapter.Output = .accumulate) {
         guard let adapter, let m = adapter.module(layer: layer, kind) else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
         let A = adapter.storage.buffer
         if let h = inferenceScratch {
             LowRankAdapter.forward(out: out, h: h, inp: inp, a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
-                                   N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+                                   N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale, output: output)
             return
         }
         guard let W = adapterActs else { return }
@@ -274,12 +276,19 @@ public final class GPT2Model {
         }
         LowRankAdapter.forward(out: out, h: W.slice(index * N * r, N * r), inp: x,
                                a: UnsafeBufferPointer(rebasing: A[m.a]), b: UnsafeBufferPointer(rebasing: A[m.b]),
-                               N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
+                               N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale, output: output)
     }
 
-    /// Backward of `adapterForward`: accumulates the adapter's gradients and its share of `dinp`.
+    /// Whether block `layer`'s projection `kind` has an adapter that trains (keeps its activations).
+    private func hasTrainingAdapter(_ layer: Int, _ kind: LoRAModuleKind) -> Bool {
+        adapterActs != nil && adapter?.module(layer: layer, kind) != nil
+    }
+
+    /// Backward of `adapterForward`: accumulates the adapter's gradients, and adds its share to `dinp` — or writes
+    /// `dinp` with it (`initializeDinp`, no adapter dropout: the base product's share then accumulates onto it).
     private func adapterBackward(_ layer: Int, _ kind: LoRAModuleKind, inp: UnsafeBufferPointer<Float>,
-                                 dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>?, N: Int) {
+                                 dout: UnsafeBufferPointer<Float>, dinp: UnsafeMutableBufferPointer<Float>?, N: Int,
+                                 initializeDinp: Bool = false) {
         guard let adapter, let m = adapter.module(layer: layer, kind), let W = adapterActs else { return }
         let r = adapter.configuration.rank, C = m.inputFeatures, OC = m.outputFeatures
         let index = m.index
@@ -292,12 +301,12 @@ public final class GPT2Model {
             let wide = max(config.embeddingSize, config.feedForwardSize)
             let dropped = W.slice((M + 1) * N * r, N * C), ddropped = W.slice((M + 1) * N * r + N * wide, N * C)
             Dropout.forward(out: dropped, inp: inp, N: N * C, p: p, seed: adapterSeed(layer, kind))
-            if dinp != nil { ddropped.update(repeating: 0) }
-            LowRankAdapter.backward(dinp: dinp == nil ? nil : ddropped, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: dropped.readOnly, h: h,
+            precondition(!initializeDinp, "an adapter with dropout adds its input gradient after the base product's")
+            LowRankAdapter.backward(dinp: dinp == nil ? nil : ddropped, initializeDinp: true, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: dropped.readOnly, h: h,
                                     a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
             if let dinp { Dropout.backward(dinp: dinp, dout: ddropped.readOnly, N: N * C, p: p, seed: adapterSeed(layer, kind)) }
         } else {
-            LowRankAdapter.backward(dinp: dinp, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: inp, h: h,
+            LowRankAdapter.backward(dinp: dinp, initializeDinp: initializeDinp, da: UnsafeMutableBufferPointer(rebasing: G[m.a]), db: UnsafeMutableBufferPointer(rebasing: G[m.b]), dh: dh, dout: dout, inp: inp, h: h,
                                     a: a, b: b, N: N, C: C, OC: OC, r: r, scale: adapter.configuration.scale)
         }
     }
@@ -520,10 +529,21 @@ public final class GPT2Model {
                 MatMul.forwardFewRows(out: out, inp: inp, weight: w(weight), bias: w(bias), N: N, C: C, OC: OC)
             }
         }
+        // The projection with its adapter's update: in training the update is written first, with the bias, and the
+        // base product accumulates onto it (one pass over the output); decoding adds the update afterwards.
+        func project(_ kind: LoRAModuleKind, _ weight: GPT2ParameterLayout.LayerTensor, _ bias: GPT2ParameterLayout.LayerTensor,
+                     out: UnsafeMutableBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, C: Int, OC: Int) {
+            if encoded == nil, adapterScratch == nil, hasTrainingAdapter(l, kind) {
+                adapterForward(l, kind, inp: inp, out: out, N: N, inferenceScratch: nil, output: .initialize(bias: w(bias)))
+                MatMul.forward(out: out, inp: inp, weight: w(weight), bias: nil, N: N, C: C, OC: OC, accumulate: true)
+            } else {
+                project(weight, bias, out: out, inp: inp, C: C, OC: OC)
+                adapterForward(l, kind, inp: inp, out: out, N: N, inferenceScratch: adapterScratch)
+            }
+        }
         LayerNorm.forward(out: x.normalized, mean: x.ln1Mean, rstd: x.ln1Rstd, inp: input,
                           weight: w(.ln1Weight), bias: w(.ln1Bias), N: N, C: C, eps: eps)
-        project(.attnWeight, .attnBias, out: x.qkv, inp: x.normalized.readOnly, C: C, OC: 3 * C)
-        adapterForward(l, .attention, inp: x.normalized.readOnly, out: x.qkv, N: N, inferenceScratch: adapterScratch)
+        project(.attention, .attnWeight, .attnBias, out: x.qkv, inp: x.normalized.readOnly, C: C, OC: 3 * C)
         switch attention {
         case let .full(statistics, keyMask, scratch, dropout):
             Attention.forward(out: x.atty, statistics: statistics, qkv: x.qkv.readOnly, keyMask: keyMask, scratch: scratch,
@@ -532,17 +552,14 @@ public final class GPT2Model {
             CachedAttention.forward(out: x.atty, qkv: x.qkv.readOnly, keyCache: keys, valueCache: values, keyMask: keyMask, scratch: scratch,
                                     B: B, T: T, C: C, NH: NH, maxT: capacity, position: position, scale: attentionScale(layer: l))
         }
-        project(.attnProjWeight, .attnProjBias, out: x.projected, inp: x.atty.readOnly, C: C, OC: C)
-        adapterForward(l, .attentionProjection, inp: x.atty.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
+        project(.attentionProjection, .attnProjWeight, .attnProjBias, out: x.projected, inp: x.atty.readOnly, C: C, OC: C)
         if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(2)) }
         Residual.forward(out: x.residual2, a: input, b: x.projected.readOnly, N: N * C)
         LayerNorm.forward(out: x.normalized, mean: x.ln2Mean, rstd: x.ln2Rstd, inp: x.residual2.readOnly,
                           weight: w(.ln2Weight), bias: w(.ln2Bias), N: N, C: C, eps: eps)
-        project(.fcWeight, .fcBias, out: x.fch, inp: x.normalized.readOnly, C: C, OC: F)
-        adapterForward(l, .feedForward, inp: x.normalized.readOnly, out: x.fch, N: N, inferenceScratch: adapterScratch)
+        project(.feedForward, .fcWeight, .fcBias, out: x.fch, inp: x.normalized.readOnly, C: C, OC: F)
         activation.forward(out: x.activated, inp: x.fch.readOnly, N: N * F)
-        project(.fcProjWeight, .fcProjBias, out: x.projected, inp: x.activated.readOnly, C: F, OC: C)
-        adapterForward(l, .feedForwardProjection, inp: x.activated.readOnly, out: x.projected, N: N, inferenceScratch: adapterScratch)
+        project(.feedForwardProjection, .fcProjWeight, .fcProjBias, out: x.projected, inp: x.activated.readOnly, C: F, OC: C)
         if pResid > 0 { Dropout.forward(out: x.projected, inp: x.projected.readOnly, N: N * C, p: pResid, seed: site(3)) }
         Residual.forward(out: x.residual3, a: x.residual2.readOnly, b: x.projected.readOnly, N: N * C)
     }
@@ -573,6 +590,17 @@ public final class GPT2Model {
         func w(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(P.view(layer: l, x)) }
         func dw(_ x: GPT2ParameterLayout.GlobalTensor) -> UnsafeMutableBufferPointer<Float>? { globalGradients[x.rawValue].map { D[$0] } }
         func dw(_ l: Int, _ x: GPT2ParameterLayout.LayerTensor) -> UnsafeMutableBufferPointer<Float>? { layerGradients[l][x.rawValue].map { D[$0] } }
+        // A projection's backward with its adapter's; dinp is overwritten. Without adapter dropout the adapter writes
+        // its share of dinp first and the base product accumulates onto it; with it, the other way round.
+        func projectionBackward(_ l: Int, _ kind: LoRAModuleKind, _ weight: GPT2ParameterLayout.LayerTensor,
+                                _ bias: GPT2ParameterLayout.LayerTensor, dinp: UnsafeMutableBufferPointer<Float>?,
+                                dout: UnsafeBufferPointer<Float>, inp: UnsafeBufferPointer<Float>, C: Int, OC: Int) {
+            let adapterFirst = dinp != nil && hasTrainingAdapter(l, kind) && dropoutP(adapter?.configuration.dropout ?? 0) == 0
+            if adapterFirst { adapterBackward(l, kind, inp: inp, dout: dout, dinp: dinp, N: N, initializeDinp: true) }
+            MatMul.backward(dinp: dinp, dweight: dw(l, weight), dbias: dw(l, bias), dout: dout, inp: inp, weight: w(l, weight),
+                            N: N, C: C, OC: OC, accumulate: adapterFirst)
+            if !adapterFirst { adapterBackward(l, kind, inp: inp, dout: dout, dinp: dinp, N: N) }
+        }
         guard targetCount > 0 else { return }
 
         let pEmbd = dropoutP(config.embeddingDropout), pResid = dropoutP(config.residualDropout), pAttn = dropoutP(config.attentionDropout)
@@ -612,9 +640,8 @@ public final class GPT2Model {
             let fchAct = G[tb.range(.dfch)]
             activation.forward(out: fchAct, inp: a(l, .fch), N: N * F)
             let dfchAct = overwritten(.dfchAct) // (N, F)
-            MatMul.backward(dinp: dfchAct, dweight: dw(l, .fcProjWeight), dbias: dw(l, .fcProjBias), dout: dproj,
-                            inp: fchAct.readOnly, weight: w(l, .fcProjWeight), N: N, C: F, OC: C, accumulate: false)
-            adapterBackward(l, .feedForwardProjection, inp: fchAct.readOnly, dout: dproj, dinp: dfchAct, N: N)
+            projectionBackward(l, .feedForwardProjection, .fcProjWeight, .fcProjBias, dinp: dfchAct, dout: dproj,
+                               inp: fchAct.readOnly, C: F, OC: C)
             let dfch = zeroed(.dfch) // (N, F)
             activation.backward(dinp: dfch, inp: a(l, .fch), dout: dfchAct.readOnly, N: N * F)
             // ln2's output, recomputed into dtemp (free: dproj is no longer read).
@@ -622,9 +649,7 @@ public final class GPT2Model {
             LayerNorm.recompute(out: ln2, inp: a(l, .residual2), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd),
                                 weight: w(l, .ln2Weight), bias: w(l, .ln2Bias), N: N, C: C)
             let dln = overwritten(.dln) // (N, C)
-            MatMul.backward(dinp: dln, dweight: dw(l, .fcWeight), dbias: dw(l, .fcBias), dout: dfch.readOnly,
-                            inp: ln2.readOnly, weight: w(l, .fcWeight), N: N, C: C, OC: F, accumulate: false)
-            adapterBackward(l, .feedForward, inp: ln2.readOnly, dout: dfch.readOnly, dinp: dln, N: N)
+            projectionBackward(l, .feedForward, .fcWeight, .fcBias, dinp: dln, dout: dfch.readOnly, inp: ln2.readOnly, C: C, OC: F)
             LayerNorm.backward(dinp: dres, dweight: dw(l, .ln2Weight), dbias: dw(l, .ln2Bias), dout: dln.readOnly,
                                inp: a(l, .residual2), weight: w(l, .ln2Weight), mean: a(l, .ln2Mean), rstd: a(l, .ln2Rstd), N: N, C: C)
             // attention: residual2 = residual + dropout(atty · Wproj + b)
@@ -635,9 +660,8 @@ public final class GPT2Model {
                 dproj = t.readOnly
             }
             let datty = overwritten(.datty) // (N, C)
-            MatMul.backward(dinp: datty, dweight: dw(l, .attnProjWeight), dbias: dw(l, .attnProjBias), dout: dproj,
-                            inp: a(l, .atty), weight: w(l, .attnProjWeight), N: N, C: C, OC: C, accumulate: false)
-            adapterBackward(l, .attentionProjection, inp: a(l, .atty), dout: dproj, dinp: datty, N: N)
+            projectionBackward(l, .attentionProjection, .attnProjWeight, .attnProjBias, dinp: datty, dout: dproj,
+                               inp: a(l, .atty), C: C, OC: C)
             let dqkv = zeroed(.dqkv) // (N, 3C)
             Attention.backward(dqkv: dqkv, dout: datty.readOnly, qkv: a(l, .qkv), statistics: a(l, .attStatistics), keyMask: mask, scratch: scratch,
                                B: B, T: T, C: C, NH: NH, scale: attentionScale(layer: l), dropout: pAttn, dropoutSeed: siteSeed(1 + 3 * l))
@@ -650,9 +674,7 @@ public final class GPT2Model {
             let belowIsTrained = l > lowestTrainedLayer || (l == 0 && (dw(.wte) != nil || dw(.wpe) != nil))
             let ln1Gradient = belowIsTrained || dw(l, .ln1Weight) != nil || dw(l, .ln1Bias) != nil
             let dln1: UnsafeMutableBufferPointer<Float>? = ln1Gradient ? overwritten(.dln) : nil
-            MatMul.backward(dinp: dln1, dweight: dw(l, .attnWeight), dbias: dw(l, .attnBias), dout: dqkv.readOnly,
-                            inp: ln1.readOnly, weight: w(l, .attnWeight), N: N, C: C, OC: 3 * C, accumulate: false)
-            adapterBackward(l, .attention, inp: ln1.readOnly, dout: dqkv.readOnly, dinp: dln1, N: N)
+            projectionBackward(l, .attention, .attnWeight, .attnBias, dinp: dln1, dout: dqkv.readOnly, inp: ln1.readOnly, C: C, OC: 3 * C)
             if let dln1 {
                 LayerNorm.backward(dinp: dres, dweight: dw(l, .ln1Weight), dbias: dw(l, .ln1Bias), dout: dln1.readOnly,
                                    inp: residual, weight: w(l, .ln1Weight), mean: a(l, .ln1Mean), rstd: a(l, .ln1Rstd), N: N, C: C)

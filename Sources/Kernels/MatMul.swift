@@ -10,22 +10,27 @@ public enum MatMul {
         case outputMajor
     }
 
-    /// out = inp·W + bias (bias optional). Overwrites `out`.
+    /// out = inp·W + bias (bias optional), overwriting `out`; with `accumulate`, out += inp·W + bias instead (a
+    /// LoRA update written first, say).
     public static func forward(
         out: UnsafeMutableBufferPointer<Float>, // (N, OC)
         inp: UnsafeBufferPointer<Float>,        // (N, C)
         weight: UnsafeBufferPointer<Float>,     // (C, OC) or (OC, C)
         bias: UnsafeBufferPointer<Float>?,      // (OC)
-        N: Int, C: Int, OC: Int, layout: WeightLayout = .inputMajor
+        N: Int, C: Int, OC: Int, layout: WeightLayout = .inputMajor, accumulate: Bool = false
     ) {
         requireCount(out, N * OC, "MatMul.forward out"); requireCount(inp, N * C, "MatMul.forward inp")
         requireCount(weight, C * OC, "MatMul.forward weight")
         let o = out.ptr
-        var beta: Float = 0
+        var beta: Float = accumulate ? 1 : 0
         if let bias {
             requireCount(bias, OC, "MatMul.forward bias")
             let bp = bias.ptr
-            for n in 0..<N { (o + n * OC).update(from: bp, count: OC) }
+            if accumulate {
+                for n in 0..<N { for j in 0..<OC { o[n * OC + j] += bp[j] } }
+            } else {
+                for n in 0..<N { (o + n * OC).update(from: bp, count: OC) }
+            }
             beta = 1
         }
         switch layout {

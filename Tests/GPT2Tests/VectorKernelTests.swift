@@ -3,7 +3,7 @@ import Kernels
 import Testing
 import TestSupport
 
-/// The C kernels behind GELU, LayerNorm, dropout and cross-entropy against double-precision formulas, at sizes
+/// The C kernels behind GELU, LayerNorm, dropout, cross-entropy and LoRA against double-precision formulas, at sizes
 /// that are not multiples of the vector width and large enough to be split over the cores: the vector bodies,
 /// their tails and the chunk boundaries all run. Each test runs the AVX2/FMA code (where the CPU has it) and the
 /// portable code (what a CPU without them, or an arm64 Mac, runs).
@@ -113,6 +113,57 @@ import TestSupport
                 let target = Int(targets.buffer[n])
                 let expected = 0.5 * (exp(row[i] - ref) - (i == target ? 1 : 0))
                 expectClose(Double(grad[n * V + i]), expected, rtol: 1e-5, atol: 1e-9, "dlogits[\(n),\(i)]")
+            }
+        }
+    } }
+
+    /// LoRA's products (`LowRankAdapter`, the C kernels behind it) against double sums: forward adding to the output
+    /// and writing it with and without a bias; backward adding to dinp and writing it. Ranks a multiple of the vector
+    /// width and not (the vector code's fallback), row counts split over the cores with a four-row tail, widths
+    /// with vector tails.
+    @Test(arguments: [(70, 40, 45, 8, false), (70, 37, 45, 5, false), (9, 24, 70, 16, false), (130, 13, 8, 8, false),
+                      (70, 40, 45, 8, true), (70, 37, 45, 5, true)])
+    func lowRankAdapterAgainstDouble(N: Int, C: Int, OC: Int, r: Int, portable: Bool) { withPath(portable: portable) {
+        var rng = TestRNG(UInt64(N * 1000 + C + r))
+        let x = rng.array(N * C), a = rng.array(r * C), b = rng.array(OC * r), dout = rng.array(N * OC), bias = rng.array(OC)
+        let out0 = rng.array(N * OC), dinp0 = rng.array(N * C), da0 = rng.array(r * C), db0 = rng.array(OC * r)
+        let scale: Float = 1.75
+        func double(_ v: [Float]) -> [Double] { v.map(Double.init) }
+        // Reference: h = x·Aᵀ, u = s·h·Bᵀ, dh = s·dout·B, dA = dhᵀ·x, dB = s·doutᵀ·h, dinp = dh·A.
+        var h = [Double](repeating: 0, count: N * r), dh = h
+        for n in 0..<N { for k in 0..<r { for c in 0..<C { h[n * r + k] += Double(x[n * C + c]) * Double(a[k * C + c]) } } }
+        for n in 0..<N { for k in 0..<r { for o in 0..<OC { dh[n * r + k] += Double(scale) * Double(dout[n * OC + o]) * Double(b[o * r + k]) } } }
+        var u = [Double](repeating: 0, count: N * OC), dB = double(db0), dA = double(da0), dX = [Double](repeating: 0, count: N * C)
+        for n in 0..<N { for o in 0..<OC { for k in 0..<r { u[n * OC + o] += Double(scale) * h[n * r + k] * Double(b[o * r + k]) } } }
+        for o in 0..<OC { for k in 0..<r { for n in 0..<N { dB[o * r + k] += Double(scale) * Double(dout[n * OC + o]) * h[n * r + k] } } }
+        for k in 0..<r { for c in 0..<C { for n in 0..<N { dA[k * C + c] += dh[n * r + k] * Double(x[n * C + c]) } } }
+        for n in 0..<N { for c in 0..<C { for k in 0..<r { dX[n * C + c] += dh[n * r + k] * Double(a[k * C + c]) } } }
+        func check(_ got: [Float], _ want: [Double], _ what: String) {
+            #expect(got.count == want.count)
+            for i in got.indices { expectClose(Double(got[i]), want[i], rtol: 1e-5, atol: 2e-5, "\(what)[\(i)]") }
+        }
+        let xb = owned(x), ab = owned(a), bb = owned(b), doutb = owned(dout), biasb = owned(bias), hb = FloatBuffer(count: N * r)
+        withExtendedLifetime((xb, ab, bb, doutb, biasb)) {
+            for output in ["accumulate", "bias", "zero"] {
+                let out = owned(out0)
+                let mode: LowRankAdapter.Output = output == "accumulate" ? .accumulate
+                    : .initialize(bias: output == "bias" ? biasb.buffer.readOnly : nil)
+                LowRankAdapter.forward(out: out.buffer, h: hb.buffer, inp: xb.buffer.readOnly, a: ab.buffer.readOnly, b: bb.buffer.readOnly,
+                                       N: N, C: C, OC: OC, r: r, scale: scale, output: mode)
+                let start: [Double] = output == "accumulate" ? double(out0)
+                    : (0..<(N * OC)).map { output == "bias" ? Double(bias[$0 % OC]) : 0 }
+                check(out.toArray(), zip(start, u).map { $0 + $1 }, "out (\(output))")
+                check(hb.toArray(), h, "h")
+            }
+            for initialize in [false, true] {
+                let dinp = owned(dinp0), da = owned(da0), db = owned(db0), dhb = FloatBuffer(count: N * r)
+                LowRankAdapter.backward(dinp: dinp.buffer, initializeDinp: initialize, da: da.buffer, db: db.buffer, dh: dhb.buffer,
+                                        dout: doutb.buffer.readOnly, inp: xb.buffer.readOnly, h: hb.buffer.readOnly,
+                                        a: ab.buffer.readOnly, b: bb.buffer.readOnly, N: N, C: C, OC: OC, r: r, scale: scale)
+                check(dhb.toArray(), dh, "dh")
+                check(db.toArray(), dB, "dB")
+                check(da.toArray(), dA, "dA")
+                check(dinp.toArray(), initialize ? dX : zip(double(dinp0), dX).map { $0 + $1 }, "dinp (initialize \(initialize))")
             }
         }
     } }

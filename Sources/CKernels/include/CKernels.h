@@ -1,7 +1,7 @@
 #ifndef GPT2KIT_CKERNELS_H
 #define GPT2KIT_CKERNELS_H
 
-// Element-wise and row-wise training kernels (GELU, LayerNorm, dropout, softmax pieces): AVX2 + FMA code chosen at
+// Element-wise and row-wise training kernels (GELU, LayerNorm, dropout, softmax pieces, LoRA's thin products): AVX2 + FMA code chosen at
 // run time where the CPU has them, else portable C with the same formulas (equal up to rounding: no fused
 // multiply-adds, other summation lanes). Written in C because Swift has no per-function target attributes, and the
 // package is built for the baseline x86-64 (SSE2), which leaves these loops a quarter of the vector width.
@@ -57,6 +57,23 @@ uint32_t gpt2kit_dropout_bits(uint64_t seed, long index);
 /// Softmax backward of one attention row in place, for j < n: g[j] = d[j]·k[j] (k[j] = scale where kept[j] ≠ 0, else
 /// 0; all 1 when kept is NULL), then d[j] = p[j]·(g[j] − Σ_i p[i]·g[i]).
 void gpt2kit_softmax_backward_row(float *d, const float *p, const float *kept, long n, float scale);
+
+/// LoRA's expansion over `rows` rows: out[n, j] = init + Σ_k (scale·h[n, k])·bt[k, j] for j < OC, k < r in order,
+/// where init is out[n, j] itself when `accumulate` ≠ 0, else bias[j] (0 when bias is NULL). h is (rows, r), bt (r, OC).
+void gpt2kit_low_rank_expand(float *out, const float *bias, const float *h, const float *bt, long rows, long OC, long r,
+                             float scale, int accumulate);
+
+/// LoRA's two products that read dout (row stride ldd), over its columns o0 ≤ o < o1 and `rows` rows, in one pass:
+/// dh[n, k] += Σ_o dout[n, o]·b[o, k] (the columns in order) and db[o, k] += Σ_n (scale·dout[n, o])·h[n, k] (the
+/// rows in order). b and db are (OC, r), h and dh (rows, r).
+void gpt2kit_low_rank_backward_columns(float *dh, float *db, const float *dout, long ldd, const float *b, const float *h,
+                                       long rows, long o0, long o1, long r, float scale);
+
+/// LoRA's projection onto A: h[n, k] = Σ_c x[n, c]·a[k, c] for n < rows, k < r (x (rows, C), a (r, C)).
+void gpt2kit_low_rank_project(float *h, const float *x, const float *a, long rows, long C, long r);
+
+/// LoRA's gradient of A over the columns c0 ≤ c < c1: da[k, c] += Σ_n dh[n, k]·x[n, c] (the rows in order).
+void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1, long r);
 
 /// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
 int gpt2kit_training_kernels_vectorized(void);
