@@ -1,6 +1,7 @@
 #include "CKernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -794,3 +795,29 @@ void gpt2kit_low_rank_project(float *h, const float *x, const float *a, long row
 void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1, long r) {
     DISPATCH(low_rank_gradient_a, da, dh, x, rows, C, c0, c1, r);
 }
+
+// ---------------------------------------------------------------- OpenBLAS's idle threads
+
+#if defined(__linux__)
+#include <dlfcn.h>
+
+// After each call, OpenBLAS's worker threads spin in sched_yield for 2^28 cycles (~0.1 s) before they sleep, so
+// between BLAS calls — through every kernel above, which split their work over the cores with Dispatch — a spinning
+// worker holds the CPU that the kernel's second thread needs: measured with `perf sched`, that thread waited 1.5 ms
+// on average to start (0.06 ms when the workers sleep at once). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT (log2 of the
+// spin in cycles, 4–30) in its own constructor, before this one runs, so here — unless the user set the variable —
+// OpenBLAS re-reads its environment with the shortest spin and stops its workers, which it starts again at the next
+// call with the new setting. Before `main`, so no BLAS call is running; symbols looked up, so an OpenBLAS without
+// them (another build or version) is left as it is.
+__attribute__((constructor)) static void gpt2kit_openblas_thread_timeout(void) {
+    if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
+    void (*readEnvironment)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "openblas_read_env");
+    int (*threadTimeout)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_thread_timeout");
+    int (*stopWorkers)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (!readEnvironment || !threadTimeout || !stopWorkers) return;
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+    readEnvironment();
+    unsetenv("OPENBLAS_THREAD_TIMEOUT"); // child processes see the user's environment
+    if (threadTimeout() == 4) stopWorkers();
+}
+#endif
