@@ -809,7 +809,7 @@ void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, lon
 // OpenBLAS re-reads its environment with the shortest spin and stops its workers, which it starts again at the next
 // call with the new setting. Before `main`, so no BLAS call is running; symbols looked up, so an OpenBLAS without
 // them (another build or version) is left as it is.
-__attribute__((constructor)) static void gpt2kit_openblas_thread_timeout(void) {
+__attribute__((constructor)) static void gpt2kit_openblas_workers_sleep(void) {
     if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
     void (*readEnvironment)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "openblas_read_env");
     int (*threadTimeout)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_thread_timeout");
@@ -820,4 +820,11 @@ __attribute__((constructor)) static void gpt2kit_openblas_thread_timeout(void) {
     unsetenv("OPENBLAS_THREAD_TIMEOUT"); // child processes see the user's environment
     if (threadTimeout() == 4) stopWorkers();
 }
+
+int gpt2kit_openblas_thread_timeout(void) {
+    int (*threadTimeout)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_thread_timeout");
+    return threadTimeout ? threadTimeout() : -1;
+}
+#else
+int gpt2kit_openblas_thread_timeout(void) { return -1; }
 #endif

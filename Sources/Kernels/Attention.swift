@@ -208,6 +208,10 @@ public enum Attention {
 
 /// OpenBLAS's own thread count, narrowed while our workers call it side by side.
 package enum BLASThreads {
+    /// OpenBLAS's idle-spin setting (OPENBLAS_THREAD_TIMEOUT, log2 cycles; 0 its default), or −1 when the OpenBLAS
+    /// linked does not say. 4 unless the user set the variable (`CKernels` sets it before `main`).
+    package static var idleSpinLog2: Int { Int(gpt2kit_openblas_thread_timeout()) }
+
     /// Runs `body` with OpenBLAS using one thread per call (when `condition`), restoring its count after.
     package static func withOneThreadPerCall<R>(when condition: Bool, _ body: () -> R) -> R {
         guard condition else { return body() }

@@ -175,6 +175,15 @@ import TestSupport
         #expect(mask == "00011000000011111101110001100101")
     }
 
+    /// OpenBLAS's idle workers sleep at once unless the user chose otherwise (where the OpenBLAS linked reports the
+    /// setting), and the variable GPT2Kit sets for that is not left in the environment children inherit.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == nil, "the user's setting applies"),
+          .enabled(if: BLASThreads.idleSpinLog2 >= 0, "this OpenBLAS does not report the setting"))
+    func openBLASWorkersDoNotSpin() {
+        #expect(BLASThreads.idleSpinLog2 == 4)
+        #expect(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == nil)
+    }
+
     @Test func forcingThePortablePathTakesEffectAndIsUndone() {
         let cpuChoice = TrainingKernelPath.isVectorized
         withPath(portable: true) { #expect(!TrainingKernelPath.isVectorized) }

@@ -75,6 +75,11 @@ void gpt2kit_low_rank_project(float *h, const float *x, const float *a, long row
 /// LoRA's gradient of A over the columns c0 ≤ c < c1: da[k, c] += Σ_n dh[n, k]·x[n, c] (the rows in order).
 void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, long rows, long C, long c0, long c1, long r);
 
+/// OPENBLAS_THREAD_TIMEOUT as OpenBLAS uses it (log2 of its idle workers' spin in cycles; 0 for its default), or −1
+/// when the OpenBLAS linked does not say. Unless the user sets the variable, GPT2Kit has OpenBLAS use 4 (see
+/// CKernels.c: its workers' spin took the CPU from the kernels' own threads).
+int gpt2kit_openblas_thread_timeout(void);
+
 /// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
 int gpt2kit_training_kernels_vectorized(void);
 
