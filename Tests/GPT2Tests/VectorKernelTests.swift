@@ -9,10 +9,22 @@ import TestSupport
 /// portable code (what a CPU without them, or an arm64 Mac, runs).
 @Suite(.serialized) struct VectorKernelTests {
     /// Runs `body` on the portable kernels when `portable`, restoring the CPU's choice after.
-    func withPath(portable: Bool, _ body: () -> Void) {
+    func withPath(portable: Bool, _ body: () throws -> Void) rethrows {
         TrainingKernelPath.forcePortable(portable)
         defer { TrainingKernelPath.forcePortable(false) }
-        body()
+        try body()
+    }
+
+    /// The model end to end on the portable kernels (what an arm64 Mac or a CPU without AVX2/FMA runs; the other
+    /// model-level tests run this CPU's path): PEFT's loss and gradients and its 10-step AdamW trajectory for each
+    /// golden adapter, and a full fine-tuning trajectory against PyTorch's.
+    @Test(arguments: LoRATests.adapters) func goldensOnThePortablePath(adapter: String) throws {
+        try withPath(portable: true) {
+            #expect(!TrainingKernelPath.isVectorized)
+            try LoRATests().peftAdapterGivesPEFTsLossAndGradients(name: adapter)
+            try LoRATests().tenAdamWStepsFollowPEFTsTrajectory(name: adapter)
+            if adapter == LoRATests.adapters[0] { try FinetuneGoldenTests().trajectory(key: "finetune_wd_clip") }
+        }
     }
 
     @Test(arguments: [false, true]) func geluAtOddSizesAndOffsets(portable: Bool) { withPath(portable: portable) {
