@@ -94,7 +94,7 @@ public enum LowRankAdapter {
             if let di, n1 > n0 {
                 gpt2kit_low_rank_expand(di + n0 * C, nil, dhp + n0 * r, ap, n1 - n0, C, r, 1, initializeDinp ? 0 : 1)
             }
-            // Column bands of whole vectors, so a column's sum never depends on where a band starts.
+            // Column bands of whole 8-float groups (the vector code's unit); each column sums its rows in order either way.
             let bands = (C + 7) / 8
             let c0 = min(C, 8 * (bands * part / parts)), c1 = min(C, 8 * (bands * (part + 1) / parts))
             if c1 > c0 { gpt2kit_low_rank_gradient_a(dap, dhp, x, N, C, c0, c1, r) }
