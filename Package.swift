@@ -32,7 +32,8 @@ let package = Package(
         .target(name: "Tensors"),
         // SIMD kernels for decoding with f16 and Q8_0 weights (run-time CPU dispatch; see its header).
         .target(name: "CDecode", dependencies: ["CBLAS"]),
-        // SIMD element-wise training kernels (GELU, LayerNorm, dropout, softmax pieces), run-time CPU dispatch.
+        // SIMD training kernels (GELU, LayerNorm, dropout, softmax pieces, LoRA's thin products), run-time CPU dispatch;
+        // also has OpenBLAS's idle workers sleep at once (see CKernels.c).
         .target(name: "CKernels"),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS", "CDecode", "CKernels"]),
         // Linux calls Swift's Glibc module does not import (memfd_create, pipe2, closefrom for posix_spawn).

@@ -10,8 +10,8 @@ public enum MatMul {
         case outputMajor
     }
 
-    /// out = inp·W + bias (bias optional), overwriting `out`; with `accumulate`, out += inp·W + bias instead (a
-    /// LoRA update written first, say).
+    /// out = inp·W + bias (bias optional), overwriting `out`; with `accumulate`, out += inp·W instead (the caller
+    /// wrote what it adds to, bias included: a LoRA update, say).
     public static func forward(
         out: UnsafeMutableBufferPointer<Float>, // (N, OC)
         inp: UnsafeBufferPointer<Float>,        // (N, C)
@@ -22,15 +22,12 @@ public enum MatMul {
         requireCount(out, N * OC, "MatMul.forward out"); requireCount(inp, N * C, "MatMul.forward inp")
         requireCount(weight, C * OC, "MatMul.forward weight")
         let o = out.ptr
+        precondition(!accumulate || bias == nil, "MatMul.forward: accumulating onto out takes its bias from the caller")
         var beta: Float = accumulate ? 1 : 0
         if let bias {
             requireCount(bias, OC, "MatMul.forward bias")
             let bp = bias.ptr
-            if accumulate {
-                for n in 0..<N { for j in 0..<OC { o[n * OC + j] += bp[j] } }
-            } else {
-                for n in 0..<N { (o + n * OC).update(from: bp, count: OC) }
-            }
+            for n in 0..<N { (o + n * OC).update(from: bp, count: OC) }
             beta = 1
         }
         switch layout {
