@@ -35,6 +35,27 @@ def run(command, env):
     sys.exit(f"{' '.join(command)} printed no JSON line:\n{completed.stdout[-2000:]}")
 
 
+def host_line(blas_core):
+    """The CPU and the BLAS kernels, so figures from different machines can be told apart."""
+    model, family, flags = "unknown CPU", "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "cpu family":
+                    family = f" (family {value.strip()})"
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    model += family
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"host: {model}, {os.cpu_count()} cores, {vectors}; OpenBLAS kernels {blas_core}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -66,6 +87,8 @@ def main():
             row["baseline"] = run([args.baseline] + shape + lora, env)["median_ms"]
         ours_lora = run([args.binary] + shape + lora, env)
         ours_full = run([args.binary] + shape, env)
+        if r == 1:
+            print(host_line(ours_lora.get("blas_core", "unknown")), flush=True)
         row["lora"], row["full"] = ours_lora["median_ms"], ours_full["median_ms"]
         row["lora_rss"], row["full_rss"] = ours_lora["peak_rss_mb"], ours_full["peak_rss_mb"]
         if has_peft and r <= args.peft_rounds:

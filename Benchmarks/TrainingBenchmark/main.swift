@@ -112,10 +112,12 @@ func run(_ a: Arguments) throws {
         print("{\"implementation\": \"gpt2kit\", \"model\": \"\(a.preset.rawValue)\", \"lora_rank\": \(a.lora), \"trained_parameters\": \(model.gradients.count), \"batch\": \(a.batch), \"seq\": \(a.seq), \"steps\": \(a.steps), \"warmup\": \(a.warmup), "
               + "\"median_ms\": \(String(format: "%.2f", median(steps))), \"min_ms\": \(String(format: "%.2f", steps.min() ?? 0)), "
               + "\"peak_rss_mb\": \(String(format: "%.0f", rss)), \"first_loss\": \(String(format: "%.4f", losses.first ?? .nan)), "
-              + "\"phases_median_ms\": {\(phaseText)}}")
+              + "\"phases_median_ms\": {\(phaseText)}, \"blas_core\": \"\(BLASThreads.coreName ?? "unknown")\", "
+              + "\"kernel_path\": \"\(TrainingKernelPath.isVectorized ? "avx2" : "portable")\"}")
     } else {
         print("\(a.preset.rawValue)\(a.lora > 0 ? " LoRA r=\(a.lora)" : "") training step (\(model.gradients.count) trained floats), batch \(a.batch) × \(a.seq) tokens, \(a.steps) steps after \(a.warmup) warm-up")
-        print(String(format: "median %.1f ms/step (min %.1f), peak RSS %.0f MB, first loss %.4f", median(steps), steps.min() ?? 0, rss, losses.first ?? .nan))
+        print(String(format: "median %.1f ms/step (min %.1f), peak RSS %.0f MB, first loss %.4f", median(steps), steps.min() ?? 0, rss, losses.first ?? .nan)
+              + " (OpenBLAS kernels: \(BLASThreads.coreName ?? "unknown"))")
         for name in order { print(String(format: "  %-9@ %8.1f ms", name, median(phases[name] ?? [0]))) }
     }
 }

@@ -821,10 +821,16 @@ __attribute__((constructor)) static void gpt2kit_openblas_workers_sleep(void) {
     if (threadTimeout() == 4) stopWorkers();
 }
 
+const char *gpt2kit_openblas_core_name(void) {
+    char *(*coreName)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    return coreName ? coreName() : NULL;
+}
+
 int gpt2kit_openblas_thread_timeout(void) {
     int (*threadTimeout)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_thread_timeout");
     return threadTimeout ? threadTimeout() : -1;
 }
 #else
 int gpt2kit_openblas_thread_timeout(void) { return -1; }
+const char *gpt2kit_openblas_core_name(void) { return NULL; }
 #endif

@@ -212,6 +212,9 @@ package enum BLASThreads {
     /// linked does not say. 4 unless the user set the variable (`CKernels` sets it before `main`).
     package static var idleSpinLog2: Int { Int(gpt2kit_openblas_thread_timeout()) }
 
+    /// The CPU kernels OpenBLAS runs ("Haswell", "SkylakeX", "Cooperlake", …), or nil when it does not say.
+    package static var coreName: String? { gpt2kit_openblas_core_name().map { String(cString: $0) } }
+
     /// Runs `body` with OpenBLAS using one thread per call (when `condition`), restoring its count after.
     package static func withOneThreadPerCall<R>(when condition: Bool, _ body: () -> R) -> R {
         guard condition else { return body() }

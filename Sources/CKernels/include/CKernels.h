@@ -80,6 +80,10 @@ void gpt2kit_low_rank_gradient_a(float *da, const float *dh, const float *x, lon
 /// CKernels.c: its workers' spin took the CPU from the kernels' own threads).
 int gpt2kit_openblas_thread_timeout(void);
 
+/// The CPU kernels OpenBLAS chose ("Haswell", "SkylakeX", "Cooperlake", …; OPENBLAS_CORETYPE overrides it), or NULL
+/// when the BLAS linked does not say. Benchmarks report it: the same machine runs at different speeds with each.
+const char *gpt2kit_openblas_core_name(void);
+
 /// Whether the AVX2/FMA kernels run on this CPU (else the portable ones).
 int gpt2kit_training_kernels_vectorized(void);
 
