@@ -178,14 +178,17 @@ static void low_rank_backward_columns_portable(float *dh, float *db, const float
     }
 }
 
+// Each dot product in eight interleaved running sums (fused multiply-adds) added pairwise, the AVX2 code's order: the
+// same bits, and more accurate than one running sum — h's rounding is amplified by the adapter's scale (rsLoRA's
+// 16/√8 made one running sum miss PEFT's float64 gradients by 2–3 times PEFT's own float32 error).
 static void low_rank_project_portable(float *h, const float *x, const float *a, long rows, long C, long r) {
     for (long n = 0; n < rows; n++) {
         const float *xn = x + n * C;
         for (long k = 0; k < r; k++) {
             const float *ak = a + k * C;
-            float acc = 0;
-            for (long c = 0; c < C; c++) acc += xn[c] * ak[c];
-            h[n * r + k] = acc;
+            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (long c = 0; c < C; c++) lane[c & 7] = fmaf(xn[c], ak[c], lane[c & 7]);
+            h[n * r + k] = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         }
     }
 }
