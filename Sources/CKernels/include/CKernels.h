@@ -2,8 +2,8 @@
 #define GPT2KIT_CKERNELS_H
 
 // Element-wise and row-wise training kernels (GELU, LayerNorm, dropout, softmax pieces, LoRA's thin products): AVX2 + FMA code chosen at
-// run time where the CPU has them, else portable C with the same formulas (equal up to rounding: no fused
-// multiply-adds, other summation lanes). Written in C because Swift has no per-function target attributes, and the
+// run time where the CPU has them, else portable C with the same formulas (equal up to rounding: mostly no fused
+// multiply-adds, other summation lanes; LoRA's projection gives the same bits on both). Written in C because Swift has no per-function target attributes, and the
 // package is built for the baseline x86-64 (SSE2), which leaves these loops a quarter of the vector width.
 // Every function works on the range it is given and keeps a fixed order of operations inside it, so a caller that
 // splits work into fixed chunks gets the same floats on every run.
@@ -69,7 +69,9 @@ void gpt2kit_low_rank_expand(float *out, const float *bias, const float *h, cons
 void gpt2kit_low_rank_backward_columns(float *dh, float *db, const float *dout, long ldd, const float *b, const float *h,
                                        long rows, long o0, long o1, long r, float scale);
 
-/// LoRA's projection onto A: h[n, k] = Σ_c x[n, c]·a[k, c] for n < rows, k < r (x (rows, C), a (r, C)).
+/// LoRA's projection onto A: h[n, k] = Σ_c x[n, c]·a[k, c] for n < rows, k < r (x (rows, C), a (r, C)), each sum in
+/// eight interleaved lanes of fused multiply-adds added pairwise on every path (the same bits portable and AVX2):
+/// the adapter's scale amplifies h's rounding.
 void gpt2kit_low_rank_project(float *h, const float *x, const float *a, long rows, long C, long r);
 
 /// LoRA's gradient of A over the columns c0 ≤ c < c1: da[k, c] += Σ_n dh[n, k]·x[n, c] (the rows in order).
