@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Issue 9's speed aims, measured the only way this kind of machine allows: interleaved rounds.
 
-Each round runs, back to back, GPT2Kit's LoRA step, GPT2Kit's full fine-tuning step and (where `peft` is
-installed) PEFT + PyTorch's LoRA step, all at the same shape, then prints every round and the medians of the
+Each round runs, back to back, GPT2Kit's LoRA step and GPT2Kit's full fine-tuning step (odd rounds LoRA first, even
+rounds full first) and (where `peft` is installed) PEFT + PyTorch's LoRA step, all at the same shape, then prints every round and the medians of the
 per-round ratios (LoRA ÷ our full step, LoRA ÷ PEFT). A shared VM's speed drifts 10–15 % over minutes, so only
 ratios within a round mean anything; the median over rounds is the figure to report.
 
@@ -85,8 +85,13 @@ def main():
         row = {"round": r}
         if args.baseline:
             row["baseline"] = run([args.baseline] + shape + lora, env)["median_ms"]
-        ours_lora = run([args.binary] + shape + lora, env)
-        ours_full = run([args.binary] + shape, env)
+        # Alternate which step runs first, so a drift in the VM's speed within a round favours neither.
+        if r % 2 == 1:
+            ours_lora = run([args.binary] + shape + lora, env)
+            ours_full = run([args.binary] + shape, env)
+        else:
+            ours_full = run([args.binary] + shape, env)
+            ours_lora = run([args.binary] + shape + lora, env)
         if r == 1:
             print(host_line(ours_lora.get("blas_core", "unknown")), flush=True)
         row["lora"], row["full"] = ours_lora["median_ms"], ours_full["median_ms"]

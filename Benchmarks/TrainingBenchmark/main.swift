@@ -4,6 +4,9 @@
 //     swift build -c release --product training-benchmark
 //     .build/release/training-benchmark --batch 4 --seq 64 --steps 5 --warmup 1 [--json]
 //     .build/release/training-benchmark --batch 4 --seq 128 --lora 8 [--preset gpt2-xl]   # LoRA on c_attn, c_proj, c_fc
+//     .build/release/training-benchmark --batch 4 --seq 128 --lora 8 --paired --steps 20 --json
+//         # one process, a LoRA model and a full one, their steps alternating: each LoRA step's time ÷ the next full
+//         # step's, so a drift in the machine's speed (a shared VM's drifts 10–15 % over minutes) reaches both alike
 import Foundation
 import GPT2
 import Kernels
@@ -13,7 +16,7 @@ import Training
 
 struct Arguments {
     var batch = 1, seq = 9, steps = 5, warmup = 1, seed: UInt64 = 0, lora = 0
-    var json = false, kernels = false
+    var json = false, kernels = false, paired = false
     var preset = GPT2Config.Preset.gpt2
 
     static func parse(_ args: [String]) -> Result<Arguments, BenchmarkError> {
@@ -23,6 +26,7 @@ struct Arguments {
             let flag = args[i]
             if flag == "--json" { a.json = true; i += 1; continue }
             if flag == "--kernels" { a.kernels = true; i += 1; continue }
+            if flag == "--paired" { a.paired = true; i += 1; continue }
             if flag == "--preset", i + 1 < args.count, let p = GPT2Config.Preset(rawValue: args[i + 1]) { a.preset = p; i += 2; continue }
             guard i + 1 < args.count, let n = Int(args[i + 1]), n >= 0 else { return .failure(.usage("missing or bad value for \(flag)")) }
             switch flag {
@@ -37,6 +41,7 @@ struct Arguments {
             i += 2
         }
         guard a.batch > 0, a.seq > 1, a.steps > 0 else { return .failure(.usage("batch ≥ 1, seq ≥ 2 and steps ≥ 1 required")) }
+        if a.paired, a.lora == 0 { return .failure(.usage("--paired compares a LoRA step with a full one: give --lora R")) }
         return .success(a)
     }
 }
@@ -45,7 +50,7 @@ enum BenchmarkError: Error, CustomStringConvertible {
     case usage(String)
     var description: String {
         switch self {
-        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--lora R] [--preset gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--json] [--kernels]"
+        case let .usage(m): return "\(m)\nusage: training-benchmark --batch B --seq T --steps N --warmup W [--seed S] [--lora R] [--preset gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--paired] [--json] [--kernels]"
         }
     }
 }
@@ -63,33 +68,50 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-func run(_ a: Arguments) throws {
-    let config = GPT2Config(preset: a.preset)
-    let parameters = GPT2Parameters(config: config, seed: 42)
-    var adapter: LoRAAdapter?
-    if a.lora > 0 {
-        adapter = try LoRAAdapter(configuration: LoRAConfiguration(rank: a.lora, alpha: Double(2 * a.lora), targetModules: ["c_attn", "c_proj", "c_fc"]),
-                                  modelConfig: config)
-        adapter?.initialize(seed: 1)
-    }
-    let model = try GPT2Model(parameters: parameters, trainable: adapter == nil ? nil : .none(parameters.layout), adapter: adapter)
-    let optimizer = AdamW(parameterCount: model.gradients.count, options: .init(learningRate: 1e-4, weightDecay: 0.01))
-    var state = a.seed &+ 1
-    func nextToken() -> TokenID {
-        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return TokenID(truncatingIfNeeded: (state >> 33) % UInt64(config.vocabularySize))
-    }
-    let N = a.batch * a.seq
+/// One model, its optimizer and a token stream: `step` runs one timed training step.
+final class TrainingSession {
+    let model: GPT2Model
+    let optimizer: AdamW
+    let arguments: Arguments
+    let vocabularySize: Int
+    private var state: UInt64
+    private var stepIndex = 0
     var phases: [String: [Double]] = [:]
     var steps: [Double] = []
     var losses: [Double] = []
-    for step in 0..<(a.warmup + a.steps) {
+
+    /// A model with random weights; `lora` > 0 freezes it and trains a rank-`lora` adapter on c_attn, c_proj, c_fc.
+    init(_ a: Arguments, lora: Int) throws {
+        let config = GPT2Config(preset: a.preset)
+        let parameters = GPT2Parameters(config: config, seed: 42)
+        var adapter: LoRAAdapter?
+        if lora > 0 {
+            adapter = try LoRAAdapter(configuration: LoRAConfiguration(rank: lora, alpha: Double(2 * lora), targetModules: ["c_attn", "c_proj", "c_fc"]),
+                                      modelConfig: config)
+            adapter?.initialize(seed: 1)
+        }
+        model = try GPT2Model(parameters: parameters, trainable: adapter == nil ? nil : .none(parameters.layout), adapter: adapter)
+        optimizer = AdamW(parameterCount: model.gradients.count, options: .init(learningRate: 1e-4, weightDecay: 0.01))
+        arguments = a
+        vocabularySize = config.vocabularySize
+        state = a.seed &+ 1
+    }
+
+    private func nextToken() -> TokenID {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return TokenID(truncatingIfNeeded: (state >> 33) % UInt64(vocabularySize))
+    }
+
+    /// Runs one step; returns its milliseconds, or nil when the loss is not finite. Steps after the warm-up are recorded.
+    func step() throws -> Double? {
+        let a = arguments, N = a.batch * a.seq, step = stepIndex
+        stepIndex += 1
         let ids = (0..<N).map { _ in nextToken() }
         let t0 = now()
         model.zeroGradients()
         let t1 = now()
         guard let loss = try model.forward(inputIDs: ids, batchSize: a.batch, sequenceLength: a.seq, labels: ids,
-                                           training: true, dropoutSeed: UInt64(step), computeAllLogits: false, lossScale: 1) else { return }
+                                           training: true, dropoutSeed: UInt64(step), computeAllLogits: false, lossScale: 1) else { return nil }
         let t2 = now()
         model.backward()
         let t3 = now()
@@ -98,13 +120,20 @@ func run(_ a: Arguments) throws {
         let t4 = now()
         optimizer.step(parameterSegments: model.trainableSegments, gradients: UnsafeBufferPointer(grads))
         let t5 = now()
-        guard step >= a.warmup else { continue }
+        guard step >= a.warmup else { return t5 - t0 }
         steps.append(t5 - t0)
         losses.append(Double(loss))
         for (name, ms) in [("zero", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2), ("clip", t4 - t3), ("adamw", t5 - t4)] {
             phases[name, default: []].append(ms)
         }
+        return t5 - t0
     }
+}
+
+func run(_ a: Arguments) throws {
+    let session = try TrainingSession(a, lora: a.lora)
+    for _ in 0..<(a.warmup + a.steps) { guard try session.step() != nil else { return } }
+    let model = session.model, steps = session.steps, losses = session.losses, phases = session.phases
     let rss = peakRSSMegabytes()
     let order = ["zero", "forward", "backward", "clip", "adamw"]
     if a.json {
@@ -119,6 +148,33 @@ func run(_ a: Arguments) throws {
         print(String(format: "median %.1f ms/step (min %.1f), peak RSS %.0f MB, first loss %.4f", median(steps), steps.min() ?? 0, rss, losses.first ?? .nan)
               + " (OpenBLAS kernels: \(BLASThreads.coreName ?? "unknown"))")
         for name in order { print(String(format: "  %-9@ %8.1f ms", name, median(phases[name] ?? [0]))) }
+    }
+}
+
+
+/// `--paired`: a LoRA model and a full one in this process, their steps alternating (LoRA first in odd pairs, full
+/// first in even ones); prints each model's median and the median of the per-pair ratios.
+func runPaired(_ a: Arguments) throws {
+    let lora = try TrainingSession(a, lora: a.lora), full = try TrainingSession(a, lora: 0)
+    var ratios: [Double] = []
+    for pair in 0..<(a.warmup + a.steps) {
+        var l: Double?, f: Double?
+        if pair % 2 == 0 { l = try lora.step(); f = try full.step() } else { f = try full.step(); l = try lora.step() }
+        guard let l, let f else { return }
+        if pair >= a.warmup { ratios.append(l / f) }
+    }
+    let lm = median(lora.steps), fm = median(full.steps), rm = median(ratios)
+    let rss = peakRSSMegabytes()
+    if a.json {
+        print("{\"implementation\": \"gpt2kit\", \"model\": \"\(a.preset.rawValue)\", \"paired\": true, \"lora_rank\": \(a.lora), \"batch\": \(a.batch), \"seq\": \(a.seq), \"steps\": \(a.steps), \"warmup\": \(a.warmup), "
+              + "\"lora_median_ms\": \(String(format: "%.2f", lm)), \"full_median_ms\": \(String(format: "%.2f", fm)), "
+              + "\"lora_over_full_median\": \(String(format: "%.4f", rm)), \"lora_over_full_min\": \(String(format: "%.4f", ratios.min() ?? .nan)), "
+              + "\"lora_over_full_max\": \(String(format: "%.4f", ratios.max() ?? .nan)), \"peak_rss_mb_both\": \(String(format: "%.0f", rss)), "
+              + "\"blas_core\": \"\(BLASThreads.coreName ?? "unknown")\", \"kernel_path\": \"\(TrainingKernelPath.isVectorized ? "avx2" : "portable")\"}")
+    } else {
+        print("\(a.preset.rawValue) LoRA r=\(a.lora) and full training steps alternating, batch \(a.batch) × \(a.seq) tokens, \(a.steps) pairs after \(a.warmup) warm-up")
+        print(String(format: "LoRA median %.1f ms, full median %.1f ms; LoRA ÷ full per pair: median %.3f (%.3f–%.3f)", lm, fm, rm,
+                     ratios.min() ?? .nan, ratios.max() ?? .nan) + " (OpenBLAS kernels: \(BLASThreads.coreName ?? "unknown"))")
     }
 }
 
@@ -232,7 +288,7 @@ case let .failure(e):
     exit(2)
 case let .success(a):
     if a.kernels { profileKernels(a); exit(0) }
-    do { try run(a) } catch {
+    do { try a.paired ? runPaired(a) : run(a) } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         exit(1)
     }
