@@ -1,5 +1,6 @@
 import CBLAS
 import CKernels
+import Synchronization
 
 /// Causal multi-head self-attention on a packed q|k|v buffer, with an optional key padding mask and
 /// attention-probability dropout, in memory linear in T.
@@ -215,13 +216,34 @@ package enum BLASThreads {
     /// The CPU kernels OpenBLAS runs ("Haswell", "SkylakeX", "Cooperlake", …), or nil when it does not say.
     package static var coreName: String? { gpt2kit_openblas_core_name().map { String(cString: $0) } }
 
-    /// Runs `body` with OpenBLAS using one thread per call (when `condition`), restoring its count after.
+    /// How many callers are inside `withOneThreadPerCall`, and the count to restore when the last one leaves.
+    private static let narrowing = Mutex<(depth: Int, restore: Int32)>((0, 0))
+
+    /// Runs `body` with OpenBLAS using one thread per call (when `condition`), restoring its count after. OpenBLAS's
+    /// count is process-wide, so callers on several threads (two models running attention at once) share one
+    /// narrowing: the first one in sets it, the last one out restores it.
     package static func withOneThreadPerCall<R>(when condition: Bool, _ body: () -> R) -> R {
         guard condition else { return body() }
-        let threads = openblas_get_num_threads()
-        guard threads > 1 else { return body() }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(threads) }
+        let narrowed = narrowing.withLock { state -> Bool in
+            if state.depth == 0 {
+                let threads = openblas_get_num_threads()
+                guard threads > 1 else { return false }
+                state.restore = threads
+                openblas_set_num_threads(1)
+            }
+            state.depth += 1
+            return true
+        }
+        guard narrowed else { return body() }
+        defer {
+            narrowing.withLock { state in
+                state.depth -= 1
+                if state.depth == 0 { openblas_set_num_threads(state.restore) }
+            }
+        }
         return body()
     }
+
+    /// OpenBLAS's current thread count (tests).
+    package static var count: Int { Int(openblas_get_num_threads()) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Synchronization
 import Testing
 import TestSupport
 
@@ -194,6 +195,39 @@ import TestSupport
     func openBLASWorkersDoNotSpin() {
         #expect(BLASThreads.idleSpinLog2 == 4)
         #expect(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == nil)
+    }
+
+    /// Attention narrows OpenBLAS to one thread per call while its heads run side by side. OpenBLAS's count is
+    /// process-wide, so with two callers at once (two models on two threads) the first one out must not restore it
+    /// while the other is still inside, and the last one out restores what was there before.
+    @Test(.enabled(if: BLASThreads.count > 1, "OpenBLAS runs one thread here"))
+    func narrowingOpenBLASThreadsHoldsUntilTheLastCallerLeaves() {
+        let before = BLASThreads.count
+        let firstInside = DispatchSemaphore(value: 0), secondInside = DispatchSemaphore(value: 0)
+        let firstLeft = DispatchSemaphore(value: 0)
+        let seenBySecond = Mutex(-1)
+        let done = DispatchSemaphore(value: 0)
+        // Threads of their own: each blocks inside the narrowing until the other gets there.
+        Thread {
+            BLASThreads.withOneThreadPerCall(when: true) {
+                firstInside.signal()
+                secondInside.wait()
+            }
+            firstLeft.signal()
+            done.signal()
+        }.start()
+        Thread {
+            firstInside.wait()
+            BLASThreads.withOneThreadPerCall(when: true) {
+                secondInside.signal()
+                firstLeft.wait()
+                seenBySecond.withLock { $0 = BLASThreads.count }
+            }
+            done.signal()
+        }.start()
+        done.wait(); done.wait()
+        #expect(seenBySecond.withLock { $0 } == 1)
+        #expect(BLASThreads.count == before)
     }
 
     @Test func forcingThePortablePathTakesEffectAndIsUndone() {
