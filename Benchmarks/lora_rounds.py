@@ -2,8 +2,8 @@
 """Issue 9's speed aims, measured the only way this kind of machine allows: interleaved rounds.
 
 Each round runs, back to back, GPT2Kit's LoRA step and GPT2Kit's full fine-tuning step (odd rounds LoRA first, even
-rounds full first) and (where `peft` is installed) PEFT + PyTorch's LoRA step, all at the same shape, then prints every round and the medians of the
-per-round ratios (LoRA ÷ our full step, LoRA ÷ PEFT). A shared VM's speed drifts 10–15 % over minutes, so only
+rounds full first) and (where `peft` is installed) PEFT + PyTorch's LoRA step, all at the same shape, then prints
+every round and the medians of the per-round ratios (LoRA ÷ our full step, LoRA ÷ PEFT). A shared VM's speed drifts 10–15 % over minutes, so only
 ratios within a round mean anything; the median over rounds is the figure to report.
 
     swift build -c release --product training-benchmark

@@ -151,7 +151,6 @@ func run(_ a: Arguments) throws {
     }
 }
 
-
 /// `--paired`: a LoRA model and a full one in this process, their steps alternating (LoRA first in odd pairs, full
 /// first in even ones); prints each model's median and the median of the per-pair ratios.
 func runPaired(_ a: Arguments) throws {
